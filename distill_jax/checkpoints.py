@@ -1,0 +1,57 @@
+"""Orbax checkpoints keyed by configuration, so finished work is reused and runs resume.
+
+A run's directory is ``<workdir>/<kind>/<config_key(config)>``: the same configuration maps to
+the same directory on every machine, so a trained teacher is reused by the next experiment that
+needs it and an interrupted student run restarts from its last saved epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def config_key(config: Any) -> str:
+  """A short stable hash of a JSON-able configuration (dicts are key-sorted)."""
+  text = json.dumps(config, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+  """Saves and restores ``(state pytree, JSON metadata)`` per epoch in one directory."""
+
+  def __init__(self, directory: str, config: Any | None = None, max_to_keep: int = 1):
+    self.directory = os.path.abspath(directory)
+    os.makedirs(self.directory, exist_ok=True)
+    if config is not None:  # for humans: what this directory holds
+      with open(os.path.join(self.directory, "config.json"), "w") as f:
+        json.dump(config, f, indent=1, sort_keys=True, default=str)
+    self._manager = ocp.CheckpointManager(
+        os.path.join(self.directory, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "meta"))
+
+  def latest_epoch(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, epoch: int, state: Any, meta: dict) -> None:
+    self._manager.save(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+  def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
+    """Restores the state with ``like``'s structure, dtypes and shardings."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    restored = self._manager.restore(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return restored.state, restored.meta
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

@@ -1,0 +1,264 @@
+"""One distillation experiment, end to end: data → teacher → soft targets → students → report.
+
+``run_experiment(config, workdir, data_dir=..., tfds_dir=...)`` is what ``experiments/distill.py``
+calls. The flow:
+
+1. Load the source set (Big, Test) and the target set (Small, Test) as arrays.
+2. Teacher ``f`` fit on φ(source Big) — or reused from ``<workdir>/teachers/<key>`` when a
+   teacher with the same configuration was trained before.
+3. Soft targets of the Small set, per arm: ``f(φ(x))`` (``teacher_phi``) and ``f(x)``
+   (``teacher``); precomputed once when φ is deterministic, drawn per batch when it is not.
+4. Students: per arm, all seeds × λ × T in one vmapped program; each arm resumes from
+   ``<workdir>/students/<key>`` if interrupted.
+5. ``results.json``, ``results.md`` and figures in ``workdir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from distill_jax import data as data_lib
+from distill_jax import losses
+from distill_jax import maps
+from distill_jax import models
+from distill_jax import parallel
+from distill_jax import report
+from distill_jax import train
+from distill_jax.checkpoints import Checkpointer, config_key
+
+ARMS = ("no_teacher", "teacher", "teacher_phi")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad value and the fix, before any work starts."""
+  maps.get_map(config.mapping, **_map_options(config))  # unknown mapping / bad options
+  for name in (config.source_dataset, config.target_dataset):
+    if name not in data_lib.DATASETS:
+      raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(data_lib.DATASETS)}.")
+  if not config.lams or not config.temperatures:
+    raise ValueError("lams and temperatures need at least one value each.")
+  for lam in config.lams:
+    losses.check_lam_temperature(float(lam), 1.0)
+  for temperature in config.temperatures:
+    losses.check_lam_temperature(0.0, float(temperature))
+  if config.seeds < 1:
+    raise ValueError(f"seeds must be >= 1, got {config.seeds}.")
+  for part in ("teacher", "student"):
+    c = config[part]
+    if c.model not in models.MODEL_NAMES:
+      raise ValueError(f"unknown {part} model {c.model!r}; choose one of "
+                       f"{', '.join(models.MODEL_NAMES)}.")
+    if c.epochs < 1 or c.batch_size < 1 or not c.learning_rate > 0:
+      raise ValueError(f"{part}: epochs and batch_size must be >= 1 and learning_rate > 0; "
+                       f"got {c.epochs}, {c.batch_size}, {c.learning_rate}.")
+
+
+def _map_options(config) -> dict:
+  options = config.maps.get(config.mapping, {})
+  return dict(options.to_dict() if hasattr(options, "to_dict") else options)
+
+
+def _take(split: tuple[np.ndarray, np.ndarray], limit: int | None):
+  images, labels = split
+  return (images, labels) if limit is None else (images[:limit], labels[:limit])
+
+
+def _build_model(part_config):
+  return models.get_model(part_config.model, hidden=part_config.hidden)
+
+
+def _init_fn(model, input_shape):
+  return lambda key: model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+
+
+def _apply_deterministic(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
+  """φ on a whole array, in chunks (a fixed key for a stochastic φ)."""
+  fn = jax.jit(phi.fn)
+  chunks = [np.asarray(fn(jnp.asarray(images[i:i + 2000]), jax.random.fold_in(key, i)))
+            for i in range(0, len(images), 2000)]
+  return np.concatenate(chunks)
+
+
+def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
+  """Trains (or reloads) the teacher on φ(Big); reports its test metrics on φ(Test)."""
+  tc = config.teacher
+  teacher = _build_model(tc)
+  images, labels = big
+  source_shape = phi.output_shape(images.shape[1:])
+  mapped_test = _apply_deterministic(phi, test[0], jax.random.key(10_000 + tc.seed))
+
+  def loss_fn(params, batch, key, hparams, context):
+    source_images = phi(batch["image"], key)
+    return jnp.mean(losses.cross_entropy(teacher.apply(params, source_images), batch["label"]))
+
+  key_config = {"what": "teacher", "dataset": config.source_dataset, "mapping": config.mapping,
+                "map_options": _map_options(config), "teacher": tc.to_dict(),
+                "num_train": len(labels), "num_test": len(test[1])}
+  checkpointer = Checkpointer(
+      os.path.join(workdir, "teachers", config_key(key_config)), key_config)
+  reused = checkpointer.latest_epoch() == tc.epochs
+  logging.info("teacher: %s %s on φ(%s Big), %d examples%s", tc.model, tuple(tc.hidden),
+               config.source_dataset, len(labels), " (reusing checkpoint)" if reused else "")
+
+  def on_epoch(epoch, metrics):
+    logging.info("teacher epoch %d/%d: train loss %.4f, test accuracy on φ(test) %.4f",
+                 epoch, tc.epochs, metrics["train_loss"][0], metrics["test_accuracy"][0])
+
+  result = train.fit(
+      name="teacher", init_fn=_init_fn(teacher, source_shape), loss_fn=loss_fn,
+      apply_fn=teacher.apply, train_data={"image": images, "label": labels},
+      test_images=mapped_test, test_labels=test[1],
+      run_keys=jax.random.key(tc.seed)[None], hparams={}, epochs=tc.epochs,
+      batch_size=tc.batch_size, learning_rate=tc.learning_rate, mesh=mesh,
+      eval_batch_size=config.eval_batch_size, checkpointer=checkpointer, checkpoint_every=1,
+      on_epoch=on_epoch)
+  checkpointer.close()
+  params = jax.tree.map(lambda leaf: leaf[0], result.params)
+  info = {"model": tc.model, "hidden": list(tc.hidden), "trained_on": f"phi({config.source_dataset} Big)",
+          "test_accuracy_on_phi_test": float(result.history["test_accuracy"][0, -1]),
+          "test_cross_entropy_on_phi_test": float(result.history["test_cross_entropy"][0, -1]),
+          "reused_checkpoint": bool(reused), "train_seconds": result.seconds,
+          "checkpoint": checkpointer.directory}
+  return (teacher, params), info
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One way of teaching the students: which soft targets, if any."""
+  name: str
+  uses_teacher: bool
+  through_phi: bool
+
+
+def arms_for(phi: maps.Map, image_shape: tuple[int, ...]) -> list[Arm]:
+  """``no_teacher`` and ``teacher_phi`` always; ``teacher`` when f accepts x as it is.
+
+  ``teacher`` is left out for the identity map (it would equal ``teacher_phi``) and when φ
+  changes the image shape (the teacher cannot read unmapped images).
+  """
+  arms = [Arm("no_teacher", False, False)]
+  if phi.name != "identity" and tuple(phi.output_shape(image_shape)) == tuple(image_shape):
+    arms.append(Arm("teacher", True, False))
+  arms.append(Arm("teacher_phi", True, True))
+  return arms
+
+
+def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, teacher_key):
+  """All seeds × λ × T of one arm, trained together; returns per-run history and grid."""
+  sc = config.student
+  student = _build_model(sc)
+  teacher_model, teacher_params = teacher
+  images, labels = small
+  seeds = [config.seed_offset + s for s in range(config.seeds)]
+  if arm.uses_teacher:
+    grid = list(itertools.product(config.lams, config.temperatures, seeds))
+  else:  # λ = 0: T plays no role
+    grid = [(0.0, 1.0, seed) for seed in seeds]
+  lam, temperature, seed = (np.asarray(v) for v in zip(*grid))
+  train_data = {"image": images, "label": labels}
+  online_phi = arm.through_phi and phi.stochastic
+  if arm.uses_teacher and not online_phi:  # soft targets computed once for all epochs/runs
+    teacher_inputs = _apply_deterministic(phi, images, jax.random.key(0)) if arm.through_phi else images
+    train_data["teacher_logits"] = train.predict(teacher_model.apply, teacher_params,
+                                                 teacher_inputs, mesh)
+  t_squared = bool(config.t_squared)
+
+  def loss_fn(params, batch, key, hparams, context):
+    student_logits = student.apply(params, batch["image"])
+    if not arm.uses_teacher:
+      return losses.distillation_loss(student_logits, None, batch["label"], lam=0)
+    if online_phi:  # fresh φ(x) for every batch
+      teacher_logits = teacher_model.apply(context, phi(batch["image"], key))
+    else:
+      teacher_logits = batch["teacher_logits"]
+    return losses.distillation_loss(student_logits, teacher_logits, batch["label"],
+                                    lam=hparams["lam"], temperature=hparams["temperature"],
+                                    t_squared=t_squared)
+
+  key_config = {"what": "students", "arm": arm.name, "dataset": config.target_dataset,
+                "mapping": config.mapping, "map_options": _map_options(config),
+                "student": sc.to_dict(), "grid": [list(map(float, g)) for g in grid],
+                "t_squared": t_squared, "teacher": teacher_key if arm.uses_teacher else None,
+                "num_train": len(labels), "num_test": len(test[1])}
+  checkpointer = Checkpointer(os.path.join(workdir, "students", config_key(key_config)),
+                              key_config)
+  started = time.perf_counter()
+
+  def on_epoch(epoch, metrics):
+    if epoch % 10 == 0 or epoch == sc.epochs or epoch == 1:
+      logging.info("%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
+                   arm.name, epoch, sc.epochs, metrics["test_accuracy"].mean(),
+                   metrics["test_accuracy"].std(), metrics["test_cross_entropy"].mean(),
+                   len(grid), time.perf_counter() - started)
+
+  result = train.fit(
+      name=f"students[{arm.name}]", init_fn=_init_fn(student, images.shape[1:]),
+      loss_fn=loss_fn, apply_fn=student.apply, train_data=train_data,
+      test_images=test[0], test_labels=test[1],
+      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
+      hparams={"lam": lam, "temperature": temperature},
+      context=teacher_params if online_phi else None, epochs=sc.epochs,
+      batch_size=sc.batch_size, learning_rate=sc.learning_rate, mesh=mesh,
+      eval_batch_size=config.eval_batch_size, checkpointer=checkpointer,
+      checkpoint_every=config.checkpoint_every, on_epoch=on_epoch)
+  checkpointer.close()
+  return grid, result
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None,
+                   tfds_dir: str) -> dict:
+  """Runs the whole experiment and writes its results into ``workdir``; returns the results."""
+  validate_config(config)
+  started = time.perf_counter()
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh(config.num_devices)
+  phi = maps.get_map(config.mapping, **_map_options(config))
+  logging.info("experiment: mapping=%s on %d %s device(s); workdir %s", phi.name,
+               mesh.devices.size, jax.devices()[0].platform, os.path.abspath(workdir))
+
+  load = lambda name, splits: data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir,
+                                                   splits=splits)
+  if config.source_dataset == config.target_dataset:
+    source = target = load(config.source_dataset, ("big", "small", "test"))
+  else:
+    source = load(config.source_dataset, ("big", "test"))
+    target = load(config.target_dataset, ("small", "test"))
+  big = _take(source["big"], config.data.max_big)
+  source_test = _take(source["test"], config.data.max_test)
+  small = _take(target["small"], config.data.max_small)
+  test = _take(target["test"], config.data.max_test)
+  data_seconds = time.perf_counter() - started
+
+  teacher, teacher_info = fit_teacher(config, phi, big, source_test, mesh, workdir)
+  teacher_key = os.path.basename(teacher_info["checkpoint"])
+
+  arm_results = {}
+  for arm in arms_for(phi, small[0].shape[1:]):
+    grid, result = fit_students(config, arm, phi, teacher, small, test, mesh, workdir,
+                                teacher_key)
+    arm_results.update(report.group_runs(arm.name, grid, result.history, result.seconds))
+
+  results = {
+      "experiment": f"{config.source_dataset} -> {config.target_dataset} through phi = {phi.name}",
+      "config": config.to_dict(),
+      "teacher": teacher_info,
+      "arms": arm_results,
+      "num_examples": {"big": len(big[1]), "small": len(small[1]), "test": len(test[1])},
+      "devices": [str(d) for d in mesh.devices.flat],
+      "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
+  }
+  report.write(results, workdir)
+  logging.info("experiment done in %.1fs: %s", results["seconds"]["total"],
+               os.path.join(workdir, "results.md"))
+  return results

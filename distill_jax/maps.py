@@ -1,0 +1,115 @@
+"""The maps φ: X_t → X_s that carry a target-domain image into the teacher's source domain.
+
+Every map is a pure function ``phi(images, key) -> images`` on a batch of NHWC float images.
+Deterministic maps ignore ``key``; stochastic ones (``noise``) draw fresh randomness from it,
+so the caller decides when randomness is new (per batch while training).
+
+Registered maps (``get_map(name, **options)``):
+
+* ``identity``: φ(x) = x.
+* ``noise``: φ(x) = x + ε, ε ~ N(0, σ² I), σ² = ``variance`` (0.1 by default).
+* ``conv``: the fixed 3×3 kernel [[1,0,1],[0,1,0],[1,0,1]] with dilation 2 (effective 5×5) and
+  VALID padding: 28×28 → 24×24 (576 features).
+
+New maps (the VAE and style transfer) register themselves with :func:`register_map`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ImageFn = Callable[[jax.Array, jax.Array | None], jax.Array]
+
+DILATED_KERNEL = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Map:
+  """A map φ with what the trainer needs to know about it.
+
+  Attributes:
+    name: registry name.
+    fn: pure ``(images [N,H,W,C], key) -> images``.
+    stochastic: whether φ draws randomness (then soft targets cannot be precomputed).
+    output_shape: function from an input image shape ``(H, W, C)`` to the output shape.
+  """
+  name: str
+  fn: ImageFn
+  stochastic: bool
+  output_shape: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda shape: tuple(shape)
+
+  def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    if images.ndim != 4:
+      raise ValueError(f"map {self.name!r} expects NHWC images [N, H, W, C], got shape "
+                       f"{images.shape}.")
+    if self.stochastic and key is None:
+      raise ValueError(f"map {self.name!r} is stochastic: pass a PRNG key.")
+    return self.fn(images, key)
+
+
+def identity_map() -> Map:
+  return Map("identity", lambda images, key: images, stochastic=False)
+
+
+def noise_map(variance: float = 0.1) -> Map:
+  """φ(x) = x + ε with ε ~ N(0, variance·I), fresh for every key."""
+  if not variance >= 0:
+    raise ValueError(f"noise variance must be >= 0, got {variance}.")
+  std = float(np.sqrt(variance))
+
+  def add_noise(images, key):
+    return images + std * jax.random.normal(key, images.shape, images.dtype)
+
+  return Map("noise", add_noise, stochastic=True)
+
+
+def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> Map:
+  """φ(x) = x ⋆ k, one fixed kernel per channel, dilated, VALID padding."""
+  kernel = np.asarray(kernel, np.float32)
+  kh, kw = kernel.shape
+  eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+
+  def convolve(images, key):
+    channels = images.shape[-1]
+    # HWIO with feature_group_count=C: the same kernel on each channel separately.
+    rhs = jnp.tile(jnp.asarray(kernel, images.dtype)[:, :, None, None], (1, 1, 1, channels))
+    return jax.lax.conv_general_dilated(
+        images, rhs, window_strides=(1, 1), padding="VALID",
+        rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=channels)
+
+  def output_shape(shape):
+    h, w, c = shape
+    return (h - eff_h + 1, w - eff_w + 1, c)
+
+  return Map("conv", convolve, stochastic=False, output_shape=output_shape)
+
+
+_REGISTRY: dict[str, Callable[..., Map]] = {
+    "identity": identity_map,
+    "noise": noise_map,
+    "conv": dilated_conv_map,
+}
+
+
+def register_map(name: str, factory: Callable[..., Map]) -> None:
+  """Adds a map factory to the registry under ``name`` (error if the name is taken)."""
+  if name in _REGISTRY:
+    raise ValueError(f"map {name!r} is already registered.")
+  _REGISTRY[name] = factory
+
+
+def map_names() -> tuple[str, ...]:
+  return tuple(sorted(_REGISTRY))
+
+
+def get_map(name: str, **options) -> Map:
+  """Builds the registered map ``name`` with its options (e.g. ``variance`` for noise)."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown mapping {name!r}; choose one of {', '.join(map_names())}.")
+  return _REGISTRY[name](**options)

@@ -1,0 +1,56 @@
+"""Data parallelism: a 1-D device mesh, batch-sharded inputs and replicated parameters.
+
+Every training step runs under ``jax.jit``; its batch is constrained to be split along the
+mesh axis ``"data"`` and everything else (parameters, optimizer state) is replicated, so XLA
+inserts the gradient all-reduce. With one device all of this is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed() -> None:
+  """Calls ``jax.distributed.initialize()`` when launched as one process of several.
+
+  Detected from the usual environment (``JAX_COORDINATOR_ADDRESS``, or a cluster that JAX
+  auto-detects such as SLURM with ``JAX_NUM_PROCESSES``). On one host nothing happens.
+  """
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"):
+    jax.distributed.initialize()
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+  """A mesh over the first ``num_devices`` devices (all of them when None or 0)."""
+  devices = jax.devices()
+  if num_devices:
+    if num_devices > len(devices):
+      raise ValueError(f"num_devices={num_devices} but only {len(devices)} devices are "
+                       f"visible ({devices[0].platform}); pass num_devices <= {len(devices)} "
+                       "or 0 for all.")
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh, batch_dim: int = 0) -> NamedSharding:
+  """Splits dimension ``batch_dim`` across the mesh, replicates the others."""
+  return NamedSharding(mesh, P(*([None] * batch_dim), DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
+  """Raises a clear error when a batch cannot be split evenly across the mesh."""
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(f"{what} batch size {batch_size} is not divisible by the {n} devices of "
+                     f"the mesh; choose a multiple of {n} or set num_devices to a divisor of "
+                     f"{batch_size}.")

@@ -1,0 +1,90 @@
+"""Results of an experiment: ``results.json``, a Markdown table and accuracy / cross-entropy plots.
+
+Per arm (and per λ, T when a grid is run) the JSON holds every seed's per-epoch
+``test_accuracy`` and ``test_cross_entropy`` and the final-epoch mean and standard deviation over
+seeds. Figures show the mean over seeds per epoch with a ±1 std band.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+CURVES = ("test_accuracy", "test_cross_entropy")
+
+
+def group_runs(arm: str, grid: list[tuple[float, float, int]], history: dict[str, np.ndarray],
+               seconds: float) -> dict[str, dict]:
+  """Splits one arm's runs ``(λ, T, seed)`` into entries per (λ, T), keyed by a label."""
+  settings = sorted({(lam, temperature) for lam, temperature, _ in grid})
+  groups = {}
+  for lam, temperature in settings:
+    rows = [i for i, (l, t, _) in enumerate(grid) if (l, t) == (lam, temperature)]
+    label = arm if len(settings) == 1 else f"{arm}[lam={lam:g},T={temperature:g}]"
+    entry = {"arm": arm, "lam": float(lam), "temperature": float(temperature),
+             "seeds": [int(grid[i][2]) for i in rows], "train_seconds": seconds, "final": {}}
+    for metric in ("train_loss", *CURVES):
+      values = np.asarray(history[metric])[rows]
+      entry[metric] = values.tolist()
+      entry["final"][metric] = {"mean": float(values[:, -1].mean()),
+                                "std": float(values[:, -1].std())}
+    groups[label] = entry
+  return groups
+
+
+def markdown_table(results: dict) -> str:
+  arms = results["arms"]
+  baseline = arms.get("no_teacher")
+  lines = [f"# {results['experiment']}", "",
+           f"Teacher ({results['teacher']['model']}, trained on "
+           f"{results['teacher']['trained_on']}): test accuracy on φ(test) "
+           f"{results['teacher']['test_accuracy_on_phi_test']:.4f}.", "",
+           f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
+           f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "
+           "(mean ± std over seeds).", "",
+           "| arm | λ | T | test accuracy | test cross-entropy | Δ accuracy vs no_teacher |",
+           "|---|---|---|---|---|---|"]
+  for label, entry in arms.items():
+    acc, ce = entry["final"]["test_accuracy"], entry["final"]["test_cross_entropy"]
+    delta = (f"{acc['mean'] - baseline['final']['test_accuracy']['mean']:+.4f}"
+             if baseline is not None and label != "no_teacher" else "")
+    lines.append(f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | "
+                 f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} | "
+                 f"{delta} |")
+  lines += ["", f"Wall time: {results['seconds']['total']:.1f} s on "
+            f"{len(results['devices'])} device(s) ({results['devices'][0]}).", ""]
+  return "\n".join(lines)
+
+
+def plot_curves(results: dict, metric: str, path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for label, entry in results["arms"].items():
+    values = np.asarray(entry[metric])
+    epochs = np.arange(1, values.shape[1] + 1)
+    mean, std = values.mean(0), values.std(0)
+    (line,) = ax.plot(epochs, mean, label=f"{label} ({len(values)} seeds)")
+    ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(metric.replace("_", " "))
+  ax.set_title(results["experiment"], fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write(results: dict, workdir: str) -> None:
+  """Writes results.json, results.md, test_accuracy.png and test_cross_entropy.png."""
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown_table(results))
+  for metric in CURVES:
+    plot_curves(results, metric, os.path.join(workdir, f"{metric}.png"))

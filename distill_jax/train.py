@@ -1,0 +1,244 @@
+"""The one trainer: many runs (seeds × λ × T) of one model trained at once.
+
+Read top to bottom:
+
+1. ``init_states``: one parameter set per run, stacked on a leading run axis ``R``.
+2. ``make_epoch_fn``: one jitted program per epoch: every run shuffles its data with its own key,
+   ``lax.scan`` takes all its steps (each step: gather the batch, shard it over the mesh, loss,
+   gradient, Adam), then all runs are evaluated on the test set. Runs are ``vmap``-ed, so R seeds
+   and hyper-parameters cost one compilation and one dispatch per epoch.
+3. ``fit``: the epoch loop, with progress logs, a NaN guard and orbax checkpoints to resume from.
+
+A *task* is given by a pure ``loss_fn(params, batch, key, hparams, context) -> scalar`` on one
+run's batch (a dict of arrays gathered from ``train_data``; ``hparams`` are this run's
+hyper-parameters, ``context`` is shared by all runs, e.g. a teacher's parameters), and
+``apply_fn(params, images) -> logits`` for evaluation. The teacher and the students are both tasks of this trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh
+
+from distill_jax import losses
+from distill_jax import parallel
+from distill_jax.checkpoints import Checkpointer
+
+Params = Any
+Batch = Mapping[str, jax.Array]
+LossFn = Callable[[Params, Batch, jax.Array, Mapping[str, jax.Array], Any], jax.Array]
+ApplyFn = Callable[[Params, jax.Array], jax.Array]
+
+METRICS = ("train_loss", "test_accuracy", "test_cross_entropy")
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: Params
+  opt_state: optax.OptState
+
+
+@dataclasses.dataclass
+class FitResult:
+  """Trained parameters (leading axis = run) and per-run, per-epoch metrics ``[R, epochs]``."""
+  params: Params
+  history: dict[str, np.ndarray]
+  seconds: float
+
+
+def init_states(init_fn: Callable[[jax.Array], Params], tx: optax.GradientTransformation,
+                init_keys: jax.Array) -> TrainState:
+  """One ``TrainState`` per key, stacked along a leading run axis."""
+  params = jax.vmap(init_fn)(init_keys)
+  return TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
+
+
+def _pad_for_eval(images: np.ndarray, labels: np.ndarray, eval_batch_size: int):
+  """Pads the test set to whole chunks; returns chunked images, labels and a 0/1 weight."""
+  n = len(labels)
+  chunks = -(-n // eval_batch_size)
+  pad = chunks * eval_batch_size - n
+  weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+  shape = (chunks, eval_batch_size)
+  return (images.reshape(*shape, *images.shape[1:]), labels.reshape(shape),
+          weight.reshape(shape))
+
+
+def make_evaluate(apply_fn: ApplyFn, mesh: Mesh):
+  """``evaluate(params, chunked test set) -> (accuracy, mean cross-entropy)`` for one run."""
+  shard = parallel.batch_sharded(mesh)
+
+  def evaluate(params, test_images, test_labels, test_weight):
+    def chunk(totals, inputs):
+      images, labels, weight = jax.lax.with_sharding_constraint(inputs, shard)
+      logits = apply_fn(params, images)
+      correct = (jnp.argmax(logits, -1) == labels) * weight
+      ce = losses.cross_entropy(logits, labels) * weight
+      return (totals[0] + correct.sum(), totals[1] + ce.sum()), None
+
+    (correct, ce), _ = jax.lax.scan(chunk, (0.0, 0.0), (test_images, test_labels, test_weight))
+    count = test_weight.sum()
+    return correct / count, ce / count
+
+  return evaluate
+
+
+def make_epoch_fn(loss_fn: LossFn, apply_fn: ApplyFn, tx: optax.GradientTransformation, *,
+                  num_examples: int, batch_size: int, mesh: Mesh):
+  """The jitted ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test)``.
+
+  Every argument with a leading run axis (states, run_keys, hparams) is vmapped; ``train_data``,
+  ``context`` and the test set are shared by all runs. Returns the new states and per-run
+  ``(train_loss, test_accuracy, test_cross_entropy)``.
+  """
+  steps = num_examples // batch_size
+  shard = parallel.batch_sharded(mesh)
+  evaluate = make_evaluate(apply_fn, mesh)
+
+  def train_one_run(state, train_data, run_key, epoch, hparams, context):
+    perm_key, steps_key = jax.random.split(jax.random.fold_in(run_key, epoch))
+    order = jax.random.permutation(perm_key, num_examples)[:steps * batch_size]
+    batch_indices = order.reshape(steps, batch_size)
+
+    def step(state, inputs):
+      indices, step_key = inputs
+      batch = jax.lax.with_sharding_constraint(
+          {name: array[indices] for name, array in train_data.items()}, shard)
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+
+    state, step_losses = jax.lax.scan(
+        step, state, (batch_indices, jax.random.split(steps_key, steps)))
+    return state, step_losses.mean()
+
+  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
+    states, train_loss = jax.vmap(train_one_run, in_axes=(0, None, 0, None, 0, None))(
+        states, train_data, run_keys, epoch, hparams, context)
+    accuracy, cross_entropy = jax.vmap(evaluate, in_axes=(0, None, None, None))(
+        states.params, *test)
+    return states, (train_loss, accuracy, cross_entropy)
+
+  replicated = parallel.replicated(mesh)
+  return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def fit(*, name: str, init_fn: Callable[[jax.Array], Params], loss_fn: LossFn,
+        apply_fn: ApplyFn, train_data: Mapping[str, np.ndarray], test_images: np.ndarray,
+        test_labels: np.ndarray, run_keys: jax.Array, hparams: Mapping[str, np.ndarray],
+        context: Any = None,
+        epochs: int, batch_size: int, learning_rate: float, mesh: Mesh,
+        eval_batch_size: int = 1000, checkpointer: Checkpointer | None = None,
+        checkpoint_every: int = 10,
+        on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> FitResult:
+  """Trains ``R = len(run_keys)`` runs for ``epochs`` epochs with Adam; evaluates every epoch.
+
+  Args:
+    name: what is trained, for logs and errors.
+    init_fn: ``key -> params`` for one run.
+    loss_fn: ``(params, batch, key, hparams, context) -> scalar`` for one run's batch.
+    apply_fn: ``(params, images) -> logits`` used on the test set.
+    train_data: arrays with a common leading example axis (e.g. ``image``, ``label``).
+    test_images, test_labels: the evaluation set (already mapped if the model needs it).
+    run_keys: ``[R]`` PRNG keys; run r's init, shuffles and noise all derive from its key, so a
+      seed gives the same numbers whatever else is trained beside it.
+    hparams: per-run hyper-parameters, each an array with leading axis R (e.g. ``lam``).
+    context: a pytree shared by all runs and passed to ``loss_fn`` (e.g. teacher parameters).
+    epochs, batch_size, learning_rate: the optimization.
+    mesh: devices to split each batch over.
+    eval_batch_size: test chunk size (memory bound for big models).
+    checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
+      resumes from its latest checkpoint.
+    on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
+
+  Returns:
+    The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``METRICS``.
+  """
+  num_examples = len(next(iter(train_data.values())))
+  num_runs = len(run_keys)
+  if batch_size > num_examples:
+    raise ValueError(f"{name}: batch size {batch_size} exceeds the {num_examples} training "
+                     "examples; lower the batch size.")
+  parallel.check_batch_size(batch_size, mesh, f"{name} training")
+  parallel.check_batch_size(eval_batch_size, mesh, f"{name} evaluation")
+  for key, value in hparams.items():
+    if np.shape(value)[:1] != (num_runs,):
+      raise ValueError(f"{name}: hparams[{key!r}] must have one value per run ({num_runs}), "
+                       f"got shape {np.shape(value)}.")
+
+  tx = optax.adam(learning_rate)
+  replicated = parallel.replicated(mesh)
+  init_keys, train_keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
+  states = jax.device_put(init_states(init_fn, tx, init_keys), replicated)
+  put = lambda tree: jax.device_put(tree, replicated)
+  train_data, train_keys, context = put(dict(train_data)), put(train_keys), put(context)
+  hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
+  test = put(_pad_for_eval(np.asarray(test_images), np.asarray(test_labels, np.int32),
+                           eval_batch_size))
+  epoch_fn = make_epoch_fn(loss_fn, apply_fn, tx, num_examples=num_examples,
+                           batch_size=batch_size, mesh=mesh)
+
+  history = {metric: np.zeros((num_runs, epochs), np.float32) for metric in METRICS}
+  start_epoch = 0
+  if checkpointer is not None and checkpointer.latest_epoch() is not None:
+    start_epoch = checkpointer.latest_epoch()
+    states, meta = checkpointer.restore(start_epoch, states)
+    for metric in METRICS:
+      history[metric][:, :start_epoch] = np.asarray(meta["history"][metric])[:, :start_epoch]
+    logging.info("%s: resumed from epoch %d/%d (%s)", name, start_epoch, epochs,
+                 checkpointer.directory)
+
+  started = time.perf_counter()
+  for epoch in range(start_epoch, epochs):
+    states, metrics = epoch_fn(states, train_data, train_keys, epoch, hparams, context, test)
+    metrics = dict(zip(METRICS, jax.device_get(metrics)))
+    if not np.all(np.isfinite(metrics["train_loss"])):
+      bad = np.flatnonzero(~np.isfinite(metrics["train_loss"])).tolist()
+      kept = checkpointer.latest_epoch() if checkpointer is not None else None
+      raise FloatingPointError(
+          f"{name}: the training loss became NaN/inf at epoch {epoch + 1} for runs {bad}; "
+          f"lower the learning rate ({learning_rate}) or the temperature, or check the inputs "
+          f"for NaN. Last checkpoint kept: epoch {kept}.")
+    for metric in METRICS:
+      history[metric][:, epoch] = metrics[metric]
+    if on_epoch is not None:
+      on_epoch(epoch + 1, metrics)
+    done = epoch + 1
+    if checkpointer is not None and (done % checkpoint_every == 0 or done == epochs):
+      checkpointer.save(done, states, {
+          "epoch": done, "history": {m: history[m][:, :done].tolist() for m in METRICS}})
+  if checkpointer is not None:
+    checkpointer.wait()
+  return FitResult(params=states.params, history=history,
+                   seconds=time.perf_counter() - started)
+
+
+def predict(apply_fn: ApplyFn, params: Params, images: np.ndarray, mesh: Mesh,
+            batch_size: int = 1000) -> np.ndarray:
+  """Logits of one model on a whole array, in sharded chunks (e.g. precomputed soft targets)."""
+  n = len(images)
+  devices = mesh.devices.size
+  batch_size = -(-min(batch_size, n) // devices) * devices
+  chunked, _, _ = _pad_for_eval(np.asarray(images), np.zeros(n, np.int32), batch_size)
+  shard = parallel.batch_sharded(mesh)
+
+  @jax.jit
+  def run(params, chunked):
+    def chunk(_, images):
+      return None, apply_fn(params, jax.lax.with_sharding_constraint(images, shard))
+    return jax.lax.scan(chunk, None, chunked)[1]
+
+  logits = run(params, jax.device_put(chunked, parallel.replicated(mesh)))
+  return np.asarray(logits).reshape(-1, logits.shape[-1])[:n]

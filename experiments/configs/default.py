@@ -1,0 +1,57 @@
+"""Fashion-MNIST → Fashion-MNIST distillation through a map φ (identity, noise or conv).
+
+Teacher: MLP 784-256-128-64-64-10 trained on φ(Fashion-MNIST-Big) (59,000 images), Adam 1e-3,
+batch 64, 10 epochs. Students: linear 784→10 on Fashion-MNIST-Small (1,000 images), Adam 1e-3,
+batch 100, 100 epochs, 5 seeds; arms ``no_teacher`` (λ = 0), ``teacher`` (the teacher applied to
+x without φ, where shapes allow) and ``teacher_phi`` (soft targets f(φ(x))), λ = 1, T = 1.
+
+Command (offline, from the repository root):
+
+  python -m experiments.distill --mapping=conv --data_dir=../shared/data --workdir=runs/conv
+
+Expected results are in README.md ("Results"), each with the command that measured it.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.mapping = "identity"            # a name in distill_jax.maps.map_names()
+  config.maps = ml_collections.ConfigDict({   # options of each map φ
+      "noise": {"variance": 0.1},
+      "conv": {"dilation": 2},
+  })
+  config.source_dataset = "fashion_mnist"  # the teacher trains on φ(source Big)
+  config.target_dataset = "fashion_mnist"  # the students train on target Small
+  config.seeds = 5                        # student runs per arm, trained at once with vmap
+  config.seed_offset = 0                  # seeds are seed_offset, ..., seed_offset + seeds - 1
+  config.lams = (1.0,)                    # distillation weights λ (a grid is vmapped too)
+  config.temperatures = (1.0,)            # temperatures T
+  config.t_squared = False                # Hinton's T² factor on the soft term
+
+  config.teacher = ml_collections.ConfigDict()
+  config.teacher.model = "mlp"
+  config.teacher.hidden = (256, 128, 64, 64)
+  config.teacher.epochs = 10
+  config.teacher.batch_size = 64
+  config.teacher.learning_rate = 1e-3
+  config.teacher.seed = 0
+
+  config.student = ml_collections.ConfigDict()
+  config.student.model = "linear"
+  config.student.hidden = ()
+  config.student.epochs = 100
+  config.student.batch_size = 100
+  config.student.learning_rate = 1e-3
+
+  # Use only the first N examples of a split (None = all). For smoke tests and quick looks.
+  config.data = ml_collections.ConfigDict(
+      {"max_big": ml_collections.FieldReference(None, field_type=int),
+       "max_small": ml_collections.FieldReference(None, field_type=int),
+       "max_test": ml_collections.FieldReference(None, field_type=int)})
+
+  config.eval_batch_size = 1000
+  config.checkpoint_every = 10            # student epochs between checkpoints
+  config.num_devices = 0                  # 0 = all local devices
+  return config

@@ -1,0 +1,79 @@
+"""Multi-domain distillation experiment: ``python -m experiments.distill --mapping=conv``.
+
+Flags pick the common settings; any config value can be set with ``--config.<name>=...``
+(see ``experiments/configs/default.py``). Writes results.json, results.md and figures to
+``--workdir``.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from distill_jax import data as data_lib
+from distill_jax import experiment
+from distill_jax import maps
+from distill_jax import parallel
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "default.py"),
+    "Experiment configuration file.", lock_config=True)
+_MAPPING = flags.DEFINE_enum("mapping", None, maps.map_names(), "The map φ (overrides config).")
+_EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
+_TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Student seeds per arm (default 5).")
+_LAM = flags.DEFINE_list("lam", None, "Distillation weight(s) λ >= 0, e.g. 1 or 0.5,1,2.")
+_TEMPERATURE = flags.DEFINE_list("temperature", None, "Temperature(s) T > 0, e.g. 1 or 1,2,4.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<mapping>).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Folder holding mnist/ and fashion_mnist/ with the official IDX .gz files "
+    "(default: $DISTILL_DATA_DIR; if neither is set, tensorflow-datasets downloads them).")
+_TFDS_DIR = flags.DEFINE_string(
+    "tfds_dir", None, "Where tfds writes prepared datasets (default: $TFDS_DATA_DIR or "
+    "~/tensorflow_datasets).")
+
+
+def _floats(name: str, values: list[str]) -> tuple[float, ...]:
+  try:
+    return tuple(float(v) for v in values)
+  except ValueError:
+    raise app.UsageError(f"--{name} takes numbers separated by commas, got {','.join(values)!r}.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  parallel.initialize_distributed()
+  config = _CONFIG.value
+  with config.unlocked():
+    if _MAPPING.value is not None:
+      config.mapping = _MAPPING.value
+    if _EPOCHS.value is not None:
+      config.student.epochs = _EPOCHS.value
+    if _TEACHER_EPOCHS.value is not None:
+      config.teacher.epochs = _TEACHER_EPOCHS.value
+    if _SEEDS.value is not None:
+      config.seeds = _SEEDS.value
+    if _LAM.value is not None:
+      config.lams = _floats("lam", _LAM.value)
+    if _TEMPERATURE.value is not None:
+      config.temperatures = _floats("temperature", _TEMPERATURE.value)
+  try:
+    experiment.validate_config(config)
+  except ValueError as error:
+    raise app.UsageError(str(error))
+  workdir = _WORKDIR.value or os.path.join("runs", config.mapping)
+  tfds_dir = _TFDS_DIR.value or os.environ.get(
+      "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+  try:
+    experiment.run_experiment(config, workdir, data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
+                              tfds_dir=tfds_dir)
+  except data_lib.DataError as error:
+    logging.error("%s", error)
+    raise SystemExit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,23 @@
+"""Test setup: two fake CPU devices, so every test also exercises the sharded code path."""
+
+import os
+import pathlib
+
+# Must be set before JAX initializes its backends. Two devices (not 8): on a 2-core machine
+# many fake devices with queued steps can abort ("only 7 of 8 arrived").
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=2").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+  """The offline copies of MNIST / Fashion-MNIST; skips when this checkout has none."""
+  if not (SHARED_DATA / "fashion_mnist").is_dir():
+    pytest.skip(f"no offline data at {SHARED_DATA}")
+  return str(SHARED_DATA)
