@@ -1,0 +1,120 @@
+"""The trainer: learning, vmapped runs = separate runs, sharding, resume, NaN guard, predict."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distill_jax import losses
+from distill_jax import models
+from distill_jax import parallel
+from distill_jax import train
+from distill_jax.checkpoints import Checkpointer
+
+MODEL = models.get_model("mlp", hidden=(16,))
+
+
+def _data(n=200, seed=0):
+  """A learnable toy problem: the label is which quarter of the image is brightest."""
+  rng = np.random.default_rng(seed)
+  images = rng.random((n, 8, 8, 1), np.float32) * 0.5
+  labels = rng.integers(0, 4, n).astype(np.int32)
+  for i, label in enumerate(labels):
+    r, c = divmod(int(label), 2)
+    images[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 0.5
+  return images, labels
+
+
+def _loss_fn(params, batch, key, hparams, context):
+  logits = MODEL.apply(params, batch["image"])
+  return jnp.mean(losses.cross_entropy(logits, batch["label"])) * hparams.get("scale", 1.0)
+
+
+def _fit(seeds=(0, 1), epochs=3, mesh=None, hparams=None, **kwargs):
+  images, labels = _data()
+  return train.fit(
+      name="toy", init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
+      loss_fn=_loss_fn, apply_fn=MODEL.apply, train_data={"image": images, "label": labels},
+      test_images=images[:60], test_labels=labels[:60],
+      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds)), hparams=hparams or {},
+      epochs=epochs, batch_size=20, learning_rate=1e-2,
+      mesh=mesh or parallel.make_mesh(), eval_batch_size=20, **kwargs)
+
+
+def test_learns_and_reports_history_shapes():
+  result = _fit(epochs=6)
+  assert set(result.history) == set(train.METRICS)
+  assert result.history["test_accuracy"].shape == (2, 6)
+  assert np.all(result.history["train_loss"][:, -1] < result.history["train_loss"][:, 0])
+  assert np.all(result.history["test_accuracy"][:, -1] > 0.8)
+
+
+def test_same_seed_same_numbers():
+  a, b = _fit(), _fit()
+  np.testing.assert_array_equal(a.history["test_cross_entropy"], b.history["test_cross_entropy"])
+
+
+def test_vmapped_runs_equal_separate_runs():
+  together = _fit(seeds=(3, 5))
+  alone = _fit(seeds=(5,))
+  np.testing.assert_allclose(together.history["train_loss"][1], alone.history["train_loss"][0],
+                             rtol=1e-5)
+
+
+def test_per_run_hparams_are_used():
+  result = _fit(seeds=(0, 0), hparams={"scale": np.array([1.0, 0.0])})
+  # scale 0: zero gradient, Adam does not move, test metrics stay at their initial values.
+  assert np.ptp(result.history["test_cross_entropy"][1]) < 1e-6
+  assert np.ptp(result.history["test_cross_entropy"][0]) > 1e-3
+
+
+def test_two_devices_match_one():
+  assert len(jax.devices()) == 2, "conftest sets two fake CPU devices"
+  one = _fit(mesh=parallel.make_mesh(1))
+  two = _fit(mesh=parallel.make_mesh(2))
+  for metric in train.METRICS:
+    np.testing.assert_allclose(two.history[metric], one.history[metric], atol=1e-5)
+
+
+def test_batch_not_divisible_by_devices():
+  with pytest.raises(ValueError, match="not divisible by the 2 devices"):
+    images, labels = _data()
+    train.fit(name="toy", init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
+              loss_fn=_loss_fn, apply_fn=MODEL.apply,
+              train_data={"image": images, "label": labels}, test_images=images,
+              test_labels=labels, run_keys=jax.random.key(0)[None], hparams={}, epochs=1,
+              batch_size=15, learning_rate=1e-2, mesh=parallel.make_mesh(2))
+
+
+def test_resume_after_interruption_gives_the_same_result(tmp_path):
+  reference = _fit(epochs=4)
+  first = _fit(epochs=2, checkpointer=Checkpointer(str(tmp_path)), checkpoint_every=1)
+  checkpointer = Checkpointer(str(tmp_path))
+  assert checkpointer.latest_epoch() == 2
+  seen = []
+  resumed = _fit(epochs=4, checkpointer=checkpointer, checkpoint_every=1,
+                 on_epoch=lambda epoch, metrics: seen.append(epoch))
+  assert seen == [3, 4]  # only the missing epochs ran
+  np.testing.assert_array_equal(resumed.history["train_loss"][:, :2],
+                                first.history["train_loss"])
+  np.testing.assert_allclose(resumed.history["test_accuracy"],
+                             reference.history["test_accuracy"], atol=1e-6)
+  np.testing.assert_allclose(resumed.history["train_loss"], reference.history["train_loss"],
+                             rtol=1e-5)
+
+
+def test_nan_loss_raises_clear_error():
+  with pytest.raises(FloatingPointError, match="NaN/inf at epoch 1.*lower the learning rate"):
+    _fit(hparams={"scale": np.array([1.0, np.nan])}, epochs=2)
+
+
+def test_hparams_must_have_one_value_per_run():
+  with pytest.raises(ValueError, match="one value per run"):
+    _fit(hparams={"scale": np.array([1.0, 2.0, 3.0])})
+
+
+def test_predict_matches_apply():
+  images, _ = _data(n=45)
+  params = MODEL.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  got = train.predict(MODEL.apply, params, images, parallel.make_mesh(), batch_size=20)
+  np.testing.assert_allclose(got, MODEL.apply(params, images), rtol=1e-5, atol=1e-6)
