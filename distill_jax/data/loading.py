@@ -43,8 +43,8 @@ def load_splits(
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
-    builder = BUILDERS[name](data_dir=tfds_dir)
     manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
+    builder = BUILDERS[name](data_dir=tfds_dir)
     builder.download_and_prepare(  # no-op when already prepared
         download_dir=os.path.join(tfds_dir, "downloads", builder.name),
         download_config=tfds.download.DownloadConfig(
