@@ -1,0 +1,109 @@
+"""Tiny end-to-end experiments (few epochs, small subsets of the real data) and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from distill_jax import experiment
+from experiments.configs import default as default_config
+from tests.conftest import REPO_ROOT
+
+
+def tiny_config(mapping):
+  config = default_config.get_config()
+  config.mapping = mapping
+  config.seeds = 2
+  config.teacher.epochs = 1
+  config.teacher.hidden = (32,)
+  config.student.epochs = 3
+  config.data.max_big = 2000
+  config.data.max_small = 200
+  config.data.max_test = 1000
+  config.eval_batch_size = 500
+  config.checkpoint_every = 2
+  return config
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_path):
+  config = tiny_config("conv")
+  results = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
+                                      tfds_dir=tfds_dir)
+  assert list(results["arms"]) == ["no_teacher", "teacher_phi"]  # conv changes the shape
+  for name in ("results.json", "results.md", "test_accuracy.png", "test_cross_entropy.png"):
+    assert (tmp_path / name).stat().st_size > 0
+  saved = json.loads((tmp_path / "results.json").read_text())
+  for entry in saved["arms"].values():
+    acc = np.asarray(entry["test_accuracy"])
+    assert acc.shape == (2, 3) and np.all(np.isfinite(acc))
+    assert np.all(np.isfinite(entry["test_cross_entropy"]))
+  assert 0.1 < saved["teacher"]["test_accuracy_on_phi_test"] <= 1.0
+  assert not saved["teacher"]["reused_checkpoint"]
+
+  again = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
+                                    tfds_dir=tfds_dir)
+  assert again["teacher"]["reused_checkpoint"]
+  for arm, entry in results["arms"].items():
+    np.testing.assert_array_equal(again["arms"][arm]["test_accuracy"], entry["test_accuracy"])
+
+
+def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
+  config = tiny_config("noise")
+  config.lams = (0.5, 1.0)
+  config.student.epochs = 2
+  results = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
+                                      tfds_dir=tfds_dir)
+  assert list(results["arms"]) == [
+      "no_teacher", "teacher[lam=0.5,T=1]", "teacher[lam=1,T=1]",
+      "teacher_phi[lam=0.5,T=1]", "teacher_phi[lam=1,T=1]"]
+  for entry in results["arms"].values():
+    assert entry["seeds"] == [0, 1]
+    assert np.all(np.isfinite(entry["test_cross_entropy"]))
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
+    (lambda c: setattr(c, "lams", (-1.0,)), "lam must be >= 0"),
+    (lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
+    (lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
+    (lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
+    (lambda c: setattr(c, "source_dataset", "cifar"), "unknown dataset 'cifar'"),
+])
+def test_bad_config_values(change, match):
+  config = tiny_config("identity")
+  change(config)
+  with pytest.raises(ValueError, match=match):
+    experiment.validate_config(config)
+
+
+def _cli(*args, timeout=120):
+  env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="")
+  return subprocess.run([sys.executable, "-m", "experiments.distill", *args], cwd=REPO_ROOT,
+                        capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--mapping=blur"], "value should be one of"),
+    (["--mapping=conv", "--lam=-1"], "lam must be >= 0"),
+    (["--mapping=conv", "--temperature=abc"], "--temperature takes numbers"),
+    (["--mapping=conv", "--seeds=0"], "seeds must be >= 1"),
+])
+def test_cli_rejects_bad_flags(args, match):
+  result = _cli(*args)
+  assert result.returncode != 0
+  assert match in result.stderr
+
+
+def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
+  result = _cli("--mapping=identity", f"--data_dir={tmp_path / 'nowhere'}",
+                f"--workdir={tmp_path / 'run'}", f"--tfds_dir={tmp_path / 'tfds'}", timeout=60)
+  assert result.returncode != 0
+  assert "nowhere" in result.stderr and "DISTILL_DATA_DIR" in result.stderr
