@@ -5,6 +5,7 @@ Flags pick the common settings; any config value can be set with ``--config.<nam
 ``--workdir``.
 """
 
+import logging as std_logging
 import os
 
 from absl import app
@@ -42,9 +43,18 @@ def _floats(name: str, values: list[str]) -> tuple[float, ...]:
     raise app.UsageError(f"--{name} takes numbers separated by commas, got {','.join(values)!r}.")
 
 
+class _ProgressOnly(std_logging.Filter):
+  """Shows this project's INFO logs and everyone's warnings; hides orbax/tfds/jax chatter."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or any(
+        part in record.pathname for part in ("/distill_jax/", "/experiments/"))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.get_absl_handler().addFilter(_ProgressOnly())
   parallel.initialize_distributed()
   config = _CONFIG.value
   with config.unlocked():
