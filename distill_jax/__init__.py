@@ -25,6 +25,15 @@ from distill_jax.train import predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "accuracy", "cross_entropy", "distillation_loss", "soft_cross_entropy", "Map", "get_map",
-    "map_names", "register_map", "get_model", "fit", "predict",
+  "accuracy",
+  "cross_entropy",
+  "distillation_loss",
+  "soft_cross_entropy",
+  "Map",
+  "get_map",
+  "map_names",
+  "register_map",
+  "get_model",
+  "fit",
+  "predict",
 ]

@@ -32,22 +32,29 @@ class Checkpointer:
       with open(os.path.join(self.directory, "config.json"), "w") as f:
         json.dump(config, f, indent=1, sort_keys=True, default=str)
     self._manager = ocp.CheckpointManager(
-        os.path.join(self.directory, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        item_names=("state", "meta"))
+      os.path.join(self.directory, "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      item_names=("state", "meta"),
+    )
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, epoch: int, state: Any, meta: dict) -> None:
-    self._manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    self._manager.save(
+      epoch,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+    )
 
   def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
     """Restores the state with ``like``'s structure, dtypes and shardings."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    restored = self._manager.restore(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    restored = self._manager.restore(
+      epoch,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+      ),
+    )
     return restored.state, restored.meta
 
   def wait(self) -> None:

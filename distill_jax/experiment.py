@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -57,11 +56,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for part in ("teacher", "student"):
     c = config[part]
     if c.model not in models.MODEL_NAMES:
-      raise ValueError(f"unknown {part} model {c.model!r}; choose one of "
-                       f"{', '.join(models.MODEL_NAMES)}.")
+      raise ValueError(
+        f"unknown {part} model {c.model!r}; choose one of {', '.join(models.MODEL_NAMES)}."
+      )
     if c.epochs < 1 or c.batch_size < 1 or not c.learning_rate > 0:
-      raise ValueError(f"{part}: epochs and batch_size must be >= 1 and learning_rate > 0; "
-                       f"got {c.epochs}, {c.batch_size}, {c.learning_rate}.")
+      raise ValueError(
+        f"{part}: epochs and batch_size must be >= 1 and learning_rate > 0; "
+        f"got {c.epochs}, {c.batch_size}, {c.learning_rate}."
+      )
 
 
 def _map_options(config) -> dict:
@@ -85,8 +87,10 @@ def _init_fn(model, input_shape):
 def _apply_deterministic(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
   """φ on a whole array, in chunks (a fixed key for a stochastic φ)."""
   fn = jax.jit(phi.fn)
-  chunks = [np.asarray(fn(jnp.asarray(images[i:i + 2000]), jax.random.fold_in(key, i)))
-            for i in range(0, len(images), 2000)]
+  chunks = [
+    np.asarray(fn(jnp.asarray(images[i : i + 2000]), jax.random.fold_in(key, i)))
+    for i in range(0, len(images), 2000)
+  ]
   return np.concatenate(chunks)
 
 
@@ -102,40 +106,73 @@ def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
     source_images = phi(batch["image"], key)
     return jnp.mean(losses.cross_entropy(teacher.apply(params, source_images), batch["label"]))
 
-  key_config = {"what": "teacher", "dataset": config.source_dataset, "mapping": config.mapping,
-                "map_options": _map_options(config), "teacher": tc.to_dict(),
-                "num_train": len(labels), "num_test": len(test[1])}
-  checkpointer = Checkpointer(
-      os.path.join(workdir, "teachers", config_key(key_config)), key_config)
+  key_config = {
+    "what": "teacher",
+    "dataset": config.source_dataset,
+    "mapping": config.mapping,
+    "map_options": _map_options(config),
+    "teacher": tc.to_dict(),
+    "num_train": len(labels),
+    "num_test": len(test[1]),
+  }
+  checkpointer = Checkpointer(os.path.join(workdir, "teachers", config_key(key_config)), key_config)
   reused = checkpointer.latest_epoch() == tc.epochs
-  logging.info("teacher: %s %s on φ(%s Big), %d examples%s", tc.model, tuple(tc.hidden),
-               config.source_dataset, len(labels), " (reusing checkpoint)" if reused else "")
+  logging.info(
+    "teacher: %s %s on φ(%s Big), %d examples%s",
+    tc.model,
+    tuple(tc.hidden),
+    config.source_dataset,
+    len(labels),
+    " (reusing checkpoint)" if reused else "",
+  )
 
   def on_epoch(epoch, metrics):
-    logging.info("teacher epoch %d/%d: train loss %.4f, test accuracy on φ(test) %.4f",
-                 epoch, tc.epochs, metrics["train_loss"][0], metrics["test_accuracy"][0])
+    logging.info(
+      "teacher epoch %d/%d: train loss %.4f, test accuracy on φ(test) %.4f",
+      epoch,
+      tc.epochs,
+      metrics["train_loss"][0],
+      metrics["test_accuracy"][0],
+    )
 
   result = train.fit(
-      name="teacher", init_fn=_init_fn(teacher, source_shape), loss_fn=loss_fn,
-      apply_fn=teacher.apply, train_data={"image": images, "label": labels},
-      test_images=mapped_test, test_labels=test[1],
-      run_keys=jax.random.key(tc.seed)[None], hparams={}, epochs=tc.epochs,
-      batch_size=tc.batch_size, learning_rate=tc.learning_rate, mesh=mesh,
-      eval_batch_size=config.eval_batch_size, checkpointer=checkpointer, checkpoint_every=1,
-      on_epoch=on_epoch)
+    name="teacher",
+    init_fn=_init_fn(teacher, source_shape),
+    loss_fn=loss_fn,
+    apply_fn=teacher.apply,
+    train_data={"image": images, "label": labels},
+    test_images=mapped_test,
+    test_labels=test[1],
+    run_keys=jax.random.key(tc.seed)[None],
+    hparams={},
+    epochs=tc.epochs,
+    batch_size=tc.batch_size,
+    learning_rate=tc.learning_rate,
+    mesh=mesh,
+    eval_batch_size=config.eval_batch_size,
+    checkpointer=checkpointer,
+    checkpoint_every=1,
+    on_epoch=on_epoch,
+  )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
-  info = {"model": tc.model, "hidden": list(tc.hidden), "trained_on": f"phi({config.source_dataset} Big)",
-          "test_accuracy_on_phi_test": float(result.history["test_accuracy"][0, -1]),
-          "test_cross_entropy_on_phi_test": float(result.history["test_cross_entropy"][0, -1]),
-          "reused_checkpoint": bool(reused), "train_seconds": result.seconds,
-          "checkpoint": checkpointer.directory}
+  info = {
+    "model": tc.model,
+    "hidden": list(tc.hidden),
+    "trained_on": f"phi({config.source_dataset} Big)",
+    "test_accuracy_on_phi_test": float(result.history["test_accuracy"][0, -1]),
+    "test_cross_entropy_on_phi_test": float(result.history["test_cross_entropy"][0, -1]),
+    "reused_checkpoint": bool(reused),
+    "train_seconds": result.seconds,
+    "checkpoint": checkpointer.directory,
+  }
   return (teacher, params), info
 
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
   """One way of teaching the students: which soft targets, if any."""
+
   name: str
   uses_teacher: bool
   through_phi: bool
@@ -169,9 +206,12 @@ def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, tea
   train_data = {"image": images, "label": labels}
   online_phi = arm.through_phi and phi.stochastic
   if arm.uses_teacher and not online_phi:  # soft targets computed once for all epochs/runs
-    teacher_inputs = _apply_deterministic(phi, images, jax.random.key(0)) if arm.through_phi else images
-    train_data["teacher_logits"] = train.predict(teacher_model.apply, teacher_params,
-                                                 teacher_inputs, mesh)
+    teacher_inputs = (
+      _apply_deterministic(phi, images, jax.random.key(0)) if arm.through_phi else images
+    )
+    train_data["teacher_logits"] = train.predict(
+      teacher_model.apply, teacher_params, teacher_inputs, mesh
+    )
   t_squared = bool(config.t_squared)
 
   def loss_fn(params, batch, key, hparams, context):
@@ -182,53 +222,89 @@ def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, tea
       teacher_logits = teacher_model.apply(context, phi(batch["image"], key))
     else:
       teacher_logits = batch["teacher_logits"]
-    return losses.distillation_loss(student_logits, teacher_logits, batch["label"],
-                                    lam=hparams["lam"], temperature=hparams["temperature"],
-                                    t_squared=t_squared)
+    return losses.distillation_loss(
+      student_logits,
+      teacher_logits,
+      batch["label"],
+      lam=hparams["lam"],
+      temperature=hparams["temperature"],
+      t_squared=t_squared,
+    )
 
-  key_config = {"what": "students", "arm": arm.name, "dataset": config.target_dataset,
-                "mapping": config.mapping, "map_options": _map_options(config),
-                "student": sc.to_dict(), "grid": [list(map(float, g)) for g in grid],
-                "t_squared": t_squared, "teacher": teacher_key if arm.uses_teacher else None,
-                "num_train": len(labels), "num_test": len(test[1])}
-  checkpointer = Checkpointer(os.path.join(workdir, "students", config_key(key_config)),
-                              key_config)
+  key_config = {
+    "what": "students",
+    "arm": arm.name,
+    "dataset": config.target_dataset,
+    "mapping": config.mapping,
+    "map_options": _map_options(config),
+    "student": sc.to_dict(),
+    "grid": [list(map(float, g)) for g in grid],
+    "t_squared": t_squared,
+    "teacher": teacher_key if arm.uses_teacher else None,
+    "num_train": len(labels),
+    "num_test": len(test[1]),
+  }
+  checkpointer = Checkpointer(os.path.join(workdir, "students", config_key(key_config)), key_config)
   started = time.perf_counter()
 
   def on_epoch(epoch, metrics):
     if epoch % 10 == 0 or epoch == sc.epochs or epoch == 1:
-      logging.info("%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
-                   arm.name, epoch, sc.epochs, metrics["test_accuracy"].mean(),
-                   metrics["test_accuracy"].std(), metrics["test_cross_entropy"].mean(),
-                   len(grid), time.perf_counter() - started)
+      logging.info(
+        "%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
+        arm.name,
+        epoch,
+        sc.epochs,
+        metrics["test_accuracy"].mean(),
+        metrics["test_accuracy"].std(),
+        metrics["test_cross_entropy"].mean(),
+        len(grid),
+        time.perf_counter() - started,
+      )
 
   result = train.fit(
-      name=f"students[{arm.name}]", init_fn=_init_fn(student, images.shape[1:]),
-      loss_fn=loss_fn, apply_fn=student.apply, train_data=train_data,
-      test_images=test[0], test_labels=test[1],
-      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
-      hparams={"lam": lam, "temperature": temperature},
-      context=teacher_params if online_phi else None, epochs=sc.epochs,
-      batch_size=sc.batch_size, learning_rate=sc.learning_rate, mesh=mesh,
-      eval_batch_size=config.eval_batch_size, checkpointer=checkpointer,
-      checkpoint_every=config.checkpoint_every, on_epoch=on_epoch)
+    name=f"students[{arm.name}]",
+    init_fn=_init_fn(student, images.shape[1:]),
+    loss_fn=loss_fn,
+    apply_fn=student.apply,
+    train_data=train_data,
+    test_images=test[0],
+    test_labels=test[1],
+    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
+    hparams={"lam": lam, "temperature": temperature},
+    context=teacher_params if online_phi else None,
+    epochs=sc.epochs,
+    batch_size=sc.batch_size,
+    learning_rate=sc.learning_rate,
+    mesh=mesh,
+    eval_batch_size=config.eval_batch_size,
+    checkpointer=checkpointer,
+    checkpoint_every=config.checkpoint_every,
+    on_epoch=on_epoch,
+  )
   checkpointer.close()
   return grid, result
 
 
-def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None,
-                   tfds_dir: str) -> dict:
+def run_experiment(
+  config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None, tfds_dir: str
+) -> dict:
   """Runs the whole experiment and writes its results into ``workdir``; returns the results."""
   validate_config(config)
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(config.num_devices)
   phi = maps.get_map(config.mapping, **_map_options(config))
-  logging.info("experiment: mapping=%s on %d %s device(s); workdir %s", phi.name,
-               mesh.devices.size, jax.devices()[0].platform, os.path.abspath(workdir))
+  logging.info(
+    "experiment: mapping=%s on %d %s device(s); workdir %s",
+    phi.name,
+    mesh.devices.size,
+    jax.devices()[0].platform,
+    os.path.abspath(workdir),
+  )
 
-  load = lambda name, splits: data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir,
-                                                   splits=splits)
+  def load(name, splits):
+    return data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
+
   if config.source_dataset == config.target_dataset:
     source = target = load(config.source_dataset, ("big", "small", "test"))
   else:
@@ -245,20 +321,20 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, data_dir:
 
   arm_results = {}
   for arm in arms_for(phi, small[0].shape[1:]):
-    grid, result = fit_students(config, arm, phi, teacher, small, test, mesh, workdir,
-                                teacher_key)
+    grid, result = fit_students(config, arm, phi, teacher, small, test, mesh, workdir, teacher_key)
     arm_results.update(report.group_runs(arm.name, grid, result.history, result.seconds))
 
   results = {
-      "experiment": f"{config.source_dataset} -> {config.target_dataset} through phi = {phi.name}",
-      "config": config.to_dict(),
-      "teacher": teacher_info,
-      "arms": arm_results,
-      "num_examples": {"big": len(big[1]), "small": len(small[1]), "test": len(test[1])},
-      "devices": [str(d) for d in mesh.devices.flat],
-      "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
+    "experiment": f"{config.source_dataset} -> {config.target_dataset} through phi = {phi.name}",
+    "config": config.to_dict(),
+    "teacher": teacher_info,
+    "arms": arm_results,
+    "num_examples": {"big": len(big[1]), "small": len(small[1]), "test": len(test[1])},
+    "devices": [str(d) for d in mesh.devices.flat],
+    "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
   report.write(results, workdir)
-  logging.info("experiment done in %.1fs: %s", results["seconds"]["total"],
-               os.path.join(workdir, "results.md"))
+  logging.info(
+    "experiment done in %.1fs: %s", results["seconds"]["total"], os.path.join(workdir, "results.md")
+  )
   return results

@@ -25,8 +25,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array,
-                       temperature: float | jax.Array = 1.0) -> jax.Array:
+def soft_cross_entropy(
+  student_logits: jax.Array, teacher_logits: jax.Array, temperature: float | jax.Array = 1.0
+) -> jax.Array:
   """Per-example ``-Σ_r softmax(teacher/T)_r log softmax(student/T)_r``.
 
   No gradient flows into the teacher logits: they are targets.
@@ -35,10 +36,15 @@ def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array,
   return optax.softmax_cross_entropy(student_logits / temperature, teacher_probs)
 
 
-def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array | None,
-                      labels: jax.Array, *, lam: float | jax.Array,
-                      temperature: float | jax.Array = 1.0,
-                      t_squared: bool = False) -> jax.Array:
+def distillation_loss(
+  student_logits: jax.Array,
+  teacher_logits: jax.Array | None,
+  labels: jax.Array,
+  *,
+  lam: float | jax.Array,
+  temperature: float | jax.Array = 1.0,
+  t_squared: bool = False,
+) -> jax.Array:
   """Mean over the batch of ``CE(y, softmax(z)) + λ·c·CE(softmax(v/T), softmax(z/T))``.
 
   Args:
@@ -59,18 +65,22 @@ def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array | Non
   check_lam_temperature(lam, temperature)
   if student_logits.ndim != 2 or labels.shape != student_logits.shape[:1]:
     raise ValueError(
-        f"distillation_loss expects student_logits [B, K] and labels [B]; got "
-        f"{student_logits.shape} and {labels.shape}.")
+      f"distillation_loss expects student_logits [B, K] and labels [B]; got "
+      f"{student_logits.shape} and {labels.shape}."
+    )
   hard = cross_entropy(student_logits, labels)
   if teacher_logits is None:
     if not (isinstance(lam, (int, float)) and lam == 0):
-      raise ValueError("distillation_loss: teacher_logits is None but lam != 0; pass the "
-                       "teacher's logits or lam=0.")
+      raise ValueError(
+        "distillation_loss: teacher_logits is None but lam != 0; pass the "
+        "teacher's logits or lam=0."
+      )
     return jnp.mean(hard)
   if teacher_logits.shape != student_logits.shape:
     raise ValueError(
-        f"distillation_loss: teacher_logits {teacher_logits.shape} and student_logits "
-        f"{student_logits.shape} must have the same shape [B, K].")
+      f"distillation_loss: teacher_logits {teacher_logits.shape} and student_logits "
+      f"{student_logits.shape} must have the same shape [B, K]."
+    )
   soft = soft_cross_entropy(student_logits, teacher_logits, temperature)
   if t_squared:
     soft = soft * jnp.square(temperature)
@@ -88,8 +98,12 @@ def check_lam_temperature(lam, temperature) -> None:
   Traced values (inside ``jit``/``vmap``) are checked by the config layer before tracing.
   """
   if isinstance(lam, (int, float)) and not lam >= 0:  # also rejects NaN
-    raise ValueError(f"distillation weight lam must be >= 0, got {lam}; lam = 0 trains the "
-                     "student alone, lam = 1 weighs labels and teacher equally.")
+    raise ValueError(
+      f"distillation weight lam must be >= 0, got {lam}; lam = 0 trains the "
+      "student alone, lam = 1 weighs labels and teacher equally."
+    )
   if isinstance(temperature, (int, float)) and not temperature > 0:
-    raise ValueError(f"temperature must be > 0, got {temperature}; T = 1 uses the teacher's "
-                     "plain softmax, T > 1 softens it.")
+    raise ValueError(
+      f"temperature must be > 0, got {temperature}; T = 1 uses the teacher's "
+      "plain softmax, T > 1 softens it."
+    )

@@ -38,6 +38,7 @@ class Map:
     stochastic: whether φ draws randomness (then soft targets cannot be precomputed).
     output_shape: function from an input image shape ``(H, W, C)`` to the output shape.
   """
+
   name: str
   fn: ImageFn
   stochastic: bool
@@ -45,8 +46,9 @@ class Map:
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
     if images.ndim != 4:
-      raise ValueError(f"map {self.name!r} expects NHWC images [N, H, W, C], got shape "
-                       f"{images.shape}.")
+      raise ValueError(
+        f"map {self.name!r} expects NHWC images [N, H, W, C], got shape {images.shape}."
+      )
     if self.stochastic and key is None:
       raise ValueError(f"map {self.name!r} is stochastic: pass a PRNG key.")
     return self.fn(images, key)
@@ -79,9 +81,14 @@ def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> 
     # HWIO with feature_group_count=C: the same kernel on each channel separately.
     rhs = jnp.tile(jnp.asarray(kernel, images.dtype)[:, :, None, None], (1, 1, 1, channels))
     return jax.lax.conv_general_dilated(
-        images, rhs, window_strides=(1, 1), padding="VALID",
-        rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=channels)
+      images,
+      rhs,
+      window_strides=(1, 1),
+      padding="VALID",
+      rhs_dilation=(dilation, dilation),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=channels,
+    )
 
   def output_shape(shape):
     h, w, c = shape
@@ -91,9 +98,9 @@ def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> 
 
 
 _REGISTRY: dict[str, Callable[..., Map]] = {
-    "identity": identity_map,
-    "noise": noise_map,
-    "conv": dilated_conv_map,
+  "identity": identity_map,
+  "noise": noise_map,
+  "conv": dilated_conv_map,
 }
 
 

@@ -17,6 +17,7 @@ import flax.linen as nn
 
 class MLP(nn.Module):
   """Fully connected ReLU network on flattened inputs."""
+
   hidden: Sequence[int] = (256, 128, 64, 64)
   num_classes: int = 10
 
@@ -30,6 +31,7 @@ class MLP(nn.Module):
 
 class CNN(nn.Module):
   """A small convolutional network (as in Flax's MNIST example)."""
+
   features: Sequence[int] = (32, 64)
   dense: int = 256
   num_classes: int = 10
@@ -48,8 +50,14 @@ class CNN(nn.Module):
 MODEL_NAMES = ("mlp", "linear", "cnn")
 
 
-def get_model(name: str, *, num_classes: int = 10, hidden: Sequence[int] = (256, 128, 64, 64),
-              features: Sequence[int] = (32, 64), dense: int = 256) -> nn.Module:
+def get_model(
+  name: str,
+  *,
+  num_classes: int = 10,
+  hidden: Sequence[int] = (256, 128, 64, 64),
+  features: Sequence[int] = (32, 64),
+  dense: int = 256,
+) -> nn.Module:
   """Builds the model ``name`` (one of ``MODEL_NAMES``)."""
   if name == "mlp":
     return MLP(hidden=tuple(hidden), num_classes=num_classes)
@@ -58,4 +66,3 @@ def get_model(name: str, *, num_classes: int = 10, hidden: Sequence[int] = (256,
   if name == "cnn":
     return CNN(features=tuple(features), dense=dense, num_classes=num_classes)
   raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
-

@@ -31,9 +31,11 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   devices = jax.devices()
   if num_devices:
     if num_devices > len(devices):
-      raise ValueError(f"num_devices={num_devices} but only {len(devices)} devices are "
-                       f"visible ({devices[0].platform}); pass num_devices <= {len(devices)} "
-                       "or 0 for all.")
+      raise ValueError(
+        f"num_devices={num_devices} but only {len(devices)} devices are "
+        f"visible ({devices[0].platform}); pass num_devices <= {len(devices)} "
+        "or 0 for all."
+      )
     devices = devices[:num_devices]
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
@@ -51,6 +53,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
   """Raises a clear error when a batch cannot be split evenly across the mesh."""
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f"{what} batch size {batch_size} is not divisible by the {n} devices of "
-                     f"the mesh; choose a multiple of {n} or set num_devices to a divisor of "
-                     f"{batch_size}.")
+    raise ValueError(
+      f"{what} batch size {batch_size} is not divisible by the {n} devices of "
+      f"the mesh; choose a multiple of {n} or set num_devices to a divisor of "
+      f"{batch_size}."
+    )

@@ -15,21 +15,30 @@ import numpy as np
 CURVES = ("test_accuracy", "test_cross_entropy")
 
 
-def group_runs(arm: str, grid: list[tuple[float, float, int]], history: dict[str, np.ndarray],
-               seconds: float) -> dict[str, dict]:
+def group_runs(
+  arm: str, grid: list[tuple[float, float, int]], history: dict[str, np.ndarray], seconds: float
+) -> dict[str, dict]:
   """Splits one arm's runs ``(λ, T, seed)`` into entries per (λ, T), keyed by a label."""
   settings = sorted({(lam, temperature) for lam, temperature, _ in grid})
   groups = {}
   for lam, temperature in settings:
-    rows = [i for i, (l, t, _) in enumerate(grid) if (l, t) == (lam, temperature)]
+    rows = [i for i, run in enumerate(grid) if run[:2] == (lam, temperature)]
     label = arm if len(settings) == 1 else f"{arm}[lam={lam:g},T={temperature:g}]"
-    entry = {"arm": arm, "lam": float(lam), "temperature": float(temperature),
-             "seeds": [int(grid[i][2]) for i in rows], "train_seconds": seconds, "final": {}}
+    entry = {
+      "arm": arm,
+      "lam": float(lam),
+      "temperature": float(temperature),
+      "seeds": [int(grid[i][2]) for i in rows],
+      "train_seconds": seconds,
+      "final": {},
+    }
     for metric in ("train_loss", *CURVES):
       values = np.asarray(history[metric])[rows]
       entry[metric] = values.tolist()
-      entry["final"][metric] = {"mean": float(values[:, -1].mean()),
-                                "std": float(values[:, -1].std())}
+      entry["final"][metric] = {
+        "mean": float(values[:, -1].mean()),
+        "std": float(values[:, -1].std()),
+      }
     groups[label] = entry
   return groups
 
@@ -37,29 +46,44 @@ def group_runs(arm: str, grid: list[tuple[float, float, int]], history: dict[str
 def markdown_table(results: dict) -> str:
   arms = results["arms"]
   baseline = arms.get("no_teacher")
-  lines = [f"# {results['experiment']}", "",
-           f"Teacher ({results['teacher']['model']}, trained on "
-           f"{results['teacher']['trained_on']}): test accuracy on φ(test) "
-           f"{results['teacher']['test_accuracy_on_phi_test']:.4f}.", "",
-           f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
-           f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "
-           "(mean ± std over seeds).", "",
-           "| arm | λ | T | test accuracy | test cross-entropy | Δ accuracy vs no_teacher |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    f"# {results['experiment']}",
+    "",
+    f"Teacher ({results['teacher']['model']}, trained on "
+    f"{results['teacher']['trained_on']}): test accuracy on φ(test) "
+    f"{results['teacher']['test_accuracy_on_phi_test']:.4f}.",
+    "",
+    f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
+    f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "
+    "(mean ± std over seeds).",
+    "",
+    "| arm | λ | T | test accuracy | test cross-entropy | Δ accuracy vs no_teacher |",
+    "|---|---|---|---|---|---|",
+  ]
   for label, entry in arms.items():
     acc, ce = entry["final"]["test_accuracy"], entry["final"]["test_cross_entropy"]
-    delta = (f"{acc['mean'] - baseline['final']['test_accuracy']['mean']:+.4f}"
-             if baseline is not None and label != "no_teacher" else "")
-    lines.append(f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | "
-                 f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} | "
-                 f"{delta} |")
-  lines += ["", f"Wall time: {results['seconds']['total']:.1f} s on "
-            f"{len(results['devices'])} device(s) ({results['devices'][0]}).", ""]
+    delta = (
+      f"{acc['mean'] - baseline['final']['test_accuracy']['mean']:+.4f}"
+      if baseline is not None and label != "no_teacher"
+      else ""
+    )
+    lines.append(
+      f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | "
+      f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} | "
+      f"{delta} |"
+    )
+  lines += [
+    "",
+    f"Wall time: {results['seconds']['total']:.1f} s on "
+    f"{len(results['devices'])} device(s) ({results['devices'][0]}).",
+    "",
+  ]
   return "\n".join(lines)
 
 
 def plot_curves(results: dict, metric: str, path: str) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

@@ -18,7 +18,6 @@ hyper-parameters, ``context`` is shared by all runs, e.g. a teacher's parameters
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Callable, Mapping
 
@@ -51,13 +50,15 @@ class TrainState:
 @dataclasses.dataclass
 class FitResult:
   """Trained parameters (leading axis = run) and per-run, per-epoch metrics ``[R, epochs]``."""
+
   params: Params
   history: dict[str, np.ndarray]
   seconds: float
 
 
-def init_states(init_fn: Callable[[jax.Array], Params], tx: optax.GradientTransformation,
-                init_keys: jax.Array) -> TrainState:
+def init_states(
+  init_fn: Callable[[jax.Array], Params], tx: optax.GradientTransformation, init_keys: jax.Array
+) -> TrainState:
   """One ``TrainState`` per key, stacked along a leading run axis."""
   params = jax.vmap(init_fn)(init_keys)
   return TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
@@ -72,8 +73,7 @@ def _pad_for_eval(images: np.ndarray, labels: np.ndarray, eval_batch_size: int):
   images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
   labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
   shape = (chunks, eval_batch_size)
-  return (images.reshape(*shape, *images.shape[1:]), labels.reshape(shape),
-          weight.reshape(shape))
+  return (images.reshape(*shape, *images.shape[1:]), labels.reshape(shape), weight.reshape(shape))
 
 
 def make_evaluate(apply_fn: ApplyFn, mesh: Mesh):
@@ -95,8 +95,15 @@ def make_evaluate(apply_fn: ApplyFn, mesh: Mesh):
   return evaluate
 
 
-def make_epoch_fn(loss_fn: LossFn, apply_fn: ApplyFn, tx: optax.GradientTransformation, *,
-                  num_examples: int, batch_size: int, mesh: Mesh):
+def make_epoch_fn(
+  loss_fn: LossFn,
+  apply_fn: ApplyFn,
+  tx: optax.GradientTransformation,
+  *,
+  num_examples: int,
+  batch_size: int,
+  mesh: Mesh,
+):
   """The jitted ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test)``.
 
   Every argument with a leading run axis (states, run_keys, hparams) is vmapped; ``train_data``,
@@ -109,40 +116,57 @@ def make_epoch_fn(loss_fn: LossFn, apply_fn: ApplyFn, tx: optax.GradientTransfor
 
   def train_one_run(state, train_data, run_key, epoch, hparams, context):
     perm_key, steps_key = jax.random.split(jax.random.fold_in(run_key, epoch))
-    order = jax.random.permutation(perm_key, num_examples)[:steps * batch_size]
+    order = jax.random.permutation(perm_key, num_examples)[: steps * batch_size]
     batch_indices = order.reshape(steps, batch_size)
 
     def step(state, inputs):
       indices, step_key = inputs
       batch = jax.lax.with_sharding_constraint(
-          {name: array[indices] for name, array in train_data.items()}, shard)
+        {name: array[indices] for name, array in train_data.items()}, shard
+      )
       loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
     state, step_losses = jax.lax.scan(
-        step, state, (batch_indices, jax.random.split(steps_key, steps)))
+      step, state, (batch_indices, jax.random.split(steps_key, steps))
+    )
     return state, step_losses.mean()
 
   def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
     states, train_loss = jax.vmap(train_one_run, in_axes=(0, None, 0, None, 0, None))(
-        states, train_data, run_keys, epoch, hparams, context)
+      states, train_data, run_keys, epoch, hparams, context
+    )
     accuracy, cross_entropy = jax.vmap(evaluate, in_axes=(0, None, None, None))(
-        states.params, *test)
+      states.params, *test
+    )
     return states, (train_loss, accuracy, cross_entropy)
 
   replicated = parallel.replicated(mesh)
   return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
 
 
-def fit(*, name: str, init_fn: Callable[[jax.Array], Params], loss_fn: LossFn,
-        apply_fn: ApplyFn, train_data: Mapping[str, np.ndarray], test_images: np.ndarray,
-        test_labels: np.ndarray, run_keys: jax.Array, hparams: Mapping[str, np.ndarray],
-        context: Any = None,
-        epochs: int, batch_size: int, learning_rate: float, mesh: Mesh,
-        eval_batch_size: int = 1000, checkpointer: Checkpointer | None = None,
-        checkpoint_every: int = 10,
-        on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> FitResult:
+def fit(
+  *,
+  name: str,
+  init_fn: Callable[[jax.Array], Params],
+  loss_fn: LossFn,
+  apply_fn: ApplyFn,
+  train_data: Mapping[str, np.ndarray],
+  test_images: np.ndarray,
+  test_labels: np.ndarray,
+  run_keys: jax.Array,
+  hparams: Mapping[str, np.ndarray],
+  context: Any = None,
+  epochs: int,
+  batch_size: int,
+  learning_rate: float,
+  mesh: Mesh,
+  eval_batch_size: int = 1000,
+  checkpointer: Checkpointer | None = None,
+  checkpoint_every: int = 10,
+  on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> FitResult:
   """Trains ``R = len(run_keys)`` runs for ``epochs`` epochs with Adam; evaluates every epoch.
 
   Args:
@@ -169,26 +193,35 @@ def fit(*, name: str, init_fn: Callable[[jax.Array], Params], loss_fn: LossFn,
   num_examples = len(next(iter(train_data.values())))
   num_runs = len(run_keys)
   if batch_size > num_examples:
-    raise ValueError(f"{name}: batch size {batch_size} exceeds the {num_examples} training "
-                     "examples; lower the batch size.")
+    raise ValueError(
+      f"{name}: batch size {batch_size} exceeds the {num_examples} training "
+      "examples; lower the batch size."
+    )
   parallel.check_batch_size(batch_size, mesh, f"{name} training")
   parallel.check_batch_size(eval_batch_size, mesh, f"{name} evaluation")
   for key, value in hparams.items():
     if np.shape(value)[:1] != (num_runs,):
-      raise ValueError(f"{name}: hparams[{key!r}] must have one value per run ({num_runs}), "
-                       f"got shape {np.shape(value)}.")
+      raise ValueError(
+        f"{name}: hparams[{key!r}] must have one value per run ({num_runs}), "
+        f"got shape {np.shape(value)}."
+      )
 
   tx = optax.adam(learning_rate)
   replicated = parallel.replicated(mesh)
   init_keys, train_keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
-  states = jax.device_put(init_states(init_fn, tx, init_keys), replicated)
-  put = lambda tree: jax.device_put(tree, replicated)
+
+  def put(tree):
+    return jax.device_put(tree, replicated)
+
+  states = put(init_states(init_fn, tx, init_keys))
   train_data, train_keys, context = put(dict(train_data)), put(train_keys), put(context)
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
-  test = put(_pad_for_eval(np.asarray(test_images), np.asarray(test_labels, np.int32),
-                           eval_batch_size))
-  epoch_fn = make_epoch_fn(loss_fn, apply_fn, tx, num_examples=num_examples,
-                           batch_size=batch_size, mesh=mesh)
+  test = put(
+    _pad_for_eval(np.asarray(test_images), np.asarray(test_labels, np.int32), eval_batch_size)
+  )
+  epoch_fn = make_epoch_fn(
+    loss_fn, apply_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh
+  )
 
   history = {metric: np.zeros((num_runs, epochs), np.float32) for metric in METRICS}
   start_epoch = 0
@@ -197,8 +230,9 @@ def fit(*, name: str, init_fn: Callable[[jax.Array], Params], loss_fn: LossFn,
     states, meta = checkpointer.restore(start_epoch, states)
     for metric in METRICS:
       history[metric][:, :start_epoch] = np.asarray(meta["history"][metric])[:, :start_epoch]
-    logging.info("%s: resumed from epoch %d/%d (%s)", name, start_epoch, epochs,
-                 checkpointer.directory)
+    logging.info(
+      "%s: resumed from epoch %d/%d (%s)", name, start_epoch, epochs, checkpointer.directory
+    )
 
   started = time.perf_counter()
   for epoch in range(start_epoch, epochs):
@@ -208,25 +242,29 @@ def fit(*, name: str, init_fn: Callable[[jax.Array], Params], loss_fn: LossFn,
       bad = np.flatnonzero(~np.isfinite(metrics["train_loss"])).tolist()
       kept = checkpointer.latest_epoch() if checkpointer is not None else None
       raise FloatingPointError(
-          f"{name}: the training loss became NaN/inf at epoch {epoch + 1} for runs {bad}; "
-          f"lower the learning rate ({learning_rate}) or the temperature, or check the inputs "
-          f"for NaN. Last checkpoint kept: epoch {kept}.")
+        f"{name}: the training loss became NaN/inf at epoch {epoch + 1} for runs {bad}; "
+        f"lower the learning rate ({learning_rate}) or the temperature, or check the inputs "
+        f"for NaN. Last checkpoint kept: epoch {kept}."
+      )
     for metric in METRICS:
       history[metric][:, epoch] = metrics[metric]
     if on_epoch is not None:
       on_epoch(epoch + 1, metrics)
     done = epoch + 1
     if checkpointer is not None and (done % checkpoint_every == 0 or done == epochs):
-      checkpointer.save(done, states, {
-          "epoch": done, "history": {m: history[m][:, :done].tolist() for m in METRICS}})
+      checkpointer.save(
+        done,
+        states,
+        {"epoch": done, "history": {m: history[m][:, :done].tolist() for m in METRICS}},
+      )
   if checkpointer is not None:
     checkpointer.wait()
-  return FitResult(params=states.params, history=history,
-                   seconds=time.perf_counter() - started)
+  return FitResult(params=states.params, history=history, seconds=time.perf_counter() - started)
 
 
-def predict(apply_fn: ApplyFn, params: Params, images: np.ndarray, mesh: Mesh,
-            batch_size: int = 1000) -> np.ndarray:
+def predict(
+  apply_fn: ApplyFn, params: Params, images: np.ndarray, mesh: Mesh, batch_size: int = 1000
+) -> np.ndarray:
   """Logits of one model on a whole array, in sharded chunks (e.g. precomputed soft targets)."""
   n = len(images)
   devices = mesh.devices.size
@@ -238,6 +276,7 @@ def predict(apply_fn: ApplyFn, params: Params, images: np.ndarray, mesh: Mesh,
   def run(params, chunked):
     def chunk(_, images):
       return None, apply_fn(params, jax.lax.with_sharding_constraint(images, shard))
+
     return jax.lax.scan(chunk, None, chunked)[1]
 
   logits = run(params, jax.device_put(chunked, parallel.replicated(mesh)))

@@ -19,8 +19,11 @@ from distill_jax import maps
 from distill_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "default.py"),
-    "Experiment configuration file.", lock_config=True)
+  "config",
+  os.path.join(os.path.dirname(__file__), "configs", "default.py"),
+  "Experiment configuration file.",
+  lock_config=True,
+)
 _MAPPING = flags.DEFINE_enum("mapping", None, maps.map_names(), "The map φ (overrides config).")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
@@ -29,11 +32,16 @@ _LAM = flags.DEFINE_list("lam", None, "Distillation weight(s) λ >= 0, e.g. 1 or
 _TEMPERATURE = flags.DEFINE_list("temperature", None, "Temperature(s) T > 0, e.g. 1 or 1,2,4.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<mapping>).")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Folder holding mnist/ and fashion_mnist/ with the official IDX .gz files "
-    "(default: $DISTILL_DATA_DIR; if neither is set, tensorflow-datasets downloads them).")
+  "data_dir",
+  None,
+  "Folder holding mnist/ and fashion_mnist/ with the official IDX .gz files "
+  "(default: $DISTILL_DATA_DIR; if neither is set, tensorflow-datasets downloads them).",
+)
 _TFDS_DIR = flags.DEFINE_string(
-    "tfds_dir", None, "Where tfds writes prepared datasets (default: $TFDS_DATA_DIR or "
-    "~/tensorflow_datasets).")
+  "tfds_dir",
+  None,
+  "Where tfds writes prepared datasets (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).",
+)
 
 
 def _floats(name: str, values: list[str]) -> tuple[float, ...]:
@@ -48,7 +56,8 @@ class _ProgressOnly(std_logging.Filter):
 
   def filter(self, record):
     return record.levelno >= std_logging.WARNING or any(
-        part in record.pathname for part in ("/distill_jax/", "/experiments/"))
+      part in record.pathname for part in ("/distill_jax/", "/experiments/")
+    )
 
 
 def main(argv):
@@ -76,10 +85,12 @@ def main(argv):
     raise app.UsageError(str(error))
   workdir = _WORKDIR.value or os.path.join("runs", config.mapping)
   tfds_dir = _TFDS_DIR.value or os.environ.get(
-      "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+    "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")
+  )
   try:
-    experiment.run_experiment(config, workdir, data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
-                              tfds_dir=tfds_dir)
+    experiment.run_experiment(
+      config, workdir, data_dir=data_lib.resolve_data_dir(_DATA_DIR.value), tfds_dir=tfds_dir
+    )
   except data_lib.DataError as error:
     logging.error("%s", error)
     raise SystemExit(f"error: {error}")

@@ -5,8 +5,9 @@ import pathlib
 
 # Must be set before JAX initializes its backends. Two devices (not 8): on a 2-core machine
 # many fake devices with queued steps can abort ("only 7 of 8 arrived").
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=2").strip()
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402

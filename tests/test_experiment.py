@@ -35,8 +35,9 @@ def tfds_dir(tmp_path_factory):
 
 def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_path):
   config = tiny_config("conv")
-  results = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
-                                      tfds_dir=tfds_dir)
+  results = experiment.run_experiment(
+    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+  )
   assert list(results["arms"]) == ["no_teacher", "teacher_phi"]  # conv changes the shape
   for name in ("results.json", "results.md", "test_accuracy.png", "test_cross_entropy.png"):
     assert (tmp_path / name).stat().st_size > 0
@@ -48,8 +49,9 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
   assert 0.1 < saved["teacher"]["test_accuracy_on_phi_test"] <= 1.0
   assert not saved["teacher"]["reused_checkpoint"]
 
-  again = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
-                                    tfds_dir=tfds_dir)
+  again = experiment.run_experiment(
+    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+  )
   assert again["teacher"]["reused_checkpoint"]
   for arm, entry in results["arms"].items():
     np.testing.assert_array_equal(again["arms"][arm]["test_accuracy"], entry["test_accuracy"])
@@ -59,24 +61,32 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
   config = tiny_config("noise")
   config.lams = (0.5, 1.0)
   config.student.epochs = 2
-  results = experiment.run_experiment(config, str(tmp_path), data_dir=shared_data_dir,
-                                      tfds_dir=tfds_dir)
+  results = experiment.run_experiment(
+    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+  )
   assert list(results["arms"]) == [
-      "no_teacher", "teacher[lam=0.5,T=1]", "teacher[lam=1,T=1]",
-      "teacher_phi[lam=0.5,T=1]", "teacher_phi[lam=1,T=1]"]
+    "no_teacher",
+    "teacher[lam=0.5,T=1]",
+    "teacher[lam=1,T=1]",
+    "teacher_phi[lam=0.5,T=1]",
+    "teacher_phi[lam=1,T=1]",
+  ]
   for entry in results["arms"].values():
     assert entry["seeds"] == [0, 1]
     assert np.all(np.isfinite(entry["test_cross_entropy"]))
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
     (lambda c: setattr(c, "lams", (-1.0,)), "lam must be >= 0"),
     (lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
     (lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
     (lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
     (lambda c: setattr(c, "source_dataset", "cifar"), "unknown dataset 'cifar'"),
-])
+  ],
+)
 def test_bad_config_values(change, match):
   config = tiny_config("identity")
   change(config)
@@ -86,16 +96,25 @@ def test_bad_config_values(change, match):
 
 def _cli(*args, timeout=120):
   env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="")
-  return subprocess.run([sys.executable, "-m", "experiments.distill", *args], cwd=REPO_ROOT,
-                        capture_output=True, text=True, timeout=timeout, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.distill", *args],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+  )
 
 
-@pytest.mark.parametrize("args,match", [
+@pytest.mark.parametrize(
+  "args,match",
+  [
     (["--mapping=blur"], "value should be one of"),
     (["--mapping=conv", "--lam=-1"], "lam must be >= 0"),
     (["--mapping=conv", "--temperature=abc"], "--temperature takes numbers"),
     (["--mapping=conv", "--seeds=0"], "seeds must be >= 1"),
-])
+  ],
+)
 def test_cli_rejects_bad_flags(args, match):
   result = _cli(*args)
   assert result.returncode != 0
@@ -103,7 +122,12 @@ def test_cli_rejects_bad_flags(args, match):
 
 
 def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
-  result = _cli("--mapping=identity", f"--data_dir={tmp_path / 'nowhere'}",
-                f"--workdir={tmp_path / 'run'}", f"--tfds_dir={tmp_path / 'tfds'}", timeout=60)
+  result = _cli(
+    "--mapping=identity",
+    f"--data_dir={tmp_path / 'nowhere'}",
+    f"--workdir={tmp_path / 'run'}",
+    f"--tfds_dir={tmp_path / 'tfds'}",
+    timeout=60,
+  )
   assert result.returncode != 0
   assert "nowhere" in result.stderr and "DISTILL_DATA_DIR" in result.stderr

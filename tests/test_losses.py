@@ -20,7 +20,7 @@ def _reference(student, teacher, labels, lam, temperature, t_squared=False):
   hard = -_log_softmax(student)[np.arange(len(labels)), labels]
   teacher_probs = np.exp(_log_softmax(np.asarray(teacher) / temperature))
   soft = -(teacher_probs * _log_softmax(np.asarray(student) / temperature)).sum(-1)
-  return np.mean(hard + lam * (temperature ** 2 if t_squared else 1) * soft)
+  return np.mean(hard + lam * (temperature**2 if t_squared else 1) * soft)
 
 
 @pytest.fixture
@@ -32,13 +32,15 @@ def batch():
   return jnp.asarray(student), jnp.asarray(teacher), jnp.asarray(labels)
 
 
-@pytest.mark.parametrize("lam,temperature,t_squared",
-                         [(0.0, 1.0, False), (1.0, 1.0, False), (0.5, 2.0, False),
-                          (2.0, 4.0, True), (1.0, 0.5, True)])
+@pytest.mark.parametrize(
+  "lam,temperature,t_squared",
+  [(0.0, 1.0, False), (1.0, 1.0, False), (0.5, 2.0, False), (2.0, 4.0, True), (1.0, 0.5, True)],
+)
 def test_value_matches_formula(batch, lam, temperature, t_squared):
   student, teacher, labels = batch
-  got = distill_jax.distillation_loss(student, teacher, labels, lam=lam,
-                                      temperature=temperature, t_squared=t_squared)
+  got = distill_jax.distillation_loss(
+    student, teacher, labels, lam=lam, temperature=temperature, t_squared=t_squared
+  )
   want = _reference(student, teacher, labels, lam, temperature, t_squared)
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
@@ -63,14 +65,18 @@ def test_no_teacher_is_cross_entropy(batch):
 def test_gradient_finite_and_matches_softmax_difference(batch):
   student, teacher, labels = batch
   lam, temperature = 0.7, 2.0
-  grad = jax.grad(lambda z: distill_jax.distillation_loss(
-      z, teacher, labels, lam=lam, temperature=temperature))(student)
+  grad = jax.grad(
+    lambda z: distill_jax.distillation_loss(z, teacher, labels, lam=lam, temperature=temperature)
+  )(student)
   assert np.all(np.isfinite(grad))
   # d/dz of mean CE = (softmax(z) - onehot)/B; soft term: lam (softmax(z/T) - softmax(v/T))/(T B)
   b = len(labels)
   want = (jax.nn.softmax(student) - jax.nn.one_hot(labels, 10)) / b
-  want += lam * (jax.nn.softmax(student / temperature) -
-                 jax.nn.softmax(teacher / temperature)) / (temperature * b)
+  want += (
+    lam
+    * (jax.nn.softmax(student / temperature) - jax.nn.softmax(teacher / temperature))
+    / (temperature * b)
+  )
   np.testing.assert_allclose(grad, want, atol=1e-6)
 
 
@@ -83,17 +89,27 @@ def test_no_gradient_into_teacher(batch):
 def test_jit_and_vmap_over_lam_temperature(batch):
   student, teacher, labels = batch
   lams, temperatures = jnp.array([0.0, 1.0, 2.0]), jnp.array([1.0, 2.0, 3.0])
-  fn = jax.jit(jax.vmap(lambda lam, t: distill_jax.distillation_loss(
-      student, teacher, labels, lam=lam, temperature=t)))
+  fn = jax.jit(
+    jax.vmap(
+      lambda lam, t: distill_jax.distillation_loss(student, teacher, labels, lam=lam, temperature=t)
+    )
+  )
   got = fn(lams, temperatures)
-  want = [_reference(student, teacher, labels, float(l), float(t))
-          for l, t in zip(lams, temperatures)]
+  want = [
+    _reference(student, teacher, labels, float(lam), float(t)) for lam, t in zip(lams, temperatures)
+  ]
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("lam,temperature,match", [
-    (-0.1, 1.0, "lam must be >= 0"), (float("nan"), 1.0, "lam must be >= 0"),
-    (1.0, 0.0, "temperature must be > 0"), (1.0, -2.0, "temperature must be > 0")])
+@pytest.mark.parametrize(
+  "lam,temperature,match",
+  [
+    (-0.1, 1.0, "lam must be >= 0"),
+    (float("nan"), 1.0, "lam must be >= 0"),
+    (1.0, 0.0, "temperature must be > 0"),
+    (1.0, -2.0, "temperature must be > 0"),
+  ],
+)
 def test_impossible_lam_temperature(batch, lam, temperature, match):
   student, teacher, labels = batch
   with pytest.raises(ValueError, match=match):

@@ -52,8 +52,13 @@ def test_conv_shape_and_values():
   assert phi.output_shape((28, 28, 1)) == (24, 24, 1)
   # Output (i, j) sums the five taps of the dilated cross pattern (effective 5x5 kernel).
   x0 = np.asarray(x[..., 0])
-  want = (x0[:, 0:24, 0:24] + x0[:, 0:24, 4:28] + x0[:, 2:26, 2:26] +
-          x0[:, 4:28, 0:24] + x0[:, 4:28, 4:28])
+  want = (
+    x0[:, 0:24, 0:24]
+    + x0[:, 0:24, 4:28]
+    + x0[:, 2:26, 2:26]
+    + x0[:, 4:28, 0:24]
+    + x0[:, 4:28, 4:28]
+  )
   np.testing.assert_allclose(y[..., 0], want, rtol=1e-5)
 
 

@@ -11,8 +11,10 @@ def _count(params):
   return sum(x.size for x in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize("name,input_shape", [("mlp", (28, 28, 1)), ("mlp", (24, 24, 1)),
-                                              ("linear", (28, 28, 1)), ("cnn", (28, 28, 1))])
+@pytest.mark.parametrize(
+  "name,input_shape",
+  [("mlp", (28, 28, 1)), ("mlp", (24, 24, 1)), ("linear", (28, 28, 1)), ("cnn", (28, 28, 1))],
+)
 def test_logits_shape(name, input_shape):
   model = models.get_model(name)
   params = model.init(jax.random.key(0), jnp.zeros((1, *input_shape)))

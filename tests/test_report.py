@@ -8,15 +8,22 @@ from distill_jax import report
 
 
 def _results():
-  history = {m: np.arange(12, dtype=np.float32).reshape(4, 3) / 10 for m in
-             ("train_loss", "test_accuracy", "test_cross_entropy")}
+  history = {
+    m: np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    for m in ("train_loss", "test_accuracy", "test_cross_entropy")
+  }
   grid = [(1.0, 1.0, 0), (1.0, 1.0, 1), (2.0, 1.0, 0), (2.0, 1.0, 1)]
-  arms = report.group_runs("no_teacher", [(0.0, 1.0, 0), (0.0, 1.0, 1)],
-                           {m: v[:2] for m, v in history.items()}, 1.0)
+  arms = report.group_runs(
+    "no_teacher", [(0.0, 1.0, 0), (0.0, 1.0, 1)], {m: v[:2] for m, v in history.items()}, 1.0
+  )
   arms.update(report.group_runs("teacher_phi", grid, history, 2.0))
-  return {"experiment": "toy", "arms": arms, "devices": ["cpu:0"], "seconds": {"total": 3.0},
-          "teacher": {"model": "mlp", "trained_on": "phi(toy)",
-                      "test_accuracy_on_phi_test": 0.9}}
+  return {
+    "experiment": "toy",
+    "arms": arms,
+    "devices": ["cpu:0"],
+    "seconds": {"total": 3.0},
+    "teacher": {"model": "mlp", "trained_on": "phi(toy)", "test_accuracy_on_phi_test": 0.9},
+  }
 
 
 def test_group_runs_splits_grid_and_computes_final_stats():
@@ -24,8 +31,7 @@ def test_group_runs_splits_grid_and_computes_final_stats():
   assert list(arms) == ["no_teacher", "teacher_phi[lam=1,T=1]", "teacher_phi[lam=2,T=1]"]
   entry = arms["teacher_phi[lam=2,T=1]"]
   assert entry["seeds"] == [0, 1] and entry["lam"] == 2.0
-  np.testing.assert_allclose(entry["test_accuracy"], [[0.6, 0.7, 0.8], [0.9, 1.0, 1.1]],
-                             rtol=1e-6)
+  np.testing.assert_allclose(entry["test_accuracy"], [[0.6, 0.7, 0.8], [0.9, 1.0, 1.1]], rtol=1e-6)
   assert abs(entry["final"]["test_accuracy"]["mean"] - 0.95) < 1e-6
   assert abs(entry["final"]["test_accuracy"]["std"] - 0.15) < 1e-6
 

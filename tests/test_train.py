@@ -21,7 +21,7 @@ def _data(n=200, seed=0):
   labels = rng.integers(0, 4, n).astype(np.int32)
   for i, label in enumerate(labels):
     r, c = divmod(int(label), 2)
-    images[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 0.5
+    images[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 0.5
   return images, labels
 
 
@@ -33,12 +33,22 @@ def _loss_fn(params, batch, key, hparams, context):
 def _fit(seeds=(0, 1), epochs=3, mesh=None, hparams=None, **kwargs):
   images, labels = _data()
   return train.fit(
-      name="toy", init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
-      loss_fn=_loss_fn, apply_fn=MODEL.apply, train_data={"image": images, "label": labels},
-      test_images=images[:60], test_labels=labels[:60],
-      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds)), hparams=hparams or {},
-      epochs=epochs, batch_size=20, learning_rate=1e-2,
-      mesh=mesh or parallel.make_mesh(), eval_batch_size=20, **kwargs)
+    name="toy",
+    init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
+    loss_fn=_loss_fn,
+    apply_fn=MODEL.apply,
+    train_data={"image": images, "label": labels},
+    test_images=images[:60],
+    test_labels=labels[:60],
+    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+    hparams=hparams or {},
+    epochs=epochs,
+    batch_size=20,
+    learning_rate=1e-2,
+    mesh=mesh or parallel.make_mesh(),
+    eval_batch_size=20,
+    **kwargs,
+  )
 
 
 def test_learns_and_reports_history_shapes():
@@ -57,8 +67,9 @@ def test_same_seed_same_numbers():
 def test_vmapped_runs_equal_separate_runs():
   together = _fit(seeds=(3, 5))
   alone = _fit(seeds=(5,))
-  np.testing.assert_allclose(together.history["train_loss"][1], alone.history["train_loss"][0],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    together.history["train_loss"][1], alone.history["train_loss"][0], rtol=1e-5
+  )
 
 
 def test_per_run_hparams_are_used():
@@ -79,11 +90,21 @@ def test_two_devices_match_one():
 def test_batch_not_divisible_by_devices():
   with pytest.raises(ValueError, match="not divisible by the 2 devices"):
     images, labels = _data()
-    train.fit(name="toy", init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
-              loss_fn=_loss_fn, apply_fn=MODEL.apply,
-              train_data={"image": images, "label": labels}, test_images=images,
-              test_labels=labels, run_keys=jax.random.key(0)[None], hparams={}, epochs=1,
-              batch_size=15, learning_rate=1e-2, mesh=parallel.make_mesh(2))
+    train.fit(
+      name="toy",
+      init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
+      loss_fn=_loss_fn,
+      apply_fn=MODEL.apply,
+      train_data={"image": images, "label": labels},
+      test_images=images,
+      test_labels=labels,
+      run_keys=jax.random.key(0)[None],
+      hparams={},
+      epochs=1,
+      batch_size=15,
+      learning_rate=1e-2,
+      mesh=parallel.make_mesh(2),
+    )
 
 
 def test_resume_after_interruption_gives_the_same_result(tmp_path):
@@ -92,15 +113,20 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path):
   checkpointer = Checkpointer(str(tmp_path))
   assert checkpointer.latest_epoch() == 2
   seen = []
-  resumed = _fit(epochs=4, checkpointer=checkpointer, checkpoint_every=1,
-                 on_epoch=lambda epoch, metrics: seen.append(epoch))
+  resumed = _fit(
+    epochs=4,
+    checkpointer=checkpointer,
+    checkpoint_every=1,
+    on_epoch=lambda epoch, metrics: seen.append(epoch),
+  )
   assert seen == [3, 4]  # only the missing epochs ran
-  np.testing.assert_array_equal(resumed.history["train_loss"][:, :2],
-                                first.history["train_loss"])
-  np.testing.assert_allclose(resumed.history["test_accuracy"],
-                             reference.history["test_accuracy"], atol=1e-6)
-  np.testing.assert_allclose(resumed.history["train_loss"], reference.history["train_loss"],
-                             rtol=1e-5)
+  np.testing.assert_array_equal(resumed.history["train_loss"][:, :2], first.history["train_loss"])
+  np.testing.assert_allclose(
+    resumed.history["test_accuracy"], reference.history["test_accuracy"], atol=1e-6
+  )
+  np.testing.assert_allclose(
+    resumed.history["train_loss"], reference.history["train_loss"], rtol=1e-5
+  )
 
 
 def test_nan_loss_raises_clear_error():

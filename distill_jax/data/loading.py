@@ -18,77 +18,75 @@ DATA_DIR_ENV = "DISTILL_DATA_DIR"
 
 
 def resolve_data_dir(flag_value: str | None) -> str | None:
-    """The raw-data root: the flag if set, else $DISTILL_DATA_DIR, else None (download online)."""
-    return flag_value or os.environ.get(DATA_DIR_ENV) or None
+  """The raw-data root: the flag if set, else $DISTILL_DATA_DIR, else None (download online)."""
+  return flag_value or os.environ.get(DATA_DIR_ENV) or None
 
 
 def load_splits(
-    name: str,
-    *,
-    data_dir: str | None,
-    tfds_dir: str,
-    splits=("big", "small", "test"),
+  name: str,
+  *,
+  data_dir: str | None,
+  tfds_dir: str,
+  splits=("big", "small", "test"),
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Returns {split: (images float32 (N,28,28,1) in [0,1], labels int32 (N,))}.
+  """Returns {split: (images float32 (N,28,28,1) in [0,1], labels int32 (N,))}.
 
-    `data_dir` is a root holding `<name>/` with the four IDX .gz files; it is read directly and the
-    network is never used. With `data_dir=None` tfds downloads the official files. The prepared
-    dataset is written once under `tfds_dir` and reused by later calls.
-    """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    if isinstance(splits, str):
-        splits = (splits,)
-    for split in splits:
-        if split not in SPLITS:
-            raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+  `data_dir` is a root holding `<name>/` with the four IDX .gz files; it is read directly and the
+  network is never used. With `data_dir=None` tfds downloads the official files. The prepared
+  dataset is written once under `tfds_dir` and reused by later calls.
+  """
+  if name not in DATASETS:
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+  if isinstance(splits, str):
+    splits = (splits,)
+  for split in splits:
+    if split not in SPLITS:
+      raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
-    manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
-    builder = BUILDERS[name](data_dir=tfds_dir)
-    builder.download_and_prepare(  # no-op when already prepared
-        download_dir=os.path.join(tfds_dir, "downloads", builder.name),
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir, try_download_gcs=False
-        ),
-        file_format="array_record",
-    )
-    return {split: _read_split(builder, SPLITS[split]) for split in splits}
+  manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
+  builder = BUILDERS[name](data_dir=tfds_dir)
+  builder.download_and_prepare(  # no-op when already prepared
+    download_dir=os.path.join(tfds_dir, "downloads", builder.name),
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
+    file_format="array_record",
+  )
+  return {split: _read_split(builder, SPLITS[split]) for split in splits}
 
 
 def _check_idx_folder(folder: str) -> str:
-    """Fails fast (before tfds, which would otherwise try the network) if a file is missing."""
-    if not os.path.isdir(folder):
-        raise DataError(f"{folder}: dataset folder is missing; {FIX_HINT}")
-    for file_name in IDX_FILE_NAMES:
-        path = os.path.join(folder, file_name)
-        if not os.path.isfile(path):
-            raise DataError(f"{path}: file is missing; {FIX_HINT}")
-    return folder
+  """Fails fast (before tfds, which would otherwise try the network) if a file is missing."""
+  if not os.path.isdir(folder):
+    raise DataError(f"{folder}: dataset folder is missing; {FIX_HINT}")
+  for file_name in IDX_FILE_NAMES:
+    path = os.path.join(folder, file_name)
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: file is missing; {FIX_HINT}")
+  return folder
 
 
 def _read_split(builder, tfds_split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reads one split through `as_data_source` in a single batched call.
+  """Reads one split through `as_data_source` in a single batched call.
 
-    Records are fetched as raw bytes and decoded here in bulk (the image is one bytes field):
-    about 4x faster than tfds's per-record decoding.
-    """
-    source = builder.as_data_source(
-        split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
-    )
-    records = source.__getitems__(range(len(source))) if len(source) else []
-    images, labels = _decode_records(records)
-    images = images.astype(np.float32)
-    images /= 255.0
-    return images, labels
+  Records are fetched as raw bytes and decoded here in bulk (the image is one bytes field):
+  about 4x faster than tfds's per-record decoding.
+  """
+  source = builder.as_data_source(
+    split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
+  )
+  records = source.__getitems__(range(len(source))) if len(source) else []
+  images, labels = _decode_records(records)
+  images = images.astype(np.float32)
+  images /= 255.0
+  return images, labels
 
 
 def _decode_records(records) -> tuple[np.ndarray, np.ndarray]:
-    """Serialized tf.train.Example records -> (uint8 (N,28,28,1), int32 (N,))."""
-    parse = tf_example_pb2.Example.FromString
-    pixels, labels = [], []
-    for record in records:
-        feature = parse(record).features.feature
-        pixels.append(feature["image"].bytes_list.value[0])
-        labels.append(feature["label"].int64_list.value[0])
-    images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, 28, 28, 1)
-    return images, np.asarray(labels, dtype=np.int32)
+  """Serialized tf.train.Example records -> (uint8 (N,28,28,1), int32 (N,))."""
+  parse = tf_example_pb2.Example.FromString
+  pixels, labels = [], []
+  for record in records:
+    feature = parse(record).features.feature
+    pixels.append(feature["image"].bytes_list.value[0])
+    labels.append(feature["label"].int64_list.value[0])
+  images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, 28, 28, 1)
+  return images, np.asarray(labels, dtype=np.int32)

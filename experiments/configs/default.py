@@ -17,18 +17,20 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.mapping = "identity"            # a name in distill_jax.maps.map_names()
-  config.maps = ml_collections.ConfigDict({   # options of each map φ
+  config.mapping = "identity"  # a name in distill_jax.maps.map_names()
+  config.maps = ml_collections.ConfigDict(
+    {  # options of each map φ
       "noise": {"variance": 0.1},
       "conv": {"dilation": 2},
-  })
+    }
+  )
   config.source_dataset = "fashion_mnist"  # the teacher trains on φ(source Big)
   config.target_dataset = "fashion_mnist"  # the students train on target Small
-  config.seeds = 5                        # student runs per arm, trained at once with vmap
-  config.seed_offset = 0                  # seeds are seed_offset, ..., seed_offset + seeds - 1
-  config.lams = (1.0,)                    # distillation weights λ (a grid is vmapped too)
-  config.temperatures = (1.0,)            # temperatures T
-  config.t_squared = False                # Hinton's T² factor on the soft term
+  config.seeds = 5  # student runs per arm, trained at once with vmap
+  config.seed_offset = 0  # seeds are seed_offset, ..., seed_offset + seeds - 1
+  config.lams = (1.0,)  # distillation weights λ (a grid is vmapped too)
+  config.temperatures = (1.0,)  # temperatures T
+  config.t_squared = False  # Hinton's T² factor on the soft term
 
   config.teacher = ml_collections.ConfigDict()
   config.teacher.model = "mlp"
@@ -47,11 +49,14 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Use only the first N examples of a split (None = all). For smoke tests and quick looks.
   config.data = ml_collections.ConfigDict(
-      {"max_big": ml_collections.FieldReference(None, field_type=int),
-       "max_small": ml_collections.FieldReference(None, field_type=int),
-       "max_test": ml_collections.FieldReference(None, field_type=int)})
+    {
+      "max_big": ml_collections.FieldReference(None, field_type=int),
+      "max_small": ml_collections.FieldReference(None, field_type=int),
+      "max_test": ml_collections.FieldReference(None, field_type=int),
+    }
+  )
 
   config.eval_batch_size = 1000
-  config.checkpoint_every = 10            # student epochs between checkpoints
-  config.num_devices = 0                  # 0 = all local devices
+  config.checkpoint_every = 10  # student epochs between checkpoints
+  config.num_devices = 0  # 0 = all local devices
   return config
