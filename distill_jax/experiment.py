@@ -102,8 +102,11 @@ def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
   source_shape = phi.output_shape(images.shape[1:])
   mapped_test = _apply_deterministic(phi, test[0], jax.random.key(10_000 + tc.seed))
 
+  if not phi.stochastic:  # the source set S = φ(Big), computed once instead of every step
+    images = _apply_deterministic(phi, images, jax.random.key(0))
+
   def loss_fn(params, batch, key, hparams, context):
-    source_images = phi(batch["image"], key)
+    source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
     return jnp.mean(losses.cross_entropy(teacher.apply(params, source_images), batch["label"]))
 
   key_config = {
