@@ -94,8 +94,11 @@ def _apply_deterministic(phi: maps.Map, images: np.ndarray, key: jax.Array) -> n
   return np.concatenate(chunks)
 
 
-def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
-  """Trains (or reloads) the teacher on φ(Big); reports its test metrics on φ(Test)."""
+def fit_teacher(config, phi, big, test, mesh, workdir, on_epoch=None) -> tuple[Any, dict]:
+  """Trains (or reloads) the teacher on φ(Big); reports its test metrics on φ(Test).
+
+  ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
+  """
   tc = config.teacher
   teacher = _build_model(tc)
   images, labels = big
@@ -129,7 +132,7 @@ def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
     " (reusing checkpoint)" if reused else "",
   )
 
-  def on_epoch(epoch, metrics):
+  def log_epoch(epoch, metrics):
     logging.info(
       "teacher epoch %d/%d: train loss %.4f, test accuracy on φ(test) %.4f",
       epoch,
@@ -155,7 +158,7 @@ def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
     eval_batch_size=config.eval_batch_size,
     checkpointer=checkpointer,
     checkpoint_every=1,
-    on_epoch=on_epoch,
+    on_epoch=_chain(log_epoch, on_epoch),
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
@@ -170,6 +173,17 @@ def fit_teacher(config, phi, big, test, mesh, workdir) -> tuple[Any, dict]:
     "checkpoint": checkpointer.directory,
   }
   return (teacher, params), info
+
+
+def _chain(*callbacks):
+  """One callback calling each given one (None entries skipped) in order."""
+
+  def call_all(*args):
+    for callback in callbacks:
+      if callback is not None:
+        callback(*args)
+
+  return call_all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +208,13 @@ def arms_for(phi: maps.Map, image_shape: tuple[int, ...]) -> list[Arm]:
   return arms
 
 
-def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, teacher_key):
-  """All seeds × λ × T of one arm, trained together; returns per-run history and grid."""
+def fit_students(
+  config, arm: Arm, phi, teacher, small, test, mesh, workdir, teacher_key, on_epoch=None
+):
+  """All seeds × λ × T of one arm, trained together; returns the grid and the fit result.
+
+  ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
+  """
   sc = config.student
   student = _build_model(sc)
   teacher_model, teacher_params = teacher
@@ -250,7 +269,7 @@ def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, tea
   checkpointer = Checkpointer(os.path.join(workdir, "students", config_key(key_config)), key_config)
   started = time.perf_counter()
 
-  def on_epoch(epoch, metrics):
+  def log_epoch(epoch, metrics):
     if epoch % 10 == 0 or epoch == sc.epochs or epoch == 1:
       logging.info(
         "%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
@@ -282,7 +301,7 @@ def fit_students(config, arm: Arm, phi, teacher, small, test, mesh, workdir, tea
     eval_batch_size=config.eval_batch_size,
     checkpointer=checkpointer,
     checkpoint_every=config.checkpoint_every,
-    on_epoch=on_epoch,
+    on_epoch=_chain(log_epoch, on_epoch),
   )
   checkpointer.close()
   return grid, result

@@ -76,19 +76,22 @@ def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> 
   kh, kw = kernel.shape
   eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
 
+  taps = [(i, j, float(kernel[i, j])) for i in range(kh) for j in range(kw) if kernel[i, j] != 0]
+
   def convolve(images, key):
-    channels = images.shape[-1]
-    # HWIO with feature_group_count=C: the same kernel on each channel separately.
-    rhs = jnp.tile(jnp.asarray(kernel, images.dtype)[:, :, None, None], (1, 1, 1, channels))
-    return jax.lax.conv_general_dilated(
-      images,
-      rhs,
-      window_strides=(1, 1),
-      padding="VALID",
-      rhs_dilation=(dilation, dilation),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=channels,
-    )
+    # The kernel is a constant with few non-zero taps: a weighted sum of shifted views of the
+    # images is exactly the VALID cross-correlation (what lax.conv computes), and on CPU it is
+    # ~10x faster than XLA's grouped dilated convolution.
+    out_h, out_w = images.shape[1] - eff_h + 1, images.shape[2] - eff_w + 1
+    if out_h < 1 or out_w < 1:
+      raise ValueError(
+        f"map 'conv' needs images of at least {eff_h}x{eff_w}, got {images.shape[1:3]}."
+      )
+    total = jnp.zeros((images.shape[0], out_h, out_w, images.shape[3]), images.dtype)
+    for i, j, weight in taps:
+      r, c = i * dilation, j * dilation
+      total = total + weight * images[:, r : r + out_h, c : c + out_w, :]
+    return total
 
   def output_shape(shape):
     h, w, c = shape

@@ -59,9 +59,14 @@ class FitResult:
 def init_states(
   init_fn: Callable[[jax.Array], Params], tx: optax.GradientTransformation, init_keys: jax.Array
 ) -> TrainState:
-  """One ``TrainState`` per key, stacked along a leading run axis."""
-  params = jax.vmap(init_fn)(init_keys)
-  return TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
+  """One ``TrainState`` per key, stacked along a leading run axis (one compiled program)."""
+
+  @jax.jit
+  def init_all(keys):
+    params = jax.vmap(init_fn)(keys)
+    return TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
+
+  return init_all(init_keys)
 
 
 def _pad_for_eval(images: np.ndarray, labels: np.ndarray, eval_batch_size: int):

@@ -75,3 +75,22 @@ def test_maps_jit_and_bad_shapes():
   np.testing.assert_allclose(jax.jit(phi.fn)(x, None), phi(x), rtol=1e-6)
   with pytest.raises(ValueError, match=r"NHWC"):
     phi(x[..., 0])
+
+
+def test_conv_matches_lax_convolution_for_any_kernel():
+  kernel = np.random.default_rng(3).normal(size=(3, 3)).astype(np.float32)
+  x = jnp.concatenate([_images(seed=4), _images(seed=5)], axis=-1)
+  got = maps.dilated_conv_map(kernel, dilation=2)(x)
+  rhs = jnp.tile(jnp.asarray(kernel)[:, :, None, None], (1, 1, 1, 2))
+  want = jax.lax.conv_general_dilated(
+    x,
+    rhs,
+    (1, 1),
+    "VALID",
+    rhs_dilation=(2, 2),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=2,
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="at least 5x5"):
+    maps.get_map("conv")(x[:, :4, :4])
