@@ -82,25 +82,35 @@ def markdown_table(results: dict) -> str:
 
 
 def plot_curves(results: dict, metric: str, path: str) -> None:
+  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right)."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  for label, entry in results["arms"].items():
+  arms = results["arms"]
+  colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+  fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
+  for index, (label, entry) in enumerate(arms.items()):
     values = np.asarray(entry[metric])
     epochs = np.arange(1, values.shape[1] + 1)
     mean, std = values.mean(0), values.std(0)
-    (line,) = ax.plot(epochs, mean, label=f"{label} ({len(values)} seeds)")
-    ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.25)
-  ax.set_xlabel("epoch")
-  ax.set_ylabel(metric.replace("_", " "))
-  ax.set_title(results["experiment"], fontsize=10)
-  ax.grid(alpha=0.3)
-  ax.legend()
+    half = len(epochs) // 2
+    style = {"color": colors[index % len(colors)], "linestyle": "-" if index < 10 else "--"}
+    for ax, start in ((full, 0), (zoom, half)):
+      ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} seeds)", **style)
+      ax.fill_between(
+        epochs[start:], (mean - std)[start:], (mean + std)[start:], color=style["color"], alpha=0.2
+      )
+  for ax, title in ((full, "all epochs"), (zoom, "second half, zoomed")):
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.suptitle(f"{results['experiment']}: mean ± std over seeds", fontsize=10)
+  zoom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 
