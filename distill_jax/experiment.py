@@ -36,8 +36,6 @@ from distill_jax import report
 from distill_jax import train
 from distill_jax.checkpoints import Checkpointer, config_key
 
-ARMS = ("no_teacher", "teacher", "teacher_phi")
-
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the bad value and the fix, before any work starts."""
@@ -53,6 +51,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     losses.check_lam_temperature(0.0, float(temperature))
   if config.seeds < 1:
     raise ValueError(f"seeds must be >= 1, got {config.seeds}.")
+  if config.checkpoint_every < 1 or config.eval_batch_size < 1:
+    raise ValueError(
+      f"checkpoint_every and eval_batch_size must be >= 1; got {config.checkpoint_every}, "
+      f"{config.eval_batch_size}."
+    )
   for part in ("teacher", "student"):
     c = config[part]
     if c.model not in models.MODEL_NAMES:
@@ -84,8 +87,8 @@ def _init_fn(model, input_shape):
   return lambda key: model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
 
 
-def _apply_deterministic(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
-  """φ on a whole array, in chunks (a fixed key for a stochastic φ)."""
+def _map_array(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
+  """φ applied to a whole array in chunks; a stochastic φ draws once, from ``key``."""
   fn = jax.jit(phi.fn)
   chunks = [
     np.asarray(fn(jnp.asarray(images[i : i + 2000]), jax.random.fold_in(key, i)))
@@ -103,10 +106,10 @@ def fit_teacher(config, phi, big, test, mesh, workdir, on_epoch=None) -> tuple[A
   teacher = _build_model(tc)
   images, labels = big
   source_shape = phi.output_shape(images.shape[1:])
-  mapped_test = _apply_deterministic(phi, test[0], jax.random.key(10_000 + tc.seed))
+  mapped_test = _map_array(phi, test[0], jax.random.key(10_000 + tc.seed))
 
   if not phi.stochastic:  # the source set S = φ(Big), computed once instead of every step
-    images = _apply_deterministic(phi, images, jax.random.key(0))
+    images = _map_array(phi, images, jax.random.key(0))
 
   def loss_fn(params, batch, key, hparams, context):
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
@@ -228,9 +231,7 @@ def fit_students(
   train_data = {"image": images, "label": labels}
   online_phi = arm.through_phi and phi.stochastic
   if arm.uses_teacher and not online_phi:  # soft targets computed once for all epochs/runs
-    teacher_inputs = (
-      _apply_deterministic(phi, images, jax.random.key(0)) if arm.through_phi else images
-    )
+    teacher_inputs = _map_array(phi, images, jax.random.key(0)) if arm.through_phi else images
     train_data["teacher_logits"] = train.predict(
       teacher_model.apply, teacher_params, teacher_inputs, mesh
     )
