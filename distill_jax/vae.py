@@ -1,0 +1,150 @@
+"""A VAE with one encoder and two decoders: the learned map φ_vae from clothes to digits.
+
+The encoder ``q(z | x, α)`` reads a Fashion-MNIST image ``x``; two Bernoulli decoders
+``p(· | z, β_MNIST)`` and ``p(· | z, β_Fashion)`` reconstruct a paired MNIST digit ``m`` of the same
+class and the input ``x`` itself. Per example, with ``z ~ q(z | x)`` (reparameterized):
+
+.. math::
+
+   \\mathrm{ELBO}(x, m) = \\mathbb{E}_q \\log p(m | z, β_M) + \\mathbb{E}_q \\log p(x | z, β_F)
+                         - \\mathrm{KL}(q(z | x) \\,\\|\\, N(0, σ^2 I))
+
+with the KL in closed form. Because clothes of class r are always paired with digits r, the
+shared latent space lines up classes of clothes with classes of digits, and
+``φ_vae(x) = E[p(m | z = μ(x), β_M)]`` translates a garment into a digit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+class Encoder(nn.Module):
+  """Images → mean and log-variance of a diagonal Gaussian ``q(z | x)``."""
+
+  latent_dim: int
+  hidden: Sequence[int] = (512, 256)
+
+  @nn.compact
+  def __call__(self, images):
+    h = images.reshape(images.shape[0], -1)
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    return nn.Dense(self.latent_dim, name="mean")(h), nn.Dense(self.latent_dim, name="log_var")(h)
+
+
+class Decoder(nn.Module):
+  """Latents → Bernoulli logits of a 28×28×1 image."""
+
+  hidden: Sequence[int] = (256, 512)
+
+  @nn.compact
+  def __call__(self, z):
+    h = z
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width)(h))
+    return nn.Dense(int(np.prod(IMAGE_SHAPE)))(h).reshape(z.shape[0], *IMAGE_SHAPE)
+
+
+class TwoDecoderVAE(nn.Module):
+  """One encoder, a digit decoder and a garment decoder sharing the latent space."""
+
+  latent_dim: int = 16
+  encoder_hidden: Sequence[int] = (512, 256)
+  decoder_hidden: Sequence[int] = (256, 512)
+
+  def setup(self):
+    self.encoder = Encoder(self.latent_dim, tuple(self.encoder_hidden))
+    self.mnist_decoder = Decoder(tuple(self.decoder_hidden))
+    self.fashion_decoder = Decoder(tuple(self.decoder_hidden))
+
+  def __call__(self, images, key):
+    """Returns ``(mean, log_var, mnist_logits, fashion_logits)`` for a sampled z."""
+    mean, log_var = self.encoder(images)
+    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+    return mean, log_var, self.mnist_decoder(z), self.fashion_decoder(z)
+
+  def encode(self, images):
+    return self.encoder(images)
+
+  def decode_mnist(self, z):
+    return self.mnist_decoder(z)
+
+  def decode_fashion(self, z):
+    return self.fashion_decoder(z)
+
+
+def kl_to_prior(mean: jax.Array, log_var: jax.Array, prior_std: float = 1.0) -> jax.Array:
+  """``KL(N(mean, exp(log_var)) ‖ N(0, prior_std² I))`` per example, summed over latents.
+
+  ``½ Σ_j [ (σ_j² + μ_j²) / s² − 1 − log σ_j² + log s² ]``.
+  """
+  prior_var = prior_std**2
+  terms = (jnp.exp(log_var) + jnp.square(mean)) / prior_var - 1.0 - log_var + jnp.log(prior_var)
+  return 0.5 * jnp.sum(terms, axis=-1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """``Σ_pixels [t log σ(l) + (1 − t) log(1 − σ(l))]`` per example; targets in [0, 1]."""
+  per_pixel = -optax.sigmoid_binary_cross_entropy(logits, targets)
+  return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
+
+
+def negative_elbo(
+  model: TwoDecoderVAE,
+  params,
+  fashion_images: jax.Array,
+  mnist_images: jax.Array,
+  key: jax.Array,
+  prior_std: float = 1.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean over the batch of −ELBO (one reparameterized sample), and its three terms."""
+  mean, log_var, mnist_logits, fashion_logits = model.apply(params, fashion_images, key)
+  mnist_ll = bernoulli_log_likelihood(mnist_logits, mnist_images)
+  fashion_ll = bernoulli_log_likelihood(fashion_logits, fashion_images)
+  kl = kl_to_prior(mean, log_var, prior_std)
+  terms = {"mnist_log_lik": mnist_ll.mean(), "fashion_log_lik": fashion_ll.mean(), "kl": kl.mean()}
+  return -(mnist_ll + fashion_ll - kl).mean(), terms
+
+
+def class_index_table(labels: np.ndarray, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+  """Per class, the indices of its examples (padded with the class's first index) and counts.
+
+  Returns ``table [num_classes, max_count]`` and ``counts [num_classes]``; every class must occur.
+  """
+  labels = np.asarray(labels)
+  per_class = [np.flatnonzero(labels == r) for r in range(num_classes)]
+  missing = [r for r, idx in enumerate(per_class) if len(idx) == 0]
+  if missing:
+    raise ValueError(f"no digit of class(es) {missing} to pair with; pass a full MNIST train set.")
+  width = max(len(idx) for idx in per_class)
+  table = np.stack([np.pad(idx, (0, width - len(idx)), mode="edge") for idx in per_class])
+  return table.astype(np.int32), np.array([len(idx) for idx in per_class], np.int32)
+
+
+def draw_pairs(key: jax.Array, labels: jax.Array, table: jax.Array, counts: jax.Array) -> jax.Array:
+  """For each label r, the index of a uniformly drawn example of class r (fresh per key)."""
+  u = jax.random.uniform(key, labels.shape)
+  column = jnp.minimum((u * counts[labels]).astype(jnp.int32), counts[labels] - 1)
+  return table[labels, column]
+
+
+def make_phi(model: TwoDecoderVAE, params, *, sample: bool = False):
+  """φ_vae(x, key): digit probabilities decoded from the encoder mean (or a sampled z)."""
+
+  def phi(images, key):
+    mean, log_var = model.apply(params, images, method=TwoDecoderVAE.encode)
+    z = mean
+    if sample:
+      z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+    return jax.nn.sigmoid(model.apply(params, z, method=TwoDecoderVAE.decode_mnist))
+
+  return phi

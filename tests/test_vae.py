@@ -1,0 +1,104 @@
+"""Two-decoder VAE: KL closed form, ELBO and gradients, shapes, learning, pairing, φ_vae."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from distill_jax import vae
+
+
+def _model_and_params(latent_dim=2):
+  model = vae.TwoDecoderVAE(latent_dim=latent_dim, encoder_hidden=(32,), decoder_hidden=(32,))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))
+  return model, params
+
+
+def _images(n, seed):
+  return jnp.asarray(np.random.default_rng(seed).random((n, 28, 28, 1), np.float32))
+
+
+def test_kl_closed_form_on_known_inputs():
+  # KL(N(0,1) || N(0,1)) = 0; one latent with mu=1, var=1: 0.5; var=e^2, mu=0: 0.5(e^2 - 1 - 2).
+  np.testing.assert_allclose(vae.kl_to_prior(jnp.zeros((1, 3)), jnp.zeros((1, 3))), [0.0])
+  np.testing.assert_allclose(vae.kl_to_prior(jnp.ones((1, 1)), jnp.zeros((1, 1))), [0.5])
+  np.testing.assert_allclose(
+    vae.kl_to_prior(jnp.zeros((1, 1)), jnp.full((1, 1), 2.0)), [0.5 * (np.e**2 - 3)], rtol=1e-6
+  )
+  # Against Monte Carlo for a non-unit prior.
+  mean, log_var, s = jnp.array([[0.3, -1.0]]), jnp.array([[-0.5, 0.4]]), 2.0
+  z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(jax.random.key(0), (200_000, 2))
+  log_q = jax.scipy.stats.norm.logpdf(z, mean, jnp.exp(0.5 * log_var)).sum(-1)
+  log_p = jax.scipy.stats.norm.logpdf(z, 0.0, s).sum(-1)
+  np.testing.assert_allclose(
+    vae.kl_to_prior(mean, log_var, s)[0], jnp.mean(log_q - log_p), rtol=2e-2
+  )
+
+
+def test_bernoulli_log_likelihood():
+  logits = jnp.zeros((2, 28, 28, 1))
+  np.testing.assert_allclose(
+    vae.bernoulli_log_likelihood(logits, jnp.ones_like(logits)), [784 * np.log(0.5)] * 2, rtol=1e-6
+  )
+
+
+def test_shapes_elbo_finite_and_gradient_finite():
+  model, params = _model_and_params()
+  x, m = _images(4, 0), _images(4, 1)
+  mean, log_var, mnist_logits, fashion_logits = jax.jit(model.apply)(params, x, jax.random.key(2))
+  assert mean.shape == log_var.shape == (4, 2)
+  assert mnist_logits.shape == fashion_logits.shape == (4, 28, 28, 1)
+  loss_fn = lambda p: vae.negative_elbo(model, p, x, m, jax.random.key(3))[0]  # noqa: E731
+  loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
+  assert np.isfinite(loss)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_a_few_steps_lower_the_loss():
+  model, params = _model_and_params()
+  x, m = _images(32, 0), _images(32, 1) > 0.5
+  tx = optax.adam(1e-3)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, key):
+    (loss, _), grads = jax.value_and_grad(
+      lambda p: vae.negative_elbo(model, p, x, m.astype(jnp.float32), key), has_aux=True
+    )(params)
+    updates, opt_state = tx.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  losses = []
+  for i in range(30):
+    params, opt_state, loss = step(params, opt_state, jax.random.key(i))
+    losses.append(float(loss))
+  assert np.mean(losses[-5:]) < 0.98 * np.mean(losses[:5])
+
+
+def test_pairing_draws_digits_of_the_right_class():
+  mnist_labels = np.random.default_rng(0).integers(0, 10, 500)
+  table, counts = vae.class_index_table(mnist_labels)
+  np.testing.assert_array_equal(counts, np.bincount(mnist_labels, minlength=10))
+  fashion_labels = jnp.asarray(np.random.default_rng(1).integers(0, 10, 1000))
+  a = vae.draw_pairs(jax.random.key(0), fashion_labels, table, counts)
+  b = vae.draw_pairs(jax.random.key(1), fashion_labels, table, counts)
+  np.testing.assert_array_equal(mnist_labels[np.asarray(a)], np.asarray(fashion_labels))
+  assert np.mean(np.asarray(a) != np.asarray(b)) > 0.9  # re-drawn with a new key
+  # Every digit of a class can be drawn.
+  labels_3 = jnp.full((5000,), 3)
+  drawn = vae.draw_pairs(jax.random.key(2), labels_3, table, counts)
+  assert set(np.asarray(drawn).tolist()) == set(np.flatnonzero(mnist_labels == 3).tolist())
+  with pytest.raises(ValueError, match=r"no digit of class\(es\) \[9\]"):
+    vae.class_index_table(np.arange(9))
+
+
+def test_phi_vae_mean_mode_is_deterministic_and_in_unit_range():
+  model, params = _model_and_params(latent_dim=4)
+  x = _images(3, 0)
+  phi = jax.jit(vae.make_phi(model, params))
+  a, b = phi(x, jax.random.key(0)), phi(x, jax.random.key(1))
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (3, 28, 28, 1) and float(a.min()) >= 0 and float(a.max()) <= 1
+  sampled = jax.jit(vae.make_phi(model, params, sample=True))
+  assert not np.allclose(sampled(x, jax.random.key(0)), sampled(x, jax.random.key(1)))
