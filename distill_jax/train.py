@@ -11,8 +11,10 @@ Read top to bottom:
 
 A *task* is given by a pure ``loss_fn(params, batch, key, hparams, context) -> scalar`` on one
 run's batch (a dict of arrays gathered from ``train_data``; ``hparams`` are this run's
-hyper-parameters, ``context`` is shared by all runs, e.g. a teacher's parameters), and
-``apply_fn(params, images) -> logits`` for evaluation. The teacher and the students are both tasks of this trainer.
+hyper-parameters, ``context`` is shared by all runs, e.g. a teacher's parameters), and a pure
+``metrics_fn(params, batch, key) -> {name: per-example values}`` evaluated on ``test_data`` after
+every epoch (``classification_metrics(apply_fn)`` gives test accuracy and cross-entropy). The
+teacher, the students and the VAE are all tasks of this trainer.
 """
 
 from __future__ import annotations
@@ -37,8 +39,22 @@ Params = Any
 Batch = Mapping[str, jax.Array]
 LossFn = Callable[[Params, Batch, jax.Array, Mapping[str, jax.Array], Any], jax.Array]
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
+MetricsFn = Callable[[Params, Batch, jax.Array], Mapping[str, jax.Array]]
 
-METRICS = ("train_loss", "test_accuracy", "test_cross_entropy")
+EVAL_KEY_DATA = 2**31 - 1  # folded into a run's key for its evaluation key
+
+
+def classification_metrics(apply_fn: ApplyFn) -> MetricsFn:
+  """Per-example ``accuracy`` (0/1) and ``cross_entropy`` of ``apply_fn`` on image/label."""
+
+  def metrics(params, batch, key):
+    logits = apply_fn(params, batch["image"])
+    return {
+      "accuracy": (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32),
+      "cross_entropy": losses.cross_entropy(logits, batch["label"]),
+    }
+
+  return metrics
 
 
 @flax.struct.dataclass
@@ -69,40 +85,44 @@ def init_states(
   return init_all(init_keys)
 
 
-def _pad_for_eval(images: np.ndarray, labels: np.ndarray, eval_batch_size: int):
-  """Pads the test set to whole chunks; returns chunked images, labels and a 0/1 weight."""
-  n = len(labels)
-  chunks = -(-n // eval_batch_size)
-  pad = chunks * eval_batch_size - n
+def _chunk(data: Mapping[str, np.ndarray], chunk_size: int):
+  """Pads arrays (common leading axis) to whole chunks: ``(chunked data, 0/1 weight)``."""
+  n = len(next(iter(data.values())))
+  chunks = -(-n // chunk_size)
+  pad = chunks * chunk_size - n
+
+  def padded(array):
+    array = np.asarray(array)
+    array = np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
+    return array.reshape(chunks, chunk_size, *array.shape[1:])
+
   weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-  labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-  shape = (chunks, eval_batch_size)
-  return (images.reshape(*shape, *images.shape[1:]), labels.reshape(shape), weight.reshape(shape))
+  return {k: padded(v) for k, v in data.items()}, weight.reshape(chunks, chunk_size)
 
 
-def make_evaluate(apply_fn: ApplyFn, mesh: Mesh):
-  """``evaluate(params, chunked test set) -> (accuracy, mean cross-entropy)`` for one run."""
+def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh):
+  """``evaluate(params, chunked test data, weight, key) -> {metric: mean}`` for one run."""
   shard = parallel.batch_sharded(mesh)
 
-  def evaluate(params, test_images, test_labels, test_weight):
-    def chunk(totals, inputs):
-      images, labels, weight = jax.lax.with_sharding_constraint(inputs, shard)
-      logits = apply_fn(params, images)
-      correct = (jnp.argmax(logits, -1) == labels) * weight
-      ce = losses.cross_entropy(logits, labels) * weight
-      return (totals[0] + correct.sum(), totals[1] + ce.sum()), None
+  def evaluate(params, test_chunks, test_weight, key):
+    first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), test_chunks)
+    names = jax.eval_shape(lambda batch: metrics_fn(params, batch, key), first)
 
-    (correct, ce), _ = jax.lax.scan(chunk, (0.0, 0.0), (test_images, test_labels, test_weight))
-    count = test_weight.sum()
-    return correct / count, ce / count
+    def chunk(totals, inputs):
+      batch, weight = jax.lax.with_sharding_constraint(inputs, shard)
+      values = metrics_fn(params, batch, key)
+      return {k: totals[k] + jnp.sum(values[k] * weight) for k in totals}, None
+
+    totals = {k: jnp.zeros((), jnp.float32) for k in names}
+    totals, _ = jax.lax.scan(chunk, totals, (test_chunks, test_weight))
+    return {k: v / test_weight.sum() for k, v in totals.items()}
 
   return evaluate
 
 
 def make_epoch_fn(
   loss_fn: LossFn,
-  apply_fn: ApplyFn,
+  metrics_fn: MetricsFn,
   tx: optax.GradientTransformation,
   *,
   num_examples: int,
@@ -113,11 +133,11 @@ def make_epoch_fn(
 
   Every argument with a leading run axis (states, run_keys, hparams) is vmapped; ``train_data``,
   ``context`` and the test set are shared by all runs. Returns the new states and per-run
-  ``(train_loss, test_accuracy, test_cross_entropy)``.
+  metrics ``{"train_loss": [R], "test_<metric>": [R], ...}``.
   """
   steps = num_examples // batch_size
   shard = parallel.batch_sharded(mesh)
-  evaluate = make_evaluate(apply_fn, mesh)
+  evaluate = make_evaluate(metrics_fn, mesh)
 
   def train_one_run(state, train_data, run_key, epoch, hparams, context):
     perm_key, steps_key = jax.random.split(jax.random.fold_in(run_key, epoch))
@@ -142,10 +162,10 @@ def make_epoch_fn(
     states, train_loss = jax.vmap(train_one_run, in_axes=(0, None, 0, None, 0, None))(
       states, train_data, run_keys, epoch, hparams, context
     )
-    accuracy, cross_entropy = jax.vmap(evaluate, in_axes=(0, None, None, None))(
-      states.params, *test
-    )
-    return states, (train_loss, accuracy, cross_entropy)
+    # A fixed evaluation key per run: stochastic metrics do not add epoch-to-epoch noise.
+    eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(run_keys, EVAL_KEY_DATA)
+    test_metrics = jax.vmap(evaluate, in_axes=(0, None, None, 0))(states.params, *test, eval_keys)
+    return states, {"train_loss": train_loss, **{f"test_{k}": v for k, v in test_metrics.items()}}
 
   replicated = parallel.replicated(mesh)
   return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
@@ -156,10 +176,9 @@ def fit(
   name: str,
   init_fn: Callable[[jax.Array], Params],
   loss_fn: LossFn,
-  apply_fn: ApplyFn,
+  metrics_fn: MetricsFn,
   train_data: Mapping[str, np.ndarray],
-  test_images: np.ndarray,
-  test_labels: np.ndarray,
+  test_data: Mapping[str, np.ndarray],
   run_keys: jax.Array,
   hparams: Mapping[str, np.ndarray],
   context: Any = None,
@@ -178,9 +197,10 @@ def fit(
     name: what is trained, for logs and errors.
     init_fn: ``key -> params`` for one run.
     loss_fn: ``(params, batch, key, hparams, context) -> scalar`` for one run's batch.
-    apply_fn: ``(params, images) -> logits`` used on the test set.
+    metrics_fn: ``(params, batch, key) -> {metric: per-example values}`` on a test batch;
+      e.g. ``classification_metrics(model.apply)``. ``key`` is fixed per run.
     train_data: arrays with a common leading example axis (e.g. ``image``, ``label``).
-    test_images, test_labels: the evaluation set (already mapped if the model needs it).
+    test_data: the evaluation arrays, likewise (already mapped if the model needs it).
     run_keys: ``[R]`` PRNG keys; run r's init, shuffles and noise all derive from its key, so a
       seed gives the same numbers whatever else is trained beside it.
     hparams: per-run hyper-parameters, each an array with leading axis R (e.g. ``lam``).
@@ -193,7 +213,8 @@ def fit(
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
 
   Returns:
-    The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``METRICS``.
+    The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``train_loss``
+    and each ``test_<metric>``.
   """
   num_examples = len(next(iter(train_data.values())))
   num_runs = len(run_keys)
@@ -221,20 +242,19 @@ def fit(
   states = put(init_states(init_fn, tx, init_keys))
   train_data, train_keys, context = put(dict(train_data)), put(train_keys), put(context)
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
-  test = put(
-    _pad_for_eval(np.asarray(test_images), np.asarray(test_labels, np.int32), eval_batch_size)
-  )
+  test = put(_chunk(test_data, eval_batch_size))
   epoch_fn = make_epoch_fn(
-    loss_fn, apply_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh
+    loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh
   )
 
-  history = {metric: np.zeros((num_runs, epochs), np.float32) for metric in METRICS}
+  history: dict[str, np.ndarray] = {}
   start_epoch = 0
   if checkpointer is not None and checkpointer.latest_epoch() is not None:
     start_epoch = checkpointer.latest_epoch()
     states, meta = checkpointer.restore(start_epoch, states)
-    for metric in METRICS:
-      history[metric][:, :start_epoch] = np.asarray(meta["history"][metric])[:, :start_epoch]
+    for metric, values in meta["history"].items():
+      history[metric] = np.zeros((num_runs, epochs), np.float32)
+      history[metric][:, :start_epoch] = np.asarray(values)[:, :start_epoch]
     logging.info(
       "%s: resumed from epoch %d/%d (%s)", name, start_epoch, epochs, checkpointer.directory
     )
@@ -242,7 +262,7 @@ def fit(
   started = time.perf_counter()
   for epoch in range(start_epoch, epochs):
     states, metrics = epoch_fn(states, train_data, train_keys, epoch, hparams, context, test)
-    metrics = dict(zip(METRICS, jax.device_get(metrics)))
+    metrics = jax.device_get(metrics)
     if not np.all(np.isfinite(metrics["train_loss"])):
       bad = np.flatnonzero(~np.isfinite(metrics["train_loss"])).tolist()
       kept = checkpointer.latest_epoch() if checkpointer is not None else None
@@ -251,8 +271,8 @@ def fit(
         f"lower the learning rate ({learning_rate}) or the temperature, or check the inputs "
         f"for NaN. Last checkpoint kept: epoch {kept}."
       )
-    for metric in METRICS:
-      history[metric][:, epoch] = metrics[metric]
+    for metric, values in metrics.items():
+      history.setdefault(metric, np.zeros((num_runs, epochs), np.float32))[:, epoch] = values
     if on_epoch is not None:
       on_epoch(epoch + 1, metrics)
     done = epoch + 1
@@ -260,7 +280,7 @@ def fit(
       checkpointer.save(
         done,
         states,
-        {"epoch": done, "history": {m: history[m][:, :done].tolist() for m in METRICS}},
+        {"epoch": done, "history": {m: h[:, :done].tolist() for m, h in history.items()}},
       )
   if checkpointer is not None:
     checkpointer.wait()
@@ -274,7 +294,7 @@ def predict(
   n = len(images)
   devices = mesh.devices.size
   batch_size = -(-min(batch_size, n) // devices) * devices
-  chunked, _, _ = _pad_for_eval(np.asarray(images), np.zeros(n, np.int32), batch_size)
+  chunked = _chunk({"image": images}, batch_size)[0]["image"]
   shard = parallel.batch_sharded(mesh)
 
   @jax.jit

@@ -10,7 +10,16 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Many tests compile the same small programs from fresh closures; a persistent compilation cache
+# (keyed by the program, not the Python function) lets them share the compiled code.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="distill_jax_xla_"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
