@@ -98,6 +98,25 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array
   return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
 
 
+def elbo_terms(
+  model: TwoDecoderVAE,
+  params,
+  fashion_images: jax.Array,
+  mnist_images: jax.Array,
+  key: jax.Array,
+  prior_std: float = 1.0,
+) -> dict[str, jax.Array]:
+  """Per-example ``neg_elbo`` and its terms ``mnist_log_lik``, ``fashion_log_lik``, ``kl``."""
+  mean, log_var, mnist_logits, fashion_logits = model.apply(params, fashion_images, key)
+  terms = {
+    "mnist_log_lik": bernoulli_log_likelihood(mnist_logits, mnist_images),
+    "fashion_log_lik": bernoulli_log_likelihood(fashion_logits, fashion_images),
+    "kl": kl_to_prior(mean, log_var, prior_std),
+  }
+  terms["neg_elbo"] = terms["kl"] - terms["mnist_log_lik"] - terms["fashion_log_lik"]
+  return terms
+
+
 def negative_elbo(
   model: TwoDecoderVAE,
   params,
@@ -106,13 +125,10 @@ def negative_elbo(
   key: jax.Array,
   prior_std: float = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean over the batch of −ELBO (one reparameterized sample), and its three terms."""
-  mean, log_var, mnist_logits, fashion_logits = model.apply(params, fashion_images, key)
-  mnist_ll = bernoulli_log_likelihood(mnist_logits, mnist_images)
-  fashion_ll = bernoulli_log_likelihood(fashion_logits, fashion_images)
-  kl = kl_to_prior(mean, log_var, prior_std)
-  terms = {"mnist_log_lik": mnist_ll.mean(), "fashion_log_lik": fashion_ll.mean(), "kl": kl.mean()}
-  return -(mnist_ll + fashion_ll - kl).mean(), terms
+  """Mean over the batch of −ELBO (one reparameterized sample), and the batch-mean terms."""
+  terms = elbo_terms(model, params, fashion_images, mnist_images, key, prior_std)
+  means = {k: v.mean() for k, v in terms.items()}
+  return means.pop("neg_elbo"), means
 
 
 def class_index_table(labels: np.ndarray, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -148,3 +164,63 @@ def make_phi(model: TwoDecoderVAE, params, *, sample: bool = False):
     return jax.nn.sigmoid(model.apply(params, z, method=TwoDecoderVAE.decode_mnist))
 
   return phi
+
+
+def fit_vae(
+  model: TwoDecoderVAE,
+  *,
+  fashion_train: tuple[np.ndarray, np.ndarray],
+  fashion_test: tuple[np.ndarray, np.ndarray],
+  mnist_train: tuple[np.ndarray, np.ndarray],
+  mnist_test: tuple[np.ndarray, np.ndarray],
+  epochs: int,
+  batch_size: int,
+  learning_rate: float,
+  mesh,
+  seed: int = 0,
+  prior_std: float = 1.0,
+  checkpointer=None,
+  on_epoch=None,
+):
+  """Trains the VAE with the project's trainer; returns ``train.FitResult`` (one run).
+
+  Every time a garment of class r is visited, a fresh digit of class r is drawn from MNIST train
+  as its pair. The test −ELBO uses fixed pairs from MNIST test (drawn once from ``seed``).
+  """
+  from distill_jax import train  # local: train imports nothing from here
+
+  table, counts = class_index_table(mnist_train[1])
+  test_table, test_counts = class_index_table(mnist_test[1])
+  test_pairs = draw_pairs(
+    jax.random.key(seed + 1), jnp.asarray(fashion_test[1]), test_table, test_counts
+  )
+  context = {"mnist_images": mnist_train[0], "table": table, "counts": counts}
+
+  def loss_fn(params, batch, key, hparams, context):
+    pair_key, z_key = jax.random.split(key)
+    pairs = draw_pairs(pair_key, batch["label"], context["table"], context["counts"])
+    mnist_images = context["mnist_images"][pairs]
+    return negative_elbo(model, params, batch["image"], mnist_images, z_key, prior_std)[0]
+
+  def metrics_fn(params, batch, key):
+    return elbo_terms(model, params, batch["image"], batch["pair"], key, prior_std)
+
+  return train.fit(
+    name="vae",
+    init_fn=lambda key: model.init(key, jnp.zeros((1, *IMAGE_SHAPE)), key),
+    loss_fn=loss_fn,
+    metrics_fn=metrics_fn,
+    train_data={"image": fashion_train[0], "label": fashion_train[1]},
+    test_data={"image": fashion_test[0], "pair": mnist_test[0][np.asarray(test_pairs)]},
+    run_keys=jax.random.key(seed)[None],
+    hparams={},
+    context=context,
+    epochs=epochs,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    mesh=mesh,
+    checkpointer=checkpointer,
+    checkpoint_every=1,
+    on_epoch=on_epoch,
+    eval_batch_size=min(1000, len(fashion_test[1])),
+  )

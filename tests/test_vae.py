@@ -102,3 +102,45 @@ def test_phi_vae_mean_mode_is_deterministic_and_in_unit_range():
   assert a.shape == (3, 28, 28, 1) and float(a.min()) >= 0 and float(a.max()) <= 1
   sampled = jax.jit(vae.make_phi(model, params, sample=True))
   assert not np.allclose(sampled(x, jax.random.key(0)), sampled(x, jax.random.key(1)))
+
+
+def test_fit_vae_with_the_trainer_lowers_test_neg_elbo():
+  from distill_jax import parallel
+
+  rng = np.random.default_rng(0)
+  labels = np.arange(200) % 10
+  # Class r: a bright horizontal band at row 2r (garments) / vertical band at column 2r (digits).
+  fashion = rng.random((200, 28, 28, 1), np.float32) * 0.1
+  mnist = rng.random((200, 28, 28, 1), np.float32) * 0.1
+  for i, r in enumerate(labels):
+    fashion[i, 2 * r : 2 * r + 3] = 1.0
+    mnist[i, :, 2 * r : 2 * r + 3] = 1.0
+  model = vae.TwoDecoderVAE(latent_dim=2, encoder_hidden=(32,), decoder_hidden=(32,))
+  result = vae.fit_vae(
+    model,
+    fashion_train=(fashion[:160], labels[:160]),
+    fashion_test=(fashion[160:], labels[160:]),
+    mnist_train=(mnist[:160], labels[:160]),
+    mnist_test=(mnist[160:], labels[160:]),
+    epochs=40,
+    batch_size=20,
+    learning_rate=3e-3,
+    mesh=parallel.make_mesh(),
+  )
+  neg_elbo = result.history["test_neg_elbo"][0]
+  assert {"test_kl", "test_mnist_log_lik", "test_fashion_log_lik"} <= set(result.history)
+  assert np.all(np.isfinite(neg_elbo)) and neg_elbo[-1] < 0.7 * neg_elbo[0]
+  np.testing.assert_allclose(
+    neg_elbo,
+    result.history["test_kl"][0]
+    - result.history["test_mnist_log_lik"][0]
+    - result.history["test_fashion_log_lik"][0],
+    rtol=1e-4,
+  )
+  # The pairing makes φ_vae translate garment class r into digit class r: the decoded image's
+  # brightest 3-column band is the one of class r.
+  params = jax.tree.map(lambda leaf: leaf[0], result.params)
+  translated = np.asarray(jax.jit(vae.make_phi(model, params))(fashion[160:], None))
+  column_mass = translated[..., 0].mean(axis=1)  # [N, 28]
+  band_mass = np.stack([column_mass[:, 2 * r : 2 * r + 3].sum(1) for r in range(10)], axis=1)
+  assert np.mean(band_mass.argmax(1) == labels[160:]) >= 0.7  # chance: 0.1
