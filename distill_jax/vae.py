@@ -224,3 +224,71 @@ def fit_vae(
     on_epoch=on_epoch,
     eval_batch_size=min(1000, len(fashion_test[1])),
   )
+
+
+def latent_grid(steps: int = 15, low: float = 0.05, high: float = 0.95) -> np.ndarray:
+  """The 2-D grid ``Φ⁻¹(linspace(low, high, steps))²`` as ``[steps², 2]`` (row-major, y down)."""
+  values = np.asarray(jax.scipy.stats.norm.ppf(jnp.linspace(low, high, steps)))
+  ys, xs = np.meshgrid(values[::-1], values, indexing="ij")
+  return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+
+def _mosaic(images: np.ndarray, rows: int) -> np.ndarray:
+  """``[rows*cols, H, W, 1]`` → one ``[rows*H, cols*W]`` image."""
+  n, h, w = images.shape[:3]
+  cols = n // rows
+  return images[..., 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def plot_latent_grids(model: TwoDecoderVAE, params, path: str, steps: int = 15) -> None:
+  """Both decoders on the same 2-D latent grid, side by side (needs ``latent_dim == 2``)."""
+  if model.latent_dim != 2:
+    raise ValueError(f"latent grids need latent_dim=2, got {model.latent_dim}.")
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  z = jnp.asarray(latent_grid(steps))
+  fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+  for ax, method, title in (
+    (axes[0], TwoDecoderVAE.decode_mnist, "MNIST decoder p(m | z)"),
+    (axes[1], TwoDecoderVAE.decode_fashion, "Fashion decoder p(x | z)"),
+  ):
+    images = np.asarray(jax.nn.sigmoid(model.apply(params, z, method=method)))
+    ax.imshow(_mosaic(images, steps), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+  fig.suptitle("Decoded latent grid z = Φ⁻¹(u), u ∈ [0.05, 0.95]²: same z, both domains")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_translations(model: TwoDecoderVAE, params, fashion_images: np.ndarray, path: str) -> None:
+  """Rows: Fashion inputs, their φ_vae digits, and their Fashion reconstructions."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  mean, _ = model.apply(params, jnp.asarray(fashion_images), method=TwoDecoderVAE.encode)
+  rows = [
+    ("input x", np.asarray(fashion_images)),
+    (
+      "φ_vae(x): MNIST decoder",
+      np.asarray(jax.nn.sigmoid(model.apply(params, mean, method=TwoDecoderVAE.decode_mnist))),
+    ),
+    (
+      "Fashion decoder",
+      np.asarray(jax.nn.sigmoid(model.apply(params, mean, method=TwoDecoderVAE.decode_fashion))),
+    ),
+  ]
+  fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * len(fashion_images), 3.6))
+  for ax, (title, images) in zip(axes, rows):
+    ax.imshow(_mosaic(images, 1), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -144,3 +144,21 @@ def test_fit_vae_with_the_trainer_lowers_test_neg_elbo():
   column_mass = translated[..., 0].mean(axis=1)  # [N, 28]
   band_mass = np.stack([column_mass[:, 2 * r : 2 * r + 3].sum(1) for r in range(10)], axis=1)
   assert np.mean(band_mass.argmax(1) == labels[160:]) >= 0.7  # chance: 0.1
+
+
+def test_latent_grid_values():
+  grid = vae.latent_grid(steps=3)
+  q = 1.6448536  # Φ⁻¹(0.95)
+  np.testing.assert_allclose(grid[:, 0], [-q, 0, q] * 3, atol=1e-5)
+  np.testing.assert_allclose(grid[:, 1], [q] * 3 + [0] * 3 + [-q] * 3, atol=1e-5)
+
+
+def test_figures_are_written(tmp_path):
+  model, params = _model_and_params(latent_dim=2)
+  vae.plot_latent_grids(model, params, str(tmp_path / "grid.png"), steps=4)
+  vae.plot_translations(model, params, np.asarray(_images(5, 0)), str(tmp_path / "tr.png"))
+  for name in ("grid.png", "tr.png"):
+    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+  model16, params16 = _model_and_params(latent_dim=16)
+  with pytest.raises(ValueError, match="latent_dim=2"):
+    vae.plot_latent_grids(model16, params16, str(tmp_path / "x.png"))
