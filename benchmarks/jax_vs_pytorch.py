@@ -248,7 +248,7 @@ def main():
   print(
     f"\nteacher: first epoch (JAX: incl. compile) JAX {jax_stamps[1] - jax_stamps[0]:.1f} s, "
     f"PyTorch {torch_stamps[1] - torch_stamps[0]:.1f} s; test accuracy on φ(test) after "
-    f"{args.teacher_epochs} epochs: JAX {jax_info['test_accuracy_on_phi_test']:.4f}, "
+    f"{args.teacher_epochs} epochs: JAX {jax_info['test_accuracy']:.4f}, "
     f"PyTorch {torch_teacher_acc:.4f}"
   )
 

@@ -50,8 +50,8 @@ def markdown_table(results: dict) -> str:
     f"# {results['experiment']}",
     "",
     f"Teacher ({results['teacher']['model']}, trained on "
-    f"{results['teacher']['trained_on']}): test accuracy on φ(test) "
-    f"{results['teacher']['test_accuracy_on_phi_test']:.4f}.",
+    f"{results['teacher']['trained_on']}): test accuracy on {results['teacher']['evaluated_on']} "
+    f"{results['teacher']['test_accuracy']:.4f}.",
     "",
     f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
     f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "

@@ -46,7 +46,8 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
     acc = np.asarray(entry["test_accuracy"])
     assert acc.shape == (2, 3) and np.all(np.isfinite(acc))
     assert np.all(np.isfinite(entry["test_cross_entropy"]))
-  assert 0.1 < saved["teacher"]["test_accuracy_on_phi_test"] <= 1.0
+  assert 0.1 < saved["teacher"]["test_accuracy"] <= 1.0
+  assert saved["teacher"]["evaluated_on"] == "phi(fashion_mnist test)"
   assert not saved["teacher"]["reused_checkpoint"]
 
   again = experiment.run_experiment(
@@ -61,6 +62,7 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
   config = tiny_config("noise")
   config.lams = (0.5, 1.0)
   config.student.epochs = 2
+  config.teacher.train_on = "source"  # a teacher of clean images, taught through noisy φ(x)
   results = experiment.run_experiment(
     config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
   )
@@ -74,6 +76,8 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
   for entry in results["arms"].values():
     assert entry["seeds"] == [0, 1]
     assert np.all(np.isfinite(entry["test_cross_entropy"]))
+  assert results["teacher"]["trained_on"] == "fashion_mnist Big"
+  assert results["teacher"]["evaluated_on"] == "fashion_mnist test"
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,11 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     (lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
     (lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
     (lambda c: setattr(c, "source_dataset", "cifar"), "unknown dataset 'cifar'"),
+    (lambda c: setattr(c.teacher, "train_on", "both"), "teacher.train_on must be"),
+    (
+      lambda c: (setattr(c, "mapping", "conv"), setattr(c.teacher, "train_on", "source")),
+      "cannot read φ",
+    ),
   ],
 )
 def test_bad_config_values(change, match):

@@ -22,7 +22,12 @@ def _results():
     "arms": arms,
     "devices": ["cpu:0"],
     "seconds": {"total": 3.0},
-    "teacher": {"model": "mlp", "trained_on": "phi(toy)", "test_accuracy_on_phi_test": 0.9},
+    "teacher": {
+      "model": "mlp",
+      "trained_on": "phi(toy)",
+      "evaluated_on": "phi(toy test)",
+      "test_accuracy": 0.9,
+    },
   }
 
 

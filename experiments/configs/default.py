@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.t_squared = False  # Hinton's T² factor on the soft term
 
   config.teacher = ml_collections.ConfigDict()
+  config.teacher.train_on = "phi"  # "phi": φ(source Big); "source": source Big as is
   config.teacher.model = "mlp"
   config.teacher.hidden = (256, 128, 64, 64)
   config.teacher.epochs = 10
