@@ -34,6 +34,7 @@ from distill_jax import models
 from distill_jax import parallel
 from distill_jax import report
 from distill_jax import train
+from distill_jax import vae as vae_lib
 from distill_jax.checkpoints import Checkpointer, config_key
 
 
@@ -63,11 +64,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
       f"is), got {config.teacher.train_on!r}."
     )
-  phi = maps.get_map(config.mapping, **_map_options(config))
-  if config.teacher.train_on == "source" and phi.output_shape(IMAGE_SHAPE) != IMAGE_SHAPE:
+  if config.mapping in maps.LEARNED_MAPS:  # built after training; keeps the image shape
+    mapped_shape = IMAGE_SHAPE
+  else:
+    mapped_shape = maps.get_map(config.mapping, **_map_options(config)).output_shape(IMAGE_SHAPE)
+  if config.teacher.train_on == "source" and mapped_shape != IMAGE_SHAPE:
     raise ValueError(
       f"a teacher trained on raw source images ({IMAGE_SHAPE}) cannot read φ(x) of shape "
-      f"{phi.output_shape(IMAGE_SHAPE)} for mapping {config.mapping!r}; use teacher.train_on='phi'."
+      f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
     )
   for part in ("teacher", "student"):
     c = config[part]
@@ -110,7 +114,9 @@ def _map_array(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
   return np.concatenate(chunks)
 
 
-def fit_teacher(config, phi, big, test, mesh, workdir, on_epoch=None) -> tuple[Any, dict]:
+def fit_teacher(
+  config, phi, big, test, mesh, workdir, on_epoch=None, phi_key=None
+) -> tuple[Any, dict]:
   """Trains (or reloads) the teacher on φ(Big) (or on Big as is when ``teacher.train_on`` is
   ``"source"``) and reports its test metrics on the test set seen the same way.
 
@@ -135,6 +141,7 @@ def fit_teacher(config, phi, big, test, mesh, workdir, on_epoch=None) -> tuple[A
     "what": "teacher",
     "dataset": config.source_dataset,
     "mapping": config.mapping,
+    "phi_key": phi_key,
     "map_options": _map_options(config),
     "teacher": tc.to_dict(),
     "num_train": len(labels),
@@ -232,7 +239,17 @@ def arms_for(phi: maps.Map, image_shape: tuple[int, ...]) -> list[Arm]:
 
 
 def fit_students(
-  config, arm: Arm, phi, teacher, small, test, mesh, workdir, teacher_key, on_epoch=None
+  config,
+  arm: Arm,
+  phi,
+  teacher,
+  small,
+  test,
+  mesh,
+  workdir,
+  teacher_key,
+  on_epoch=None,
+  phi_key=None,
 ):
   """All seeds × λ × T of one arm, trained together; returns the grid and the fit result.
 
@@ -279,6 +296,7 @@ def fit_students(
     "arm": arm.name,
     "dataset": config.target_dataset,
     "mapping": config.mapping,
+    "phi_key": phi_key if arm.through_phi else None,
     "map_options": _map_options(config),
     "student": sc.to_dict(),
     "grid": [list(map(float, g)) for g in grid],
@@ -327,6 +345,54 @@ def fit_students(
   return grid, result
 
 
+def fit_vae_map(config, datasets, mesh, workdir) -> tuple[maps.Map, dict]:
+  """Trains (or reloads) the two-decoder VAE and returns φ_vae with its test −ELBO."""
+  vc = config.vae
+  model = vae_lib.TwoDecoderVAE(
+    latent_dim=vc.latent_dim, encoder_hidden=vc.encoder_hidden, decoder_hidden=vc.decoder_hidden
+  )
+  fashion, mnist = datasets["fashion_mnist"], datasets["mnist"]
+  fashion_train = _take(fashion["big"], config.data.max_big)
+  fashion_test = _take(fashion["test"], config.data.max_test)
+  mnist_train = tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"]))
+  key_config = {
+    "what": "vae",
+    "vae": vc.to_dict(),
+    "num_train": len(fashion_train[1]),
+    "num_test": len(fashion_test[1]),
+  }
+  checkpointer = Checkpointer(os.path.join(workdir, "vae", config_key(key_config)), key_config)
+  reused = checkpointer.latest_epoch() == vc.epochs
+
+  def log_epoch(epoch, metrics):
+    logging.info("vae epoch %d/%d: test -ELBO %.2f", epoch, vc.epochs, metrics["test_neg_elbo"][0])
+
+  result = vae_lib.fit_vae(
+    model,
+    fashion_train=fashion_train,
+    fashion_test=fashion_test,
+    mnist_train=mnist_train,
+    mnist_test=mnist["test"],
+    epochs=vc.epochs,
+    batch_size=vc.batch_size,
+    learning_rate=vc.learning_rate,
+    mesh=mesh,
+    seed=vc.seed,
+    prior_std=vc.prior_std,
+    checkpointer=checkpointer,
+    on_epoch=log_epoch,
+  )
+  checkpointer.close()
+  params = jax.tree.map(lambda leaf: leaf[0], result.params)
+  info = {
+    "test_neg_elbo": float(result.history["test_neg_elbo"][0, -1]),
+    "test_kl": float(result.history["test_kl"][0, -1]),
+    "reused_checkpoint": bool(reused),
+    "checkpoint": checkpointer.directory,
+  }
+  return maps.get_map("vae", model=model, params=params, sample=vc.sample), info
+
+
 def run_experiment(
   config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None, tfds_dir: str
 ) -> dict:
@@ -335,10 +401,9 @@ def run_experiment(
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(config.num_devices)
-  phi = maps.get_map(config.mapping, **_map_options(config))
   logging.info(
     "experiment: mapping=%s on %d %s device(s); workdir %s",
-    phi.name,
+    config.mapping,
     mesh.devices.size,
     jax.devices()[0].platform,
     os.path.abspath(workdir),
@@ -347,29 +412,46 @@ def run_experiment(
   def load(name, splits):
     return data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
 
-  if config.source_dataset == config.target_dataset:
-    source = target = load(config.source_dataset, ("big", "small", "test"))
-  else:
-    source = load(config.source_dataset, ("big", "test"))
-    target = load(config.target_dataset, ("small", "test"))
+  names = {config.source_dataset, config.target_dataset}
+  if config.mapping in maps.LEARNED_MAPS:
+    names |= {"fashion_mnist", "mnist"}  # the VAE's training data
+  datasets = {name: load(name, ("big", "small", "test")) for name in sorted(names)}
+  source, target = datasets[config.source_dataset], datasets[config.target_dataset]
   big = _take(source["big"], config.data.max_big)
   source_test = _take(source["test"], config.data.max_test)
   small = _take(target["small"], config.data.max_small)
   test = _take(target["test"], config.data.max_test)
   data_seconds = time.perf_counter() - started
 
-  teacher, teacher_info = fit_teacher(config, phi, big, source_test, mesh, workdir)
+  phi_info, phi_key = {}, None
+  if config.mapping in maps.LEARNED_MAPS:
+    phi, phi_info = fit_vae_map(config, datasets, mesh, workdir)
+    phi_key = os.path.basename(phi_info["checkpoint"])
+  else:
+    phi = maps.get_map(config.mapping, **_map_options(config))
+
+  teacher, teacher_info = fit_teacher(config, phi, big, source_test, mesh, workdir, phi_key=phi_key)
   teacher_key = os.path.basename(teacher_info["checkpoint"])
+  # How well φ keeps the class: the teacher on φ(target test), scored with the target labels.
+  phi_test_logits = train.predict(
+    teacher[0].apply, teacher[1], _map_array(phi, test[0], jax.random.key(1)), mesh
+  )
+  phi_info["teacher_accuracy_on_phi_target_test"] = float(
+    np.mean(np.argmax(phi_test_logits, -1) == test[1])
+  )
 
   arm_results = {}
   for arm in arms_for(phi, small[0].shape[1:]):
-    grid, result = fit_students(config, arm, phi, teacher, small, test, mesh, workdir, teacher_key)
+    grid, result = fit_students(
+      config, arm, phi, teacher, small, test, mesh, workdir, teacher_key, phi_key=phi_key
+    )
     arm_results.update(report.group_runs(arm.name, grid, result.history, result.seconds))
 
   results = {
     "experiment": f"{config.source_dataset} -> {config.target_dataset} through phi = {phi.name}",
     "config": config.to_dict(),
     "teacher": teacher_info,
+    "phi": phi_info,
     "arms": arm_results,
     "num_examples": {"big": len(big[1]), "small": len(small[1]), "test": len(test[1])},
     "devices": [str(d) for d in mesh.devices.flat],

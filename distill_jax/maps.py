@@ -100,11 +100,31 @@ def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> 
   return Map("conv", convolve, stochastic=False, output_shape=output_shape)
 
 
+def vae_map(model=None, params=None, sample: bool = False) -> Map:
+  """φ_vae: garments → digit probabilities from a trained two-decoder VAE (``distill_jax.vae``).
+
+  Deterministic (decoded at the encoder mean) unless ``sample``, which decodes a sampled z.
+  """
+  if model is None or params is None:
+    raise ValueError(
+      "mapping 'vae' needs a trained VAE: pass model= and params= (experiment.run_experiment "
+      "trains or loads one)."
+    )
+  from distill_jax import vae  # the VAE module does not import maps
+
+  return Map("vae", vae.make_phi(model, params, sample=sample), stochastic=sample)
+
+
 _REGISTRY: dict[str, Callable[..., Map]] = {
   "identity": identity_map,
   "noise": noise_map,
   "conv": dilated_conv_map,
+  "vae": vae_map,
 }
+
+# Maps whose factory needs trained parameters; the experiment trains or loads them first. They
+# keep the image shape.
+LEARNED_MAPS = frozenset({"vae"})
 
 
 def register_map(name: str, factory: Callable[..., Map]) -> None:

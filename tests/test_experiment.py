@@ -140,3 +140,29 @@ def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
   )
   assert result.returncode != 0
   assert "nowhere" in result.stderr and "DISTILL_DATA_DIR" in result.stderr
+
+
+def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
+  from experiments.configs import vae as vae_config
+
+  config = vae_config.get_config()
+  for name in ("seeds", "eval_batch_size", "checkpoint_every"):
+    setattr(config, name, getattr(tiny_config("vae"), name))
+  config.data = tiny_config("vae").data
+  config.teacher.epochs, config.teacher.hidden, config.student.epochs = 1, (32,), 2
+  config.vae.epochs, config.vae.latent_dim = 1, 4
+  config.vae.encoder_hidden, config.vae.decoder_hidden = (32,), (32,)
+  results = experiment.run_experiment(
+    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+  )
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert results["teacher"]["trained_on"] == "mnist Big"
+  assert np.isfinite(results["phi"]["test_neg_elbo"])
+  assert 0.0 <= results["phi"]["teacher_accuracy_on_phi_target_test"] <= 1.0
+  again = experiment.run_experiment(
+    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+  )
+  assert again["phi"]["reused_checkpoint"] and again["teacher"]["reused_checkpoint"]
+  np.testing.assert_array_equal(
+    again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
+  )

@@ -94,3 +94,9 @@ def test_conv_matches_lax_convolution_for_any_kernel():
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="at least 5x5"):
     maps.get_map("conv")(x[:, :4, :4])
+
+
+def test_vae_map_needs_a_trained_vae():
+  assert "vae" in maps.LEARNED_MAPS and "vae" in maps.map_names()
+  with pytest.raises(ValueError, match="needs a trained VAE"):
+    maps.get_map("vae")

@@ -32,6 +32,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.temperatures = (1.0,)  # temperatures T
   config.t_squared = False  # Hinton's T² factor on the soft term
 
+  # The learned map φ_vae (mapping "vae"): trained on Fashion-MNIST-Big paired with MNIST train.
+  config.vae = ml_collections.ConfigDict()
+  config.vae.latent_dim = 16
+  config.vae.encoder_hidden = (512, 256)
+  config.vae.decoder_hidden = (256, 512)
+  config.vae.epochs = 10
+  config.vae.batch_size = 100
+  config.vae.learning_rate = 1e-3
+  config.vae.prior_std = 1.0
+  config.vae.sample = False  # φ_vae decodes the encoder mean (True: a sampled z)
+  config.vae.seed = 0
+
   config.teacher = ml_collections.ConfigDict()
   config.teacher.train_on = "phi"  # "phi": φ(source Big); "source": source Big as is
   config.teacher.model = "mlp"
