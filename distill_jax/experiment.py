@@ -4,8 +4,9 @@
 calls. The flow:
 
 1. Load the source set (Big, Test) and the target set (Small, Test) as arrays.
-2. Teacher ``f`` fit on φ(source Big) — or reused from ``<workdir>/teachers/<key>`` when a
-   teacher with the same configuration was trained before.
+2. A learned φ (``vae``) is trained first, or reused from ``<workdir>/vae/<key>``.
+   Teacher ``f`` fit on φ(source Big) (or on source Big as is, ``teacher.train_on="source"``)
+   — or reused from ``<workdir>/teachers/<key>`` when trained before with the same config.
 3. Soft targets of the Small set, per arm: ``f(φ(x))`` (``teacher_phi``) and ``f(x)``
    (``teacher``); precomputed once when φ is deterministic, drawn per batch when it is not.
 4. Students: per arm, all seeds × λ × T in one vmapped program; each arm resumes from
