@@ -1,6 +1,7 @@
 """Fashion-MNIST → Fashion-MNIST distillation through a map φ (identity, noise or conv).
 
-Teacher: MLP 784-256-128-64-64-10 trained on φ(Fashion-MNIST-Big) (59,000 images), Adam 1e-3,
+Teacher: MLP 784-256-128-64-64-10 (576 inputs for conv, whose φ(x) is 24×24) trained on
+φ(Fashion-MNIST-Big) (59,000 images), Adam 1e-3,
 batch 64, 10 epochs. Students: linear 784→10 on Fashion-MNIST-Small (1,000 images), Adam 1e-3,
 batch 100, 100 epochs, 5 seeds; arms ``no_teacher`` (λ = 0), ``teacher`` (the teacher applied to
 x without φ, where shapes allow) and ``teacher_phi`` (soft targets f(φ(x))), λ = 1, T = 1.
