@@ -1,12 +1,14 @@
 """One distillation experiment, end to end: data → teacher → soft targets → students → report.
 
-``run_experiment(config, workdir, data_dir=..., tfds_dir=...)`` is what ``experiments/distill.py``
-calls. The flow:
+``run_experiment(config, workdir, data_dir=..., tfds_dir=..., cache_dir=...)`` is what
+``experiments/distill.py`` calls. The flow:
 
 1. Load the source set (Big, Test) and the target set (Small, Test) as arrays.
-2. A learned φ (``vae``) is trained first, or reused from ``<workdir>/vae/<key>``.
-   Teacher ``f`` fit on φ(source Big) (or on source Big as is, ``teacher.train_on="source"``)
-   — or reused from ``<workdir>/teachers/<key>`` when trained before with the same config.
+2. A learned φ (``vae``) is trained first, or reused from ``<cache_dir>/vae/<key>``, and its
+   figures are written; for ``generated`` the source set GeneratedMNIST = φ_vae(Fashion-MNIST)
+   is made once as a tfds dataset. Teacher ``f`` fit on φ(source Big) (or on source Big as is,
+   ``teacher.train_on="source"``) — or reused from ``<cache_dir>/teachers/<key>`` when trained
+   before with the same config.
 3. Soft targets of the Small set, per arm: ``f(φ(x))`` (``teacher_phi``) and ``f(x)``
    (``teacher``); precomputed once when φ is deterministic, drawn per batch when it is not.
 4. Students: per arm, all seeds × λ × T in one vmapped program; each arm resumes from
@@ -42,11 +44,69 @@ from distill_jax.checkpoints import Checkpointer, config_key
 IMAGE_SHAPE = (28, 28, 1)
 
 
+# Source set made by the experiment itself: Fashion-MNIST translated into digits by φ_vae.
+GENERATED_MNIST = "generated_mnist"
+
+# ``config.mapping`` names a map φ of the registry or one of these experiments, which use a
+# registered map with other defaults: "generated" = φ_vae with the teacher on GeneratedMNIST.
+EXPERIMENT_MAPPINGS = {"generated": "vae"}
+
+
+def mapping_names() -> tuple[str, ...]:
+  """Every valid ``config.mapping`` (the CLI's ``--mapping`` values)."""
+  return tuple(sorted(set(maps.map_names()) | set(EXPERIMENT_MAPPINGS)))
+
+
+def phi_name(mapping: str) -> str:
+  """The registered map φ an experiment mapping uses."""
+  return EXPERIMENT_MAPPINGS.get(mapping, mapping)
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with the values the config leaves to the mapping (``None``) filled in.
+
+  ``source_dataset``: ``generated_mnist`` for ``generated``, ``mnist`` for ``vae`` (the teacher
+  learns real digits), else the target dataset. ``teacher.train_on``: ``source`` for ``vae`` and
+  ``generated`` (their source set is already digits), else ``phi``. Explicit values are kept.
+  """
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  learned = phi_name(config.mapping) in maps.LEARNED_MAPS
+  if resolved.source_dataset is None:
+    resolved.source_dataset = {"generated": GENERATED_MNIST, "vae": "mnist"}.get(
+      config.mapping, config.target_dataset
+    )
+  if resolved.teacher.train_on is None:
+    resolved.teacher.train_on = "source" if learned else "phi"
+  return resolved
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the bad value and the fix, before any work starts."""
-  for name in (config.source_dataset, config.target_dataset):
-    if name not in data_lib.DATASETS:
-      raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(data_lib.DATASETS)}.")
+  """Raises ValueError naming the bad value and the fix, before any work starts.
+
+  Values left to the mapping (``None``) are checked as ``resolve_config`` fills them in.
+  """
+  config = resolve_config(config)
+  if config.mapping not in mapping_names():
+    raise ValueError(
+      f"unknown mapping {config.mapping!r}; choose one of {', '.join(mapping_names())}."
+    )
+  if config.target_dataset not in data_lib.DATASETS:
+    raise ValueError(
+      f"unknown target dataset {config.target_dataset!r}; choose one of "
+      f"{', '.join(data_lib.DATASETS)}."
+    )
+  sources = (*data_lib.DATASETS, GENERATED_MNIST)
+  if config.source_dataset not in sources:
+    raise ValueError(
+      f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}."
+    )
+  if config.source_dataset == GENERATED_MNIST and (
+    phi_name(config.mapping) != "vae" or config.target_dataset != "fashion_mnist"
+  ):
+    raise ValueError(
+      "source_dataset='generated_mnist' is made by φ_vae from Fashion-MNIST: it needs "
+      "mapping 'vae' or 'generated' and target_dataset 'fashion_mnist'."
+    )
   if not config.lams or not config.temperatures:
     raise ValueError("lams and temperatures need at least one value each.")
   for lam in config.lams:
@@ -60,12 +120,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"checkpoint_every and eval_batch_size must be >= 1; got {config.checkpoint_every}, "
       f"{config.eval_batch_size}."
     )
+  if phi_name(config.mapping) in maps.LEARNED_MAPS:
+    vc = config.vae
+    if vc.latent_dim < 1 or vc.epochs < 1 or vc.batch_size < 1 or not vc.learning_rate > 0:
+      raise ValueError(
+        "vae: latent_dim, epochs and batch_size must be >= 1 and learning_rate > 0; got "
+        f"{vc.latent_dim}, {vc.epochs}, {vc.batch_size}, {vc.learning_rate}."
+      )
+    if not vc.prior_std > 0:
+      raise ValueError(f"vae.prior_std must be > 0, got {vc.prior_std}.")
+    if vc.figure_latent_dim not in (0, 2):
+      raise ValueError(
+        f"vae.figure_latent_dim must be 2 (draw the latent grid) or 0 (skip it), got "
+        f"{vc.figure_latent_dim}."
+      )
   if config.teacher.train_on not in ("phi", "source"):
     raise ValueError(
       f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
       f"is), got {config.teacher.train_on!r}."
     )
-  if config.mapping in maps.LEARNED_MAPS:  # built after training; keeps the image shape
+  if phi_name(config.mapping) in maps.LEARNED_MAPS:  # built after training; keeps the shape
     mapped_shape = IMAGE_SHAPE
   else:
     mapped_shape = maps.get_map(config.mapping, **_map_options(config)).output_shape(IMAGE_SHAPE)
@@ -116,10 +190,13 @@ def _map_array(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
 
 
 def fit_teacher(
-  config, phi, big, test, mesh, workdir, on_epoch=None, phi_key=None
+  config, phi, big, test, mesh, cache_dir, on_epoch=None, phi_key=None
 ) -> tuple[Any, dict]:
   """Trains (or reloads) the teacher on φ(Big) (or on Big as is when ``teacher.train_on`` is
   ``"source"``) and reports its test metrics on the test set seen the same way.
+
+  The checkpoint lives in ``<cache_dir>/teachers/<key>``, ``key`` a hash of everything the
+  teacher depends on (φ only when it is trained through φ or on GeneratedMNIST).
 
   ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
   """
@@ -138,33 +215,41 @@ def fit_teacher(
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
     return jnp.mean(losses.cross_entropy(teacher.apply(params, source_images), batch["label"]))
 
+  through_phi = tc.train_on == "phi"
   key_config = {
     "what": "teacher",
     "dataset": config.source_dataset,
-    "mapping": config.mapping,
-    "phi_key": phi_key,
-    "map_options": _map_options(config),
+    "mapping": config.mapping if through_phi else None,
+    "phi_key": phi_key if through_phi or config.source_dataset == GENERATED_MNIST else None,
+    "map_options": _map_options(config) if through_phi else None,
     "teacher": tc.to_dict(),
     "num_train": len(labels),
     "num_test": len(test[1]),
   }
-  checkpointer = Checkpointer(os.path.join(workdir, "teachers", config_key(key_config)), key_config)
+  checkpointer = Checkpointer(
+    os.path.join(cache_dir, "teachers", config_key(key_config)), key_config
+  )
   reused = checkpointer.latest_epoch() == tc.epochs
+
+  def seen(what):
+    return f"phi({what})" if through_phi else what
+
   logging.info(
-    "teacher: %s %s on φ(%s Big), %d examples%s",
+    "teacher: %s %s on %s, %d examples%s",
     tc.model,
     tuple(tc.hidden),
-    config.source_dataset,
+    seen(f"{config.source_dataset} Big"),
     len(labels),
     " (reusing checkpoint)" if reused else "",
   )
 
   def log_epoch(epoch, metrics):
     logging.info(
-      "teacher epoch %d/%d: train loss %.4f, test accuracy on φ(test) %.4f",
+      "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f",
       epoch,
       tc.epochs,
       metrics["train_loss"][0],
+      seen(f"{config.source_dataset} test"),
       metrics["test_accuracy"][0],
     )
 
@@ -188,10 +273,6 @@ def fit_teacher(
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
-
-  def seen(what):
-    return what if tc.train_on == "source" else f"phi({what})"
-
   info = {
     "model": tc.model,
     "hidden": list(tc.hidden),
@@ -346,11 +427,32 @@ def fit_students(
   return grid, result
 
 
-def fit_vae_map(config, datasets, mesh, workdir) -> tuple[maps.Map, dict]:
-  """Trains (or reloads) the two-decoder VAE and returns φ_vae with its test −ELBO."""
+# The VAE settings that change its training (``sample`` only changes how φ reads it).
+_VAE_TRAINING_FIELDS = (
+  "latent_dim",
+  "encoder_hidden",
+  "decoder_hidden",
+  "epochs",
+  "batch_size",
+  "learning_rate",
+  "prior_std",
+  "seed",
+)
+
+
+def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
+  """Trains (or reloads from ``<cache_dir>/vae/<key>``) the two-decoder VAE of ``config.vae``.
+
+  ``latent_dim`` overrides ``config.vae.latent_dim`` (the 2-D figure VAE). Returns
+  ``(model, params, info)``, ``info`` with the final test −ELBO, KL and the checkpoint folder.
+  """
   vc = config.vae
+  training = {name: vc[name] for name in _VAE_TRAINING_FIELDS}
+  training["latent_dim"] = latent_dim or vc.latent_dim
   model = vae_lib.TwoDecoderVAE(
-    latent_dim=vc.latent_dim, encoder_hidden=vc.encoder_hidden, decoder_hidden=vc.decoder_hidden
+    latent_dim=training["latent_dim"],
+    encoder_hidden=tuple(vc.encoder_hidden),
+    decoder_hidden=tuple(vc.decoder_hidden),
   )
   fashion, mnist = datasets["fashion_mnist"], datasets["mnist"]
   fashion_train = _take(fashion["big"], config.data.max_big)
@@ -358,12 +460,18 @@ def fit_vae_map(config, datasets, mesh, workdir) -> tuple[maps.Map, dict]:
   mnist_train = tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"]))
   key_config = {
     "what": "vae",
-    "vae": vc.to_dict(),
+    "vae": {k: list(v) if isinstance(v, tuple) else v for k, v in training.items()},
     "num_train": len(fashion_train[1]),
     "num_test": len(fashion_test[1]),
   }
-  checkpointer = Checkpointer(os.path.join(workdir, "vae", config_key(key_config)), key_config)
+  checkpointer = Checkpointer(os.path.join(cache_dir, "vae", config_key(key_config)), key_config)
   reused = checkpointer.latest_epoch() == vc.epochs
+  logging.info(
+    "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
+    training["latent_dim"],
+    len(fashion_train[1]),
+    " (reusing checkpoint)" if reused else "",
+  )
 
   def log_epoch(epoch, metrics):
     logging.info("vae epoch %d/%d: test -ELBO %.2f", epoch, vc.epochs, metrics["test_neg_elbo"][0])
@@ -386,19 +494,76 @@ def fit_vae_map(config, datasets, mesh, workdir) -> tuple[maps.Map, dict]:
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
   info = {
+    "latent_dim": training["latent_dim"],
     "test_neg_elbo": float(result.history["test_neg_elbo"][0, -1]),
     "test_kl": float(result.history["test_kl"][0, -1]),
+    "test_mnist_log_lik": float(result.history["test_mnist_log_lik"][0, -1]),
+    "test_fashion_log_lik": float(result.history["test_fashion_log_lik"][0, -1]),
     "reused_checkpoint": bool(reused),
+    "train_seconds": result.seconds,
     "checkpoint": checkpointer.directory,
   }
-  return maps.get_map("vae", model=model, params=params, sample=vc.sample), info
+  return model, params, info
+
+
+def write_vae_figures(config, model, params, datasets, mesh, cache_dir, workdir) -> list[str]:
+  """``vae_translations.png`` (Fashion test inputs, φ_vae digits, Fashion reconstructions, two
+  per class) and ``vae_latent_grid.png`` (both decoders on a 2-D latent grid; a separate VAE
+  with ``vae.figure_latent_dim = 2`` unless the map's own VAE is 2-D; 0 skips it)."""
+  images, labels = datasets["fashion_mnist"]["test"]
+  per_class = np.concatenate([np.flatnonzero(labels == r)[:2] for r in range(10)])
+  paths = [os.path.join(workdir, "vae_translations.png")]
+  vae_lib.plot_translations(model, params, images[per_class], paths[0])
+  if config.vae.figure_latent_dim:
+    if model.latent_dim != 2:
+      model, params, _ = fit_vae(config, datasets, mesh, cache_dir, latent_dim=2)
+    paths.append(os.path.join(workdir, "vae_latent_grid.png"))
+    vae_lib.plot_latent_grids(model, params, paths[-1])
+  return paths
+
+
+def generated_mnist(config, phi: maps.Map, phi_key: str, fashion, tfds_dir: str) -> dict:
+  """GeneratedMNIST splits for this φ_vae: prepared once in ``tfds_dir``, then read back.
+
+  φ_vae translates all of Fashion-MNIST (train = Big + Small in file order, and test); a
+  sampled φ draws from ``jax.random.key(vae.seed)``, so a VAE checkpoint gives one dataset.
+  """
+  mode = "sampled" if phi.stochastic else "mean"
+
+  def translate():
+    logging.info("GeneratedMNIST: translating 70,000 Fashion-MNIST images with φ_vae (%s)", mode)
+    key = jax.random.key(config.vae.seed)
+    train_images = np.concatenate([fashion["big"][0], fashion["small"][0]])
+    train_labels = np.concatenate([fashion["big"][1], fashion["small"][1]])
+    return {
+      "train": (data_lib.to_uint8(_map_array(phi, train_images, key)), train_labels),
+      "test": (
+        data_lib.to_uint8(_map_array(phi, fashion["test"][0], jax.random.fold_in(key, 1))),
+        fashion["test"][1],
+      ),
+    }
+
+  return data_lib.load_generated_mnist(
+    f"vae_{phi_key}_{mode}", translate=translate, tfds_dir=tfds_dir
+  )
 
 
 def run_experiment(
-  config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None, tfds_dir: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  data_dir: str | None,
+  tfds_dir: str,
+  cache_dir: str | None = None,
 ) -> dict:
-  """Runs the whole experiment and writes its results into ``workdir``; returns the results."""
+  """Runs the whole experiment and writes its results into ``workdir``; returns the results.
+
+  Teachers and VAEs are cached under ``cache_dir`` (default: ``workdir``) so that experiments
+  in other workdirs can share them; students always live in ``workdir``.
+  """
+  config = resolve_config(config)
   validate_config(config)
+  cache_dir = cache_dir or workdir
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(config.num_devices)
@@ -413,25 +578,35 @@ def run_experiment(
   def load(name, splits):
     return data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
 
-  names = {config.source_dataset, config.target_dataset}
-  if config.mapping in maps.LEARNED_MAPS:
+  learned = phi_name(config.mapping) in maps.LEARNED_MAPS
+  names = {config.source_dataset, config.target_dataset} - {GENERATED_MNIST}
+  if learned:
     names |= {"fashion_mnist", "mnist"}  # the VAE's training data
   datasets = {name: load(name, ("big", "small", "test")) for name in sorted(names)}
+  data_seconds = time.perf_counter() - started
+
+  phi_info, phi_key, figures = {}, None, []
+  if learned:
+    vae_model, vae_params, phi_info = fit_vae(config, datasets, mesh, cache_dir)
+    phi = maps.get_map("vae", model=vae_model, params=vae_params, sample=config.vae.sample)
+    phi_key = os.path.basename(phi_info["checkpoint"])
+    figures = write_vae_figures(config, vae_model, vae_params, datasets, mesh, cache_dir, workdir)
+  else:
+    phi = maps.get_map(config.mapping, **_map_options(config))
+  if config.source_dataset == GENERATED_MNIST:
+    datasets[GENERATED_MNIST] = generated_mnist(
+      config, phi, phi_key, datasets["fashion_mnist"], tfds_dir
+    )
+
   source, target = datasets[config.source_dataset], datasets[config.target_dataset]
   big = _take(source["big"], config.data.max_big)
   source_test = _take(source["test"], config.data.max_test)
   small = _take(target["small"], config.data.max_small)
   test = _take(target["test"], config.data.max_test)
-  data_seconds = time.perf_counter() - started
 
-  phi_info, phi_key = {}, None
-  if config.mapping in maps.LEARNED_MAPS:
-    phi, phi_info = fit_vae_map(config, datasets, mesh, workdir)
-    phi_key = os.path.basename(phi_info["checkpoint"])
-  else:
-    phi = maps.get_map(config.mapping, **_map_options(config))
-
-  teacher, teacher_info = fit_teacher(config, phi, big, source_test, mesh, workdir, phi_key=phi_key)
+  teacher, teacher_info = fit_teacher(
+    config, phi, big, source_test, mesh, cache_dir, phi_key=phi_key
+  )
   teacher_key = os.path.basename(teacher_info["checkpoint"])
   # How well φ keeps the class: the teacher on φ(target test), scored with the target labels.
   phi_test_logits = train.predict(
@@ -459,6 +634,8 @@ def run_experiment(
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
   report.write(results, workdir)
+  for path in figures:
+    logging.info("figure: %s", path)
   logging.info(
     "experiment done in %.1fs: %s", results["seconds"]["total"], os.path.join(workdir, "results.md")
   )

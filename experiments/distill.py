@@ -16,7 +16,6 @@ from ml_collections import config_flags
 
 from distill_jax import data as data_lib
 from distill_jax import experiment
-from distill_jax import maps
 from distill_jax import parallel
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -25,13 +24,26 @@ _CONFIG = config_flags.DEFINE_config_file(
   "Experiment configuration file.",
   lock_config=True,
 )
-_MAPPING = flags.DEFINE_enum("mapping", None, maps.map_names(), "The map φ (overrides config).")
+_MAPPING = flags.DEFINE_enum(
+  "mapping",
+  None,
+  experiment.mapping_names(),
+  "The map φ (overrides config). identity / noise / conv: a Fashion-MNIST teacher taught through "
+  "φ; vae: an MNIST teacher through the learned φ_vae; generated: a teacher trained on "
+  "GeneratedMNIST = φ_vae(Fashion-MNIST).",
+)
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Student seeds per arm (default 5).")
 _LAM = flags.DEFINE_list("lam", None, "Distillation weight(s) λ >= 0, e.g. 1 or 0.5,1,2.")
 _TEMPERATURE = flags.DEFINE_list("temperature", None, "Temperature(s) T > 0, e.g. 1 or 1,2,4.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<mapping>).")
+_CACHE_DIR = flags.DEFINE_string(
+  "cache_dir",
+  None,
+  "Where trained teachers and VAEs are kept and reused (default: the workdir). Point several "
+  "experiments at one folder, e.g. runs/cache, to share them.",
+)
 _DATA_DIR = flags.DEFINE_string(
   "data_dir",
   None,
@@ -94,7 +106,11 @@ def main(argv):
   )
   try:
     experiment.run_experiment(
-      config, workdir, data_dir=data_lib.resolve_data_dir(_DATA_DIR.value), tfds_dir=tfds_dir
+      config,
+      workdir,
+      data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
+      tfds_dir=tfds_dir,
+      cache_dir=_CACHE_DIR.value,
     )
   except data_lib.DataError as error:
     logging.error("%s", error)

@@ -408,3 +408,60 @@ def test_real_second_load_reuses_prepared(fashion, monkeypatch):
   print(f"\nfashion_mnist cached load of 70,000 records: {elapsed:.1f} s")
   assert len(splits["big"][1]) == 59_000
   assert set(os.listdir(tfds_dir)) == {"distill_fashion_mnist", "downloads"}
+
+
+# ---------------------------------------------------------------- GeneratedMNIST
+
+
+def _fake_translation(calls):
+  """70,000 'translated' images whose pixels encode the example index, labels = index % 10."""
+
+  def translate():
+    calls.append(1)
+    splits = {}
+    for split, n in (("train", 60_000), ("test", 10_000)):
+      index = np.arange(n)
+      images = np.broadcast_to((index % 251).astype(np.uint8)[:, None, None, None], (n, 28, 28, 1))
+      splits[split] = (np.ascontiguousarray(images), (index % 10).astype(np.int64))
+    return splits
+
+  return translate
+
+
+def test_generated_mnist_split_sizes_order_and_reuse(tmp_path):
+  from distill_jax.data import load_generated_mnist
+
+  calls = []
+  splits = load_generated_mnist(
+    "vae_test_mean", translate=_fake_translation(calls), tfds_dir=str(tmp_path)
+  )
+  sizes = {name: len(labels) for name, (_, labels) in splits.items()}
+  assert sizes == {"big": 59_000, "small": 1_000, "test": 10_000}
+  big_images, big_labels = splits["big"]
+  assert big_images.shape == (59_000, 28, 28, 1) and big_images.dtype == np.float32
+  np.testing.assert_array_equal(big_labels[:12], np.arange(12) % 10)  # order kept
+  small_images, _ = splits["small"]
+  np.testing.assert_allclose(small_images[:3, 0, 0, 0], np.arange(59_000, 59_003) % 251 / 255)
+  assert calls == [1]
+
+  again = load_generated_mnist(
+    "vae_test_mean", translate=_fake_translation(calls), tfds_dir=str(tmp_path)
+  )
+  assert calls == [1]  # prepared once: a second load reads it back without translating
+  np.testing.assert_array_equal(again["test"][0], splits["test"][0])
+
+
+def test_generated_mnist_errors(tmp_path):
+  from distill_jax.data import load_generated_mnist, to_uint8
+
+  with pytest.raises(DataError, match="not prepared"):
+    load_generated_mnist("vae_absent_mean", translate=None, tfds_dir=str(tmp_path))
+
+  def too_small():
+    return {split: (np.zeros((5, 28, 28, 1), np.uint8), np.zeros(5)) for split in ("train", "test")}
+
+  with pytest.raises(DataError, match="expected uint8 images of shape"):
+    load_generated_mnist("vae_small_mean", translate=too_small, tfds_dir=str(tmp_path))
+  with pytest.raises(DataError, match="NaN"):
+    to_uint8(np.array([0.5, np.nan]))
+  np.testing.assert_array_equal(to_uint8(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])

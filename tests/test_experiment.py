@@ -81,6 +81,25 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
+  "mapping,source,train_on",
+  [
+    ("identity", "fashion_mnist", "phi"),
+    ("conv", "fashion_mnist", "phi"),
+    ("vae", "mnist", "source"),
+    ("generated", "generated_mnist", "source"),
+  ],
+)
+def test_resolve_config_fills_mapping_defaults(mapping, source, train_on):
+  config = tiny_config(mapping)
+  resolved = experiment.resolve_config(config)
+  assert (resolved.source_dataset, resolved.teacher.train_on) == (source, train_on)
+  assert config.source_dataset is None  # the input is not changed
+  config.source_dataset, config.teacher.train_on = "fashion_mnist", "phi"  # explicit values win
+  resolved = experiment.resolve_config(config)
+  assert (resolved.source_dataset, resolved.teacher.train_on) == ("fashion_mnist", "phi")
+
+
+@pytest.mark.parametrize(
   "change,match",
   [
     (lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
@@ -88,7 +107,15 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     (lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
     (lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
     (lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
-    (lambda c: setattr(c, "source_dataset", "cifar"), "unknown dataset 'cifar'"),
+    (lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset 'cifar'"),
+    (lambda c: setattr(c, "target_dataset", "generated_mnist"), "unknown target dataset"),
+    (lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'vae'"),
+    (lambda c: setattr(c, "mapping", "generated") or setattr(c.vae, "latent_dim", 0), "vae:"),
+    (lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "prior_std", 0.0), "prior_std"),
+    (
+      lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "figure_latent_dim", 3),
+      "figure_latent_dim must be 2",
+    ),
     (lambda c: setattr(c.teacher, "train_on", "both"), "teacher.train_on must be"),
     (
       lambda c: (setattr(c, "mapping", "conv"), setattr(c.teacher, "train_on", "source")),
@@ -142,27 +169,64 @@ def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
   assert "nowhere" in result.stderr and "DISTILL_DATA_DIR" in result.stderr
 
 
+def tiny_vae_config(mapping):
+  config = tiny_config(mapping)
+  config.teacher.epochs, config.teacher.hidden, config.student.epochs = 1, (32,), 2
+  config.vae.epochs, config.vae.latent_dim = 1, 4
+  config.vae.encoder_hidden, config.vae.decoder_hidden = (32,), (32,)
+  return config
+
+
 def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   from experiments.configs import vae as vae_config
 
   config = vae_config.get_config()
-  for name in ("seeds", "eval_batch_size", "checkpoint_every"):
-    setattr(config, name, getattr(tiny_config("vae"), name))
-  config.data = tiny_config("vae").data
-  config.teacher.epochs, config.teacher.hidden, config.student.epochs = 1, (32,), 2
-  config.vae.epochs, config.vae.latent_dim = 1, 4
-  config.vae.encoder_hidden, config.vae.decoder_hidden = (32,), (32,)
+  tiny = tiny_vae_config("vae")
+  for name in ("seeds", "eval_batch_size", "checkpoint_every", "data", "teacher", "student", "vae"):
+    setattr(config, name, getattr(tiny, name))
+  workdir, cache_dir = tmp_path / "run", str(tmp_path / "cache")
+  results = experiment.run_experiment(
+    config, str(workdir), data_dir=shared_data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir
+  )
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert results["teacher"]["trained_on"] == "mnist Big"
+  assert results["teacher"]["checkpoint"].startswith(cache_dir)
+  assert np.isfinite(results["phi"]["test_neg_elbo"])
+  assert 0.0 <= results["phi"]["teacher_accuracy_on_phi_target_test"] <= 1.0
+  for name in ("vae_translations.png", "vae_latent_grid.png", "results.md"):
+    assert (workdir / name).stat().st_size > 0
+  assert len(os.listdir(os.path.join(cache_dir, "vae"))) == 2  # the map's VAE and the 2-D one
+  again = experiment.run_experiment(
+    config,
+    str(tmp_path / "other"),
+    data_dir=shared_data_dir,
+    tfds_dir=tfds_dir,
+    cache_dir=cache_dir,
+  )  # another workdir, same cache: VAE and teacher reused, students retrained the same
+  assert again["phi"]["reused_checkpoint"] and again["teacher"]["reused_checkpoint"]
+  np.testing.assert_array_equal(
+    again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
+  )
+
+
+def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
+  config = tiny_vae_config("generated")
+  config.vae.figure_latent_dim = 0  # no latent grid: one VAE
   results = experiment.run_experiment(
     config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
   )
   assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
-  assert results["teacher"]["trained_on"] == "mnist Big"
-  assert np.isfinite(results["phi"]["test_neg_elbo"])
-  assert 0.0 <= results["phi"]["teacher_accuracy_on_phi_target_test"] <= 1.0
-  again = experiment.run_experiment(
-    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
-  )
-  assert again["phi"]["reused_checkpoint"] and again["teacher"]["reused_checkpoint"]
-  np.testing.assert_array_equal(
-    again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
+  assert results["teacher"]["trained_on"] == "generated_mnist Big"
+  assert results["teacher"]["evaluated_on"] == "generated_mnist test"
+  assert results["num_examples"] == {"big": 2000, "small": 200, "test": 1000}
+  assert not (tmp_path / "vae_latent_grid.png").exists()
+  vae_key = os.path.basename(results["phi"]["checkpoint"])
+  generated_dir = os.path.join(tfds_dir, "distill_generated_mnist", f"vae_{vae_key}_mean")
+  assert os.path.isdir(generated_dir)  # the tfds dataset of this VAE
+
+  # GeneratedMNIST's teacher on its own test set ≈ the same teacher on φ(Fashion test)
+  # (uint8 rounding is the only difference; the first 1,000 test images in both).
+  assert (
+    abs(results["teacher"]["test_accuracy"] - results["phi"]["teacher_accuracy_on_phi_target_test"])
+    <= 0.01
   )

@@ -1,4 +1,4 @@
-"""Data layer: IDX reading, tfds builders for MNIST / Fashion-MNIST, and `load_splits`."""
+"""Data layer: IDX reading, tfds builders for MNIST / Fashion-MNIST / GeneratedMNIST, loaders."""
 
 from distill_jax.data.builders import (
   DistillFashionMnist,
@@ -6,11 +6,13 @@ from distill_jax.data.builders import (
   IdxImageClassificationBuilder,
 )
 from distill_jax.data.errors import DataError
+from distill_jax.data.generated import DistillGeneratedMnist, to_uint8
 from distill_jax.data.idx import read_idx_images, read_idx_labels, read_idx_pair
 from distill_jax.data.loading import (
   DATA_DIR_ENV,
   DATASETS,
   SPLITS,
+  load_generated_mnist,
   load_splits,
   resolve_data_dir,
 )
@@ -21,11 +23,14 @@ __all__ = [
   "SPLITS",
   "DataError",
   "DistillFashionMnist",
+  "DistillGeneratedMnist",
   "DistillMnist",
   "IdxImageClassificationBuilder",
+  "load_generated_mnist",
   "load_splits",
   "read_idx_images",
   "read_idx_labels",
   "read_idx_pair",
   "resolve_data_dir",
+  "to_uint8",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -10,6 +11,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES
 from distill_jax.data.errors import FIX_HINT, DataError
+from distill_jax.data.generated import DistillGeneratedMnist, TranslatedSplits
 
 # Our split name -> tfds split slice. "small" is the last 1,000 training images.
 SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
@@ -49,6 +51,30 @@ def load_splits(
     download_dir=os.path.join(tfds_dir, "downloads", builder.name),
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
     file_format="array_record",
+  )
+  return {split: _read_split(builder, SPLITS[split]) for split in splits}
+
+
+def load_generated_mnist(
+  config_name: str,
+  *,
+  translate: Callable[[], TranslatedSplits] | None,
+  tfds_dir: str,
+  splits=("big", "small", "test"),
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """GeneratedMNIST made by the VAE named ``config_name``, as ``load_splits`` returns splits.
+
+  Prepared once under ``tfds_dir`` (``translate()`` gives the uint8 images and labels of
+  ``train`` and ``test``; it is not called when the dataset exists) and read back from there.
+  """
+  if isinstance(splits, str):
+    splits = (splits,)
+  for split in splits:
+    if split not in SPLITS:
+      raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+  builder = DistillGeneratedMnist(config_name=config_name, translate=translate, data_dir=tfds_dir)
+  builder.download_and_prepare(
+    download_dir=os.path.join(tfds_dir, "downloads", builder.name), file_format="array_record"
   )
   return {split: _read_split(builder, SPLITS[split]) for split in splits}
 

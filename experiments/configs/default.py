@@ -25,7 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
       "conv": {"dilation": 2},
     }
   )
-  config.source_dataset = "fashion_mnist"  # the teacher trains on φ(source Big)
+  # The teacher's set; None: the mapping's (generated: generated_mnist, vae: mnist, else
+  # the target dataset).
+  config.source_dataset = ml_collections.FieldReference(None, field_type=str)
   config.target_dataset = "fashion_mnist"  # the students train on target Small
   config.seeds = 5  # student runs per arm, trained at once with vmap
   config.seed_offset = 0  # seeds are seed_offset, ..., seed_offset + seeds - 1
@@ -43,10 +45,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.learning_rate = 1e-3
   config.vae.prior_std = 1.0
   config.vae.sample = False  # φ_vae decodes the encoder mean (True: a sampled z)
+  config.vae.figure_latent_dim = 2  # a 2-D VAE (same settings) for the latent-grid figure; 0: none
   config.vae.seed = 0
 
   config.teacher = ml_collections.ConfigDict()
-  config.teacher.train_on = "phi"  # "phi": φ(source Big); "source": source Big as is
+  # "phi": φ(source Big); "source": source Big as is; None: "source" for vae / generated, else "phi"
+  config.teacher.train_on = ml_collections.FieldReference(None, field_type=str)
   config.teacher.model = "mlp"
   config.teacher.hidden = (256, 128, 64, 64)
   config.teacher.epochs = 10
