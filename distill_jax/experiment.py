@@ -122,10 +122,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if phi_name(config.mapping) in maps.LEARNED_MAPS:
     vc = config.vae
-    if vc.latent_dim < 1 or vc.epochs < 1 or vc.batch_size < 1 or not vc.learning_rate > 0:
+    if (
+      min(vc.latent_dim, vc.epochs, vc.figure_epochs, vc.batch_size) < 1 or not vc.learning_rate > 0
+    ):
       raise ValueError(
-        "vae: latent_dim, epochs and batch_size must be >= 1 and learning_rate > 0; got "
-        f"{vc.latent_dim}, {vc.epochs}, {vc.batch_size}, {vc.learning_rate}."
+        "vae: latent_dim, epochs, figure_epochs and batch_size must be >= 1 and learning_rate "
+        f"> 0; got {vc.latent_dim}, {vc.epochs}, {vc.figure_epochs}, {vc.batch_size}, "
+        f"{vc.learning_rate}."
+      )
+    if vc.encoder_type not in vae_lib.ENCODERS:
+      raise ValueError(
+        f"unknown vae.encoder_type {vc.encoder_type!r}; choose one of "
+        f"{', '.join(sorted(vae_lib.ENCODERS))}."
       )
     if not vc.prior_std > 0:
       raise ValueError(f"vae.prior_std must be > 0, got {vc.prior_std}.")
@@ -429,6 +437,7 @@ def fit_students(
 
 # The VAE settings that change its training (``sample`` only changes how φ reads it).
 _VAE_TRAINING_FIELDS = (
+  "encoder_type",
   "latent_dim",
   "encoder_hidden",
   "decoder_hidden",
@@ -440,19 +449,23 @@ _VAE_TRAINING_FIELDS = (
 )
 
 
-def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
+def fit_vae(config, datasets, mesh, cache_dir, figure: bool = False):
   """Trains (or reloads from ``<cache_dir>/vae/<key>``) the two-decoder VAE of ``config.vae``.
 
-  ``latent_dim`` overrides ``config.vae.latent_dim`` (the 2-D figure VAE). Returns
-  ``(model, params, info)``, ``info`` with the final test −ELBO, KL and the checkpoint folder.
+  ``figure``: the VAE for the latent-grid figure instead (``figure_latent_dim``,
+  ``figure_epochs``). Returns ``(model, params, info)``, ``info`` with the final test −ELBO,
+  its terms and the checkpoint folder.
   """
   vc = config.vae
   training = {name: vc[name] for name in _VAE_TRAINING_FIELDS}
-  training["latent_dim"] = latent_dim or vc.latent_dim
+  if figure:
+    training.update(latent_dim=vc.figure_latent_dim, epochs=vc.figure_epochs)
+  epochs = training["epochs"]
   model = vae_lib.TwoDecoderVAE(
     latent_dim=training["latent_dim"],
     encoder_hidden=tuple(vc.encoder_hidden),
     decoder_hidden=tuple(vc.decoder_hidden),
+    encoder_type=vc.encoder_type,
   )
   fashion, mnist = datasets["fashion_mnist"], datasets["mnist"]
   fashion_train = _take(fashion["big"], config.data.max_big)
@@ -465,7 +478,7 @@ def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
     "num_test": len(fashion_test[1]),
   }
   checkpointer = Checkpointer(os.path.join(cache_dir, "vae", config_key(key_config)), key_config)
-  reused = checkpointer.latest_epoch() == vc.epochs
+  reused = checkpointer.latest_epoch() == epochs
   logging.info(
     "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
     training["latent_dim"],
@@ -474,7 +487,7 @@ def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
   )
 
   def log_epoch(epoch, metrics):
-    logging.info("vae epoch %d/%d: test -ELBO %.2f", epoch, vc.epochs, metrics["test_neg_elbo"][0])
+    logging.info("vae epoch %d/%d: test -ELBO %.2f", epoch, epochs, metrics["test_neg_elbo"][0])
 
   result = vae_lib.fit_vae(
     model,
@@ -482,7 +495,7 @@ def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
     fashion_test=fashion_test,
     mnist_train=mnist_train,
     mnist_test=mnist["test"],
-    epochs=vc.epochs,
+    epochs=epochs,
     batch_size=vc.batch_size,
     learning_rate=vc.learning_rate,
     mesh=mesh,
@@ -508,15 +521,15 @@ def fit_vae(config, datasets, mesh, cache_dir, latent_dim: int | None = None):
 
 def write_vae_figures(config, model, params, datasets, mesh, cache_dir, workdir) -> list[str]:
   """``vae_translations.png`` (Fashion test inputs, φ_vae digits, Fashion reconstructions, two
-  per class) and ``vae_latent_grid.png`` (both decoders on a 2-D latent grid; a separate VAE
-  with ``vae.figure_latent_dim = 2`` unless the map's own VAE is 2-D; 0 skips it)."""
+  per class) and ``vae_latent_grid.png`` (both decoders on a 2-D latent grid: a separate VAE
+  with ``vae.figure_latent_dim = 2`` and ``vae.figure_epochs``; ``figure_latent_dim = 0``
+  skips it)."""
   images, labels = datasets["fashion_mnist"]["test"]
   per_class = np.concatenate([np.flatnonzero(labels == r)[:2] for r in range(10)])
   paths = [os.path.join(workdir, "vae_translations.png")]
   vae_lib.plot_translations(model, params, images[per_class], paths[0])
   if config.vae.figure_latent_dim:
-    if model.latent_dim != 2:
-      model, params, _ = fit_vae(config, datasets, mesh, cache_dir, latent_dim=2)
+    model, params, _ = fit_vae(config, datasets, mesh, cache_dir, figure=True)
     paths.append(os.path.join(workdir, "vae_latent_grid.png"))
     vae_lib.plot_latent_grids(model, params, paths[-1])
   return paths
@@ -614,6 +627,9 @@ def run_experiment(
   )
   phi_info["teacher_accuracy_on_phi_target_test"] = float(
     np.mean(np.argmax(phi_test_logits, -1) == test[1])
+  )
+  phi_info["teacher_cross_entropy_on_phi_target_test"] = float(
+    np.mean(losses.cross_entropy(jnp.asarray(phi_test_logits), jnp.asarray(test[1])))
   )
 
   arm_results = {}

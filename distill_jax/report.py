@@ -43,6 +43,23 @@ def group_runs(
   return groups
 
 
+def _phi_lines(phi: dict) -> list[str]:
+  """How well φ keeps the class (and, for a learned φ, its VAE's test −ELBO), if measured."""
+  lines = []
+  if "teacher_accuracy_on_phi_target_test" in phi:
+    lines.append(
+      "φ keeps the class: the teacher on φ(target test), scored with the target labels: "
+      f"accuracy {phi['teacher_accuracy_on_phi_target_test']:.4f}, cross-entropy "
+      f"{phi.get('teacher_cross_entropy_on_phi_target_test', float('nan')):.4f}."
+    )
+  if "test_neg_elbo" in phi:
+    lines.append(
+      f"VAE (latent {phi.get('latent_dim', '?')}): test −ELBO {phi['test_neg_elbo']:.2f} "
+      f"(KL {phi['test_kl']:.2f})."
+    )
+  return [*lines, ""] if lines else []
+
+
 def markdown_table(results: dict) -> str:
   arms = results["arms"]
   baseline = arms.get("no_teacher")
@@ -53,6 +70,7 @@ def markdown_table(results: dict) -> str:
     f"{results['teacher']['trained_on']}): test accuracy on {results['teacher']['evaluated_on']} "
     f"{results['teacher']['test_accuracy']:.4f}.",
     "",
+    *_phi_lines(results.get("phi", {})),
     f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
     f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "
     "(mean ± std over seeds).",

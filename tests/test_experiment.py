@@ -172,7 +172,7 @@ def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
 def tiny_vae_config(mapping):
   config = tiny_config(mapping)
   config.teacher.epochs, config.teacher.hidden, config.student.epochs = 1, (32,), 2
-  config.vae.epochs, config.vae.latent_dim = 1, 4
+  config.vae.epochs, config.vae.figure_epochs, config.vae.latent_dim = 1, 1, 4
   config.vae.encoder_hidden, config.vae.decoder_hidden = (32,), (32,)
   return config
 

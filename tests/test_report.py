@@ -49,5 +49,20 @@ def test_write_outputs(tmp_path):
   table = (tmp_path / "results.md").read_text()
   assert "| teacher_phi[lam=2,T=1] | 2 | 1 |" in table
   assert "+0.6000" in table  # Δ accuracy vs no_teacher: 0.95 - 0.35
+  assert "φ keeps the class" not in table  # no φ measurements given
+
+
+def test_markdown_reports_phi_quality():
+  results = _results()
+  results["phi"] = {
+    "teacher_accuracy_on_phi_target_test": 0.8512,
+    "teacher_cross_entropy_on_phi_target_test": 0.61,
+    "latent_dim": 16,
+    "test_neg_elbo": 420.37,
+    "test_kl": 14.78,
+  }
+  table = report.markdown_table(results)
+  assert "accuracy 0.8512, cross-entropy 0.6100" in table
+  assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table
   for name in ("test_accuracy.png", "test_cross_entropy.png"):
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

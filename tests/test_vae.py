@@ -9,8 +9,10 @@ import pytest
 from distill_jax import vae
 
 
-def _model_and_params(latent_dim=2):
-  model = vae.TwoDecoderVAE(latent_dim=latent_dim, encoder_hidden=(32,), decoder_hidden=(32,))
+def _model_and_params(latent_dim=2, encoder_type="mlp"):
+  model = vae.TwoDecoderVAE(
+    latent_dim=latent_dim, encoder_hidden=(32,), decoder_hidden=(32,), encoder_type=encoder_type
+  )
   params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))
   return model, params
 
@@ -43,8 +45,9 @@ def test_bernoulli_log_likelihood():
   )
 
 
-def test_shapes_elbo_finite_and_gradient_finite():
-  model, params = _model_and_params()
+@pytest.mark.parametrize("encoder_type", ["mlp", "conv"])
+def test_shapes_elbo_finite_and_gradient_finite(encoder_type):
+  model, params = _model_and_params(encoder_type=encoder_type)
   x, m = _images(4, 0), _images(4, 1)
   mean, log_var, mnist_logits, fashion_logits = jax.jit(model.apply)(params, x, jax.random.key(2))
   assert mean.shape == log_var.shape == (4, 2)
@@ -53,6 +56,11 @@ def test_shapes_elbo_finite_and_gradient_finite():
   loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
   assert np.isfinite(loss)
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_unknown_encoder_type():
+  with pytest.raises(ValueError, match="unknown VAE encoder_type 'resnet'"):
+    _model_and_params(encoder_type="resnet")
 
 
 def test_a_few_steps_lower_the_loss():

@@ -37,15 +37,18 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The learned map φ_vae (mapping "vae"): trained on Fashion-MNIST-Big paired with MNIST train.
   config.vae = ml_collections.ConfigDict()
+  config.vae.encoder_type = "mlp"  # "mlp": dense layers encoder_hidden; "conv": 2 convs first
   config.vae.latent_dim = 16
   config.vae.encoder_hidden = (512, 256)
   config.vae.decoder_hidden = (256, 512)
-  config.vae.epochs = 10
+  config.vae.epochs = 30
   config.vae.batch_size = 100
   config.vae.learning_rate = 1e-3
   config.vae.prior_std = 1.0
   config.vae.sample = False  # φ_vae decodes the encoder mean (True: a sampled z)
-  config.vae.figure_latent_dim = 2  # a 2-D VAE (same settings) for the latent-grid figure; 0: none
+  # A second, 2-D VAE (other settings as above) draws the latent-grid figure; 0: no figure.
+  config.vae.figure_latent_dim = 2
+  config.vae.figure_epochs = 10
   config.vae.seed = 0
 
   config.teacher = ml_collections.ConfigDict()
