@@ -51,6 +51,9 @@ def test_write_outputs(tmp_path):
   assert "+0.6000" in table  # Δ accuracy vs no_teacher: 0.95 - 0.35
   assert "φ keeps the class" not in table  # no φ measurements given
 
+  for name in ("test_accuracy.png", "test_cross_entropy.png"):
+    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
 
 def test_markdown_reports_phi_quality():
   results = _results()
@@ -64,5 +67,3 @@ def test_markdown_reports_phi_quality():
   table = report.markdown_table(results)
   assert "accuracy 0.8512, cross-entropy 0.6100" in table
   assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table
-  for name in ("test_accuracy.png", "test_cross_entropy.png"):
-    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
