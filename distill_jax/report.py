@@ -100,7 +100,11 @@ def markdown_table(results: dict) -> str:
 
 
 def plot_curves(results: dict, metric: str, path: str) -> None:
-  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right)."""
+  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right).
+
+  The zoomed panel's y-range fits ``no_teacher`` and the ``teacher_phi`` arms (the comparison
+  the experiment is about); other arms far from them run off its edge but stay in the left panel.
+  """
   import matplotlib
 
   matplotlib.use("Agg")
@@ -109,17 +113,24 @@ def plot_curves(results: dict, metric: str, path: str) -> None:
   arms = results["arms"]
   colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
   fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
+  zoom_range = []  # second-half mean ± std of the arms the zoom fits
   for index, (label, entry) in enumerate(arms.items()):
     values = np.asarray(entry[metric])
     epochs = np.arange(1, values.shape[1] + 1)
     mean, std = values.mean(0), values.std(0)
     half = len(epochs) // 2
+    if label == "no_teacher" or label.startswith("teacher_phi"):
+      zoom_range += [(mean - std)[half:].min(), (mean + std)[half:].max()]
     style = {"color": colors[index % len(colors)], "linestyle": "-" if index < 10 else "--"}
     for ax, start in ((full, 0), (zoom, half)):
       ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} seeds)", **style)
       ax.fill_between(
         epochs[start:], (mean - std)[start:], (mean + std)[start:], color=style["color"], alpha=0.2
       )
+  if zoom_range:
+    low, high = min(zoom_range), max(zoom_range)
+    pad = 0.1 * (high - low) or 1e-3
+    zoom.set_ylim(low - pad, high + pad)
   for ax, title in ((full, "all epochs"), (zoom, "second half, zoomed")):
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))

@@ -11,6 +11,9 @@ Command (offline, from the repository root):
   python -m experiments.distill --mapping=conv --data_dir=../shared/data --workdir=runs/conv
 
 Expected results are in README.md ("Results"), each with the command that measured it.
+
+``--mapping=vae`` and ``--mapping=generated`` use the learned map φ_vae (Fashion → MNIST) with an
+MNIST teacher or a GeneratedMNIST teacher: see ``vae.py`` and ``generated.py`` in this folder.
 """
 
 import ml_collections
