@@ -135,6 +135,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"unknown vae.encoder_type {vc.encoder_type!r}; choose one of "
         f"{', '.join(sorted(vae_lib.ENCODERS))}."
       )
+    if vc.steps_per_call is not None and vc.steps_per_call < 1:
+      raise ValueError(f"vae.steps_per_call must be >= 1 or None, got {vc.steps_per_call}.")
     if not vc.prior_std > 0:
       raise ValueError(f"vae.prior_std must be > 0, got {vc.prior_std}.")
     if vc.figure_latent_dim not in (0, 2):
@@ -503,6 +505,7 @@ def fit_vae(config, datasets, mesh, cache_dir, figure: bool = False):
     prior_std=vc.prior_std,
     checkpointer=checkpointer,
     on_epoch=log_epoch,
+    steps_per_call=vc.steps_per_call,
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)

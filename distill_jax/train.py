@@ -6,7 +6,8 @@ Read top to bottom:
 2. ``make_epoch_fn``: one jitted program per epoch: every run shuffles its data with its own key,
    ``lax.scan`` takes all its steps (each step: gather the batch, shard it over the mesh, loss,
    gradient, Adam), then all runs are evaluated on the test set. Runs are ``vmap``-ed, so R seeds
-   and hyper-parameters cost one compilation and one dispatch per epoch.
+   and hyper-parameters cost one compilation and one dispatch per epoch. (``steps_per_call``
+   splits the epoch into several jitted calls instead: conv nets on CPU.)
 3. ``fit``: the epoch loop, with progress logs, a NaN guard and orbax checkpoints to resume from.
 
 A *task* is given by a pure ``loss_fn(params, batch, key, hparams, context) -> scalar`` on one
@@ -128,21 +129,31 @@ def make_epoch_fn(
   num_examples: int,
   batch_size: int,
   mesh: Mesh,
+  steps_per_call: int | None = None,
 ):
-  """The jitted ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test)``.
+  """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test)``.
 
   Every argument with a leading run axis (states, run_keys, hparams) is vmapped; ``train_data``,
   ``context`` and the test set are shared by all runs. Returns the new states and per-run
   metrics ``{"train_loss": [R], "test_<metric>": [R], ...}``.
+
+  ``steps_per_call=None``: the whole epoch (all steps and the evaluation) is one jitted program.
+  ``steps_per_call=k``: a Python loop over jitted programs of k steps each, then the evaluation.
+  Same numbers (same batches and keys); use it for conv nets on CPU, whose convolutions XLA runs
+  several times slower inside a loop (``benchmarks/conv_in_scan.py``).
   """
   steps = num_examples // batch_size
   shard = parallel.batch_sharded(mesh)
   evaluate = make_evaluate(metrics_fn, mesh)
 
-  def train_one_run(state, train_data, run_key, epoch, hparams, context):
+  def plan_one_run(run_key, epoch):
+    """This run's batches for the epoch ``[steps, batch_size]`` and one key per step."""
     perm_key, steps_key = jax.random.split(jax.random.fold_in(run_key, epoch))
     order = jax.random.permutation(perm_key, num_examples)[: steps * batch_size]
-    batch_indices = order.reshape(steps, batch_size)
+    return order.reshape(steps, batch_size), jax.random.split(steps_key, steps)
+
+  def train_steps(state, train_data, batch_indices, step_keys, hparams, context):
+    """``lax.scan`` over the given steps of one run; returns the state and per-step losses."""
 
     def step(state, inputs):
       indices, step_key = inputs
@@ -153,22 +164,46 @@ def make_epoch_fn(
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
-    state, step_losses = jax.lax.scan(
-      step, state, (batch_indices, jax.random.split(steps_key, steps))
-    )
-    return state, step_losses.mean()
+    return jax.lax.scan(step, state, (batch_indices, step_keys))
 
-  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
-    states, train_loss = jax.vmap(train_one_run, in_axes=(0, None, 0, None, 0, None))(
-      states, train_data, run_keys, epoch, hparams, context
-    )
+  def evaluate_runs(states, test, run_keys):
     # A fixed evaluation key per run: stochastic metrics do not add epoch-to-epoch noise.
     eval_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(run_keys, EVAL_KEY_DATA)
     test_metrics = jax.vmap(evaluate, in_axes=(0, None, None, 0))(states.params, *test, eval_keys)
-    return states, {"train_loss": train_loss, **{f"test_{k}": v for k, v in test_metrics.items()}}
+    return {f"test_{k}": v for k, v in test_metrics.items()}
 
+  train_runs = jax.vmap(train_steps, in_axes=(0, None, 0, 0, 0, None))
+  plan_runs = jax.vmap(plan_one_run, in_axes=(0, None))
   replicated = parallel.replicated(mesh)
-  return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+  if steps_per_call is None:
+
+    def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
+      batch_indices, step_keys = plan_runs(run_keys, epoch)
+      states, losses = train_runs(states, train_data, batch_indices, step_keys, hparams, context)
+      return states, {"train_loss": losses.mean(-1), **evaluate_runs(states, test, run_keys)}
+
+    return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
+  plan_jit = jax.jit(plan_runs)
+  train_jit = jax.jit(train_runs, donate_argnums=(0,), out_shardings=(replicated, replicated))
+  evaluate_jit = jax.jit(evaluate_runs, out_shardings=replicated)
+
+  def looped_epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
+    batch_indices, step_keys = plan_jit(run_keys, epoch)
+    losses = []
+    for start in range(0, steps, steps_per_call):
+      chunk = slice(start, start + steps_per_call)
+      states, chunk_losses = train_jit(
+        states, train_data, batch_indices[:, chunk], step_keys[:, chunk], hparams, context
+      )
+      losses.append(chunk_losses)
+    train_loss = jnp.concatenate(losses, axis=1).mean(-1)
+    return states, {"train_loss": train_loss, **evaluate_jit(states, test, run_keys)}
+
+  return looped_epoch_fn
 
 
 def fit(
@@ -190,6 +225,7 @@ def fit(
   checkpointer: Checkpointer | None = None,
   checkpoint_every: int = 10,
   on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+  steps_per_call: int | None = None,
 ) -> FitResult:
   """Trains ``R = len(run_keys)`` runs for ``epochs`` epochs with Adam; evaluates every epoch.
 
@@ -211,6 +247,8 @@ def fit(
     checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
       resumes from its latest checkpoint.
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
+    steps_per_call: None (default): each epoch is one jitted program; k: a Python loop over
+      jitted programs of k training steps (same numbers; faster for conv nets on CPU).
 
   Returns:
     The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``train_loss``
@@ -244,7 +282,13 @@ def fit(
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
   test = put(_chunk(test_data, eval_batch_size))
   epoch_fn = make_epoch_fn(
-    loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh
+    loss_fn,
+    metrics_fn,
+    tx,
+    num_examples=num_examples,
+    batch_size=batch_size,
+    mesh=mesh,
+    steps_per_call=steps_per_call,
   )
 
   history: dict[str, np.ndarray] = {}

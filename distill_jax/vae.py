@@ -212,8 +212,11 @@ def fit_vae(
   prior_std: float = 1.0,
   checkpointer=None,
   on_epoch=None,
+  steps_per_call: int | None = None,
 ):
   """Trains the VAE with the project's trainer; returns ``train.FitResult`` (one run).
+
+  ``steps_per_call``: see ``train.fit`` (set 1 for the conv encoder on CPU).
 
   Every time a garment of class r is visited, a fresh digit of class r is drawn from MNIST train
   as its pair. The test −ELBO uses fixed pairs from MNIST test (drawn once from ``seed``).
@@ -254,6 +257,7 @@ def fit_vae(
     checkpoint_every=1,
     on_epoch=on_epoch,
     eval_batch_size=min(1000, len(fashion_test[1])),
+    steps_per_call=steps_per_call,
   )
 
 

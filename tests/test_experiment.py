@@ -112,6 +112,7 @@ def test_resolve_config_fills_mapping_defaults(mapping, source, train_on):
     (lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'vae'"),
     (lambda c: setattr(c, "mapping", "generated") or setattr(c.vae, "latent_dim", 0), "vae:"),
     (lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "prior_std", 0.0), "prior_std"),
+    (lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "steps_per_call", 0), "steps_per"),
     (
       lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "figure_latent_dim", 3),
       "figure_latent_dim must be 2",

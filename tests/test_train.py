@@ -142,3 +142,19 @@ def test_predict_matches_apply():
   params = MODEL.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   got = train.predict(MODEL.apply, params, images, parallel.make_mesh(), batch_size=20)
   np.testing.assert_allclose(got, MODEL.apply(params, images), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 3])
+def test_steps_per_call_gives_the_same_numbers(steps_per_call):
+  # 200 examples / batch 20 = 10 steps: chunks of 1, or 3 + 3 + 3 + 1 (a shorter last chunk).
+  whole = _fit(epochs=2)
+  looped = _fit(epochs=2, steps_per_call=steps_per_call)
+  for metric, values in whole.history.items():
+    np.testing.assert_allclose(looped.history[metric], values, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(looped.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_call_must_be_positive():
+  with pytest.raises(ValueError, match="steps_per_call must be >= 1"):
+    _fit(epochs=1, steps_per_call=0)

@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.figure_latent_dim = 2
   config.vae.figure_epochs = 10
   config.vae.seed = 0
+  # None: each epoch is one jitted program; 1: one jitted call per step, faster for the conv
+  # encoder on CPU (XLA runs convolutions inside loops slowly there). Same numbers either way.
+  config.vae.steps_per_call = ml_collections.FieldReference(None, field_type=int)
 
   config.teacher = ml_collections.ConfigDict()
   # "phi": φ(source Big); "source": source Big as is; None: "source" for vae / generated, else "phi"
