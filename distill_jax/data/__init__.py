@@ -1,4 +1,4 @@
-"""Data layer: IDX reading, tfds builders for MNIST / Fashion-MNIST / GeneratedMNIST, loaders."""
+"""Data layer: tfds builders and loaders for MNIST, Fashion-MNIST, GeneratedMNIST, Imagenette."""
 
 from distill_jax.data.builders import (
   DistillFashionMnist,
@@ -7,6 +7,12 @@ from distill_jax.data.builders import (
 )
 from distill_jax.data.errors import DataError
 from distill_jax.data.generated import DistillGeneratedMnist, to_uint8
+from distill_jax.data.imagenette import (
+  WNIDS,
+  DistillImagenette,
+  list_imagenette_files,
+  load_imagenette,
+)
 from distill_jax.data.idx import read_idx_images, read_idx_labels, read_idx_pair
 from distill_jax.data.loading import (
   DATA_DIR_ENV,
@@ -24,9 +30,13 @@ __all__ = [
   "DataError",
   "DistillFashionMnist",
   "DistillGeneratedMnist",
+  "DistillImagenette",
   "DistillMnist",
   "IdxImageClassificationBuilder",
+  "WNIDS",
+  "list_imagenette_files",
   "load_generated_mnist",
+  "load_imagenette",
   "load_splits",
   "read_idx_images",
   "read_idx_labels",

@@ -100,19 +100,20 @@ def _read_split(builder, tfds_split: str) -> tuple[np.ndarray, np.ndarray]:
     split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
   )
   records = source.__getitems__(range(len(source))) if len(source) else []
-  images, labels = _decode_records(records)
+  images, labels = decode_records(records)
   images = images.astype(np.float32)
   images /= 255.0
   return images, labels
 
 
-def _decode_records(records) -> tuple[np.ndarray, np.ndarray]:
-  """Serialized tf.train.Example records -> (uint8 (N,28,28,1), int32 (N,))."""
+def decode_records(records, image_shape=(28, 28, 1)) -> tuple[np.ndarray, np.ndarray]:
+  """Serialized tf.train.Example records (raw-bytes image + label) → (uint8 (N, *image_shape),
+  int32 (N,))."""
   parse = tf_example_pb2.Example.FromString
   pixels, labels = [], []
   for record in records:
     feature = parse(record).features.feature
     pixels.append(feature["image"].bytes_list.value[0])
     labels.append(feature["label"].int64_list.value[0])
-  images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, 28, 28, 1)
+  images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, *image_shape)
   return images, np.asarray(labels, dtype=np.int32)
