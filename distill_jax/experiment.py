@@ -182,7 +182,13 @@ def _take(split: tuple[np.ndarray, np.ndarray], limit: int | None):
 
 
 def _build_model(part_config):
-  return models.get_model(part_config.model, hidden=part_config.hidden)
+  return models.get_model(
+    part_config.model,
+    hidden=part_config.hidden,
+    features=part_config.features,
+    dense=part_config.dense,
+    global_pool=part_config.global_pool,
+  )
 
 
 def _init_fn(model, input_shape):

@@ -3,7 +3,10 @@
 * ``mlp``: flatten → Dense+ReLU per hidden width → Dense(num_classes). The seed's teacher is
   784-256-128-64-64-10, i.e. ``hidden=(256, 128, 64, 64)``.
 * ``linear``: flatten → Dense(num_classes), the seed's student (an ``mlp`` with no hidden layer).
-* ``cnn``: two 3×3 conv + ReLU + 2×2 average-pool blocks, one hidden Dense, Dense(num_classes).
+* ``cnn``: per width in ``features`` a 3×3 conv + ReLU + 2×2 average-pool block, then (flattened,
+  or averaged over space with ``global_pool``) one hidden Dense + ReLU, Dense(num_classes). The
+  default (32, 64) is Flax's MNIST example; e.g. (32, 64, 128) with ``global_pool`` for
+  Imagenette.
 
 Every model maps NHWC images ``[N, H, W, C]`` to logits ``[N, num_classes]``.
 """
@@ -35,6 +38,7 @@ class CNN(nn.Module):
   features: Sequence[int] = (32, 64)
   dense: int = 256
   num_classes: int = 10
+  global_pool: bool = False  # average over space before the dense layers (any input size)
 
   @nn.compact
   def __call__(self, images):
@@ -42,7 +46,7 @@ class CNN(nn.Module):
     for width in self.features:
       x = nn.relu(nn.Conv(width, kernel_size=(3, 3))(x))
       x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-    x = x.reshape(x.shape[0], -1)
+    x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(self.dense)(x))
     return nn.Dense(self.num_classes)(x)
 
@@ -57,12 +61,16 @@ def get_model(
   hidden: Sequence[int] = (256, 128, 64, 64),
   features: Sequence[int] = (32, 64),
   dense: int = 256,
+  global_pool: bool = False,
 ) -> nn.Module:
-  """Builds the model ``name`` (one of ``MODEL_NAMES``)."""
+  """Builds the model ``name`` (one of ``MODEL_NAMES``); ``hidden`` is for ``mlp``,
+  ``features``, ``dense`` and ``global_pool`` for ``cnn``."""
   if name == "mlp":
     return MLP(hidden=tuple(hidden), num_classes=num_classes)
   if name == "linear":
     return MLP(hidden=(), num_classes=num_classes)
   if name == "cnn":
-    return CNN(features=tuple(features), dense=dense, num_classes=num_classes)
+    return CNN(
+      features=tuple(features), dense=dense, num_classes=num_classes, global_pool=global_pool
+    )
   raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")

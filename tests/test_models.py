@@ -30,6 +30,19 @@ def test_seed_architectures():
   assert _count(student.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))) == 7850
 
 
+def test_cnn_features_and_global_pool():
+  model = models.get_model("cnn", features=(8, 16, 32), dense=16, global_pool=True)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  # Global pooling: the parameter count does not depend on the input size ...
+  assert model.apply(params, jnp.ones((2, 64, 64, 3))).shape == (2, 10)
+  convs = (3 * 9 * 8 + 8) + (8 * 9 * 16 + 16) + (16 * 9 * 32 + 32)
+  assert _count(params) == convs + (32 * 16 + 16) + (16 * 10 + 10)
+  # ... while the flattening CNN's dense layer sees (32 / 2³)² · 32 inputs.
+  flat = models.get_model("cnn", features=(8, 16, 32), dense=16)
+  flat_params = flat.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  assert _count(flat_params) == convs + (4 * 4 * 32 * 16 + 16) + (16 * 10 + 10)
+
+
 def test_unknown_model():
   with pytest.raises(ValueError, match="unknown model 'resnet'"):
     models.get_model("resnet")

@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher.train_on = ml_collections.FieldReference(None, field_type=str)
   config.teacher.model = "mlp"
   config.teacher.hidden = (256, 128, 64, 64)
+  config.teacher.features = (32, 64)  # cnn only: conv widths, dense width, global pooling
+  config.teacher.dense = 256
+  config.teacher.global_pool = False
   config.teacher.epochs = 10
   config.teacher.batch_size = 64
   config.teacher.learning_rate = 1e-3
@@ -70,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.student = ml_collections.ConfigDict()
   config.student.model = "linear"
   config.student.hidden = ()
+  config.student.features = (32, 64)  # cnn only, as for the teacher
+  config.student.dense = 256
+  config.student.global_pool = False
   config.student.epochs = 100
   config.student.batch_size = 100
   config.student.learning_rate = 1e-3
