@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import os
+import shutil
 import time
 from typing import Any
 
@@ -195,14 +197,57 @@ def _init_fn(model, input_shape):
   return lambda key: model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
 
 
-def _map_array(phi: maps.Map, images: np.ndarray, key: jax.Array) -> np.ndarray:
-  """φ applied to a whole array in chunks; a stochastic φ draws once, from ``key``."""
+def _map_array(
+  phi: maps.Map, images: np.ndarray, key: jax.Array, cache_dir: str | None = None
+) -> np.ndarray:
+  """φ applied to a whole array in chunks of ``phi.chunk_size``; a stochastic φ draws once,
+  from ``key``.
+
+  A φ with a ``cache_key`` (expensive and deterministic, e.g. style transfer) is computed once
+  per input array and kept in ``<cache_dir>/phi/<cache_key>/<hash of the images>.npy``, with
+  progress logged while it runs; an interrupted run keeps the chunks already done.
+  """
   fn = jax.jit(phi.fn)
-  chunks = [
-    np.asarray(fn(jnp.asarray(images[i : i + 2000]), jax.random.fold_in(key, i)))
-    for i in range(0, len(images), 2000)
-  ]
-  return np.concatenate(chunks)
+  size = phi.chunk_size
+  cached = phi.cache_key is not None and cache_dir is not None and not phi.stochastic
+  if not cached:
+    return np.concatenate(
+      [
+        np.asarray(fn(jnp.asarray(images[i : i + size]), jax.random.fold_in(key, i)))
+        for i in range(0, len(images), size)
+      ]
+    )
+  digest = hashlib.sha256(np.ascontiguousarray(images).view(np.uint8)).hexdigest()[:16]
+  digest += f"_{len(images)}x{'x'.join(map(str, images.shape[1:]))}"
+  folder = os.path.join(cache_dir, "phi", phi.cache_key)
+  path = os.path.join(folder, digest + ".npy")
+  if os.path.exists(path):
+    logging.info("φ(%s): reusing %d mapped images from %s", phi.name, len(images), path)
+    return np.load(path)
+  parts_folder = os.path.join(folder, digest + ".parts")
+  os.makedirs(parts_folder, exist_ok=True)
+  started, chunks = time.perf_counter(), []
+  for i in range(0, len(images), size):
+    part = os.path.join(parts_folder, f"{i:09d}.npy")
+    if os.path.exists(part):
+      chunks.append(np.load(part))
+      continue
+    chunks.append(np.asarray(fn(jnp.asarray(images[i : i + size]), jax.random.fold_in(key, i))))
+    np.save(part + ".tmp.npy", chunks[-1])
+    os.replace(part + ".tmp.npy", part)
+    done = min(i + size, len(images))
+    logging.info(
+      "φ(%s): %d/%d images mapped (%.0fs)",
+      phi.name,
+      done,
+      len(images),
+      time.perf_counter() - started,
+    )
+  mapped = np.concatenate(chunks)
+  np.save(path + ".tmp.npy", mapped)
+  os.replace(path + ".tmp.npy", path)
+  shutil.rmtree(parts_folder, ignore_errors=True)
+  return mapped
 
 
 def fit_teacher(
@@ -222,10 +267,10 @@ def fit_teacher(
   teacher = _build_model(tc)
   images, labels = big
   source_shape = phi.output_shape(images.shape[1:])
-  mapped_test = _map_array(phi, test[0], jax.random.key(10_000 + tc.seed))
+  mapped_test = _map_array(phi, test[0], jax.random.key(10_000 + tc.seed), cache_dir)
 
   if not phi.stochastic:  # the source set S = φ(Big), computed once instead of every step
-    images = _map_array(phi, images, jax.random.key(0))
+    images = _map_array(phi, images, jax.random.key(0), cache_dir)
 
   def loss_fn(params, batch, key, hparams, context):
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
@@ -348,6 +393,7 @@ def fit_students(
   teacher_key,
   on_epoch=None,
   phi_key=None,
+  cache_dir=None,
 ):
   """All seeds × λ × T of one arm, trained together; returns the grid and the fit result.
 
@@ -366,7 +412,9 @@ def fit_students(
   train_data = {"image": images, "label": labels}
   online_phi = arm.through_phi and phi.stochastic
   if arm.uses_teacher and not online_phi:  # soft targets computed once for all epochs/runs
-    teacher_inputs = _map_array(phi, images, jax.random.key(0)) if arm.through_phi else images
+    teacher_inputs = (
+      _map_array(phi, images, jax.random.key(0), cache_dir) if arm.through_phi else images
+    )
     train_data["teacher_logits"] = train.predict(
       teacher_model.apply, teacher_params, teacher_inputs, mesh
     )
@@ -632,7 +680,7 @@ def run_experiment(
   teacher_key = os.path.basename(teacher_info["checkpoint"])
   # How well φ keeps the class: the teacher on φ(target test), scored with the target labels.
   phi_test_logits = train.predict(
-    teacher[0].apply, teacher[1], _map_array(phi, test[0], jax.random.key(1)), mesh
+    teacher[0].apply, teacher[1], _map_array(phi, test[0], jax.random.key(1), cache_dir), mesh
   )
   phi_info["teacher_accuracy_on_phi_target_test"] = float(
     np.mean(np.argmax(phi_test_logits, -1) == test[1])
@@ -644,7 +692,17 @@ def run_experiment(
   arm_results = {}
   for arm in arms_for(phi, small[0].shape[1:]):
     grid, result = fit_students(
-      config, arm, phi, teacher, small, test, mesh, workdir, teacher_key, phi_key=phi_key
+      config,
+      arm,
+      phi,
+      teacher,
+      small,
+      test,
+      mesh,
+      workdir,
+      teacher_key,
+      phi_key=phi_key,
+      cache_dir=cache_dir,
     )
     arm_results.update(report.group_runs(arm.name, grid, result.history, result.seconds))
 

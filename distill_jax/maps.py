@@ -37,12 +37,17 @@ class Map:
     fn: pure ``(images [N,H,W,C], key) -> images``.
     stochastic: whether φ draws randomness (then soft targets cannot be precomputed).
     output_shape: function from an input image shape ``(H, W, C)`` to the output shape.
+    chunk_size: how many images to map per call when mapping a whole dataset.
+    cache_key: for an expensive deterministic φ (style transfer), a string naming everything φ
+      depends on; whole mapped datasets are then cached on disk under it (``None``: no cache).
   """
 
   name: str
   fn: ImageFn
   stochastic: bool
   output_shape: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda shape: tuple(shape)
+  chunk_size: int = 2000
+  cache_key: str | None = None
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
     if images.ndim != 4:

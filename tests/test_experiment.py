@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from distill_jax import experiment
+from distill_jax import maps
 from experiments.configs import default as default_config
 from tests.conftest import REPO_ROOT
 
@@ -231,3 +233,40 @@ def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
     abs(results["teacher"]["test_accuracy"] - results["phi"]["teacher_accuracy_on_phi_target_test"])
     <= 0.01
   )
+
+
+def test_expensive_phi_is_cached_per_input_and_resumes(tmp_path):
+  calls = []
+
+  def double(images, key):
+    calls.append(images.shape[0])  # traced once per chunk shape, run by the jitted function
+    return images * 2.0
+
+  phi = maps.Map("double", double, stochastic=False, chunk_size=4, cache_key="d1")
+  images = np.arange(10 * 2 * 2 * 1, dtype=np.float32).reshape(10, 2, 2, 1)
+  key = jax.random.key(0)
+  mapped = experiment._map_array(phi, images, key, str(tmp_path))
+  np.testing.assert_array_equal(mapped, images * 2)
+  cached_files = list((tmp_path / "phi" / "d1").glob("*.npy"))
+  assert len(cached_files) == 1 and not list((tmp_path / "phi" / "d1").glob("*.parts"))
+
+  # Same input: read back, φ not traced again; another input: a second file.
+  calls.clear()
+  np.testing.assert_array_equal(experiment._map_array(phi, images, key, str(tmp_path)), mapped)
+  assert calls == []
+  experiment._map_array(phi, images + 1, key, str(tmp_path))
+  assert len(list((tmp_path / "phi" / "d1").glob("*.npy"))) == 2
+
+  # An interrupted run keeps its finished chunks: fake one chunk done with a marker value.
+  other = images + 5
+  digest_parts = tmp_path / "phi" / "d2"
+  phi2 = maps.Map("double", double, stochastic=False, chunk_size=4, cache_key="d2")
+  first = experiment._map_array(phi2, other, key, str(tmp_path))
+  (path,) = digest_parts.glob("*.npy")
+  parts = digest_parts / (path.name[: -len(".npy")] + ".parts")
+  parts.mkdir()
+  np.save(parts / f"{0:09d}.npy", np.full((4, 2, 2, 1), -1.0, np.float32))
+  path.unlink()
+  resumed = experiment._map_array(phi2, other, key, str(tmp_path))
+  np.testing.assert_array_equal(resumed[:4], -1.0)  # the kept chunk, not recomputed
+  np.testing.assert_array_equal(resumed[4:], first[4:])
