@@ -43,7 +43,17 @@ from distill_jax import vae as vae_lib
 from distill_jax.checkpoints import Checkpointer, config_key
 
 
-IMAGE_SHAPE = (28, 28, 1)
+IMAGENETTE = "imagenette"
+# Datasets the students can learn (and a teacher can learn from); GeneratedMNIST below is a
+# source set only.
+TARGET_DATASETS = (*data_lib.DATASETS, IMAGENETTE)
+
+
+def image_shape(config, dataset: str) -> tuple[int, int, int]:
+  """The (H, W, C) of a dataset's images: 28×28×1, or Imagenette at ``data.image_size``."""
+  if dataset == IMAGENETTE:
+    return (config.data.image_size, config.data.image_size, 3)
+  return (28, 28, 1)
 
 
 # Source set made by the experiment itself: Fashion-MNIST translated into digits by φ_vae.
@@ -92,12 +102,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f"unknown mapping {config.mapping!r}; choose one of {', '.join(mapping_names())}."
     )
-  if config.target_dataset not in data_lib.DATASETS:
+  if config.target_dataset not in TARGET_DATASETS:
     raise ValueError(
       f"unknown target dataset {config.target_dataset!r}; choose one of "
-      f"{', '.join(data_lib.DATASETS)}."
+      f"{', '.join(TARGET_DATASETS)}."
     )
-  sources = (*data_lib.DATASETS, GENERATED_MNIST)
+  sources = (*TARGET_DATASETS, GENERATED_MNIST)
   if config.source_dataset not in sources:
     raise ValueError(
       f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}."
@@ -151,13 +161,24 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
       f"is), got {config.teacher.train_on!r}."
     )
+  if IMAGENETTE in (config.source_dataset, config.target_dataset):
+    if config.source_dataset != config.target_dataset:
+      raise ValueError(
+        "Imagenette experiments use Imagenette as both source and target set (Big / Small); "
+        f"got source {config.source_dataset!r} and target {config.target_dataset!r}."
+      )
+    if not isinstance(config.data.image_size, int) or config.data.image_size < 8:
+      raise ValueError(
+        f"data.image_size must be an int >= 8 (pixels per side), got {config.data.image_size!r}."
+      )
+  target_shape = image_shape(config, config.target_dataset)
   if phi_name(config.mapping) in maps.LEARNED_MAPS:  # built after training; keeps the shape
-    mapped_shape = IMAGE_SHAPE
+    mapped_shape = target_shape
   else:
-    mapped_shape = maps.get_map(config.mapping, **_map_options(config)).output_shape(IMAGE_SHAPE)
-  if config.teacher.train_on == "source" and mapped_shape != IMAGE_SHAPE:
+    mapped_shape = maps.get_map(config.mapping, **_map_options(config)).output_shape(target_shape)
+  if config.teacher.train_on == "source" and mapped_shape != target_shape:
     raise ValueError(
-      f"a teacher trained on raw source images ({IMAGE_SHAPE}) cannot read φ(x) of shape "
+      f"a teacher trained on raw source images ({target_shape}) cannot read φ(x) of shape "
       f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
     )
   for part in ("teacher", "student"):
@@ -646,6 +667,14 @@ def run_experiment(
   )
 
   def load(name, splits):
+    if name == IMAGENETTE:
+      return data_lib.load_imagenette(
+        data_dir=data_dir,
+        tfds_dir=tfds_dir,
+        image_size=config.data.image_size,
+        splits=splits,
+        small_size=config.data.imagenette_small,
+      )
     return data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
 
   learned = phi_name(config.mapping) in maps.LEARNED_MAPS

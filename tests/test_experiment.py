@@ -270,3 +270,24 @@ def test_expensive_phi_is_cached_per_input_and_resumes(tmp_path):
   resumed = experiment._map_array(phi2, other, key, str(tmp_path))
   np.testing.assert_array_equal(resumed[:4], -1.0)  # the kept chunk, not recomputed
   np.testing.assert_array_equal(resumed[4:], first[4:])
+
+
+def test_imagenette_cnn_end_to_end_on_a_fake_tree(tmp_path):
+  from tests.test_imagenette import write_tree
+
+  root = write_tree(tmp_path / "data", per_class={"train": 6, "val": 2})
+  config = tiny_config("noise")
+  config.source_dataset = config.target_dataset = "imagenette"
+  config.data.image_size, config.data.imagenette_small = 16, 20
+  config.data.max_big = config.data.max_small = config.data.max_test = None
+  config.eval_batch_size = 10
+  for part in (config.teacher, config.student):
+    part.model, part.features, part.dense, part.global_pool = "cnn", (4, 8), 16, True
+  config.teacher.batch_size, config.student.batch_size = 10, 10
+  results = experiment.run_experiment(
+    config, str(tmp_path / "run"), data_dir=str(root), tfds_dir=str(tmp_path / "tfds")
+  )
+  assert results["num_examples"] == {"big": 40, "small": 20, "test": 20}
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  for entry in results["arms"].values():
+    assert np.all(np.isfinite(entry["test_cross_entropy"]))

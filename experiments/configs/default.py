@@ -86,6 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
       "max_big": ml_collections.FieldReference(None, field_type=int),
       "max_small": ml_collections.FieldReference(None, field_type=int),
       "max_test": ml_collections.FieldReference(None, field_type=int),
+      "image_size": 64,  # Imagenette only: images are resized and center-cropped to S×S
+      "imagenette_small": 1000,  # Imagenette only: train images drawn (seeded) as Small
     }
   )
 
