@@ -192,6 +192,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"{part}: epochs and batch_size must be >= 1 and learning_rate > 0; "
         f"got {c.epochs}, {c.batch_size}, {c.learning_rate}."
       )
+    if c.steps_per_call is not None and c.steps_per_call < 1:
+      raise ValueError(f"{part}.steps_per_call must be >= 1 or None, got {c.steps_per_call}.")
 
 
 def _map_options(config) -> dict:
@@ -202,6 +204,12 @@ def _map_options(config) -> dict:
 def _take(split: tuple[np.ndarray, np.ndarray], limit: int | None):
   images, labels = split
   return (images, labels) if limit is None else (images[:limit], labels[:limit])
+
+
+def _training_settings(part_config) -> dict:
+  """A teacher's / students' settings that change results (checkpoint keys): all but
+  ``steps_per_call``, which only changes how epochs are dispatched."""
+  return {k: v for k, v in part_config.to_dict().items() if k != "steps_per_call"}
 
 
 def _build_model(part_config):
@@ -304,7 +312,7 @@ def fit_teacher(
     "mapping": config.mapping if through_phi else None,
     "phi_key": phi_key if through_phi or config.source_dataset == GENERATED_MNIST else None,
     "map_options": _map_options(config) if through_phi else None,
-    "teacher": tc.to_dict(),
+    "teacher": _training_settings(tc),
     "num_train": len(labels),
     "num_test": len(test[1]),
   }
@@ -352,6 +360,7 @@ def fit_teacher(
     checkpointer=checkpointer,
     checkpoint_every=1,
     on_epoch=_chain(log_epoch, on_epoch),
+    steps_per_call=tc.steps_per_call,
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
@@ -465,7 +474,7 @@ def fit_students(
     "mapping": config.mapping,
     "phi_key": phi_key if arm.through_phi else None,
     "map_options": _map_options(config),
-    "student": sc.to_dict(),
+    "student": _training_settings(sc),
     "grid": [list(map(float, g)) for g in grid],
     "t_squared": t_squared,
     "teacher": teacher_key if arm.uses_teacher else None,
@@ -507,6 +516,7 @@ def fit_students(
     checkpointer=checkpointer,
     checkpoint_every=config.checkpoint_every,
     on_epoch=_chain(log_epoch, on_epoch),
+    steps_per_call=sc.steps_per_call,
   )
   checkpointer.close()
   return grid, result

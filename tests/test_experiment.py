@@ -284,6 +284,7 @@ def test_imagenette_cnn_end_to_end_on_a_fake_tree(tmp_path):
   for part in (config.teacher, config.student):
     part.model, part.features, part.dense, part.global_pool = "cnn", (4, 8), 16, True
   config.teacher.batch_size, config.student.batch_size = 10, 10
+  config.teacher.steps_per_call = 1  # the CPU conv-net mode
   results = experiment.run_experiment(
     config, str(tmp_path / "run"), data_dir=str(root), tfds_dir=str(tmp_path / "tfds")
   )
