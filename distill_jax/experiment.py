@@ -39,7 +39,9 @@ from distill_jax import models
 from distill_jax import parallel
 from distill_jax import report
 from distill_jax import train
+from distill_jax import style as style_lib
 from distill_jax import vae as vae_lib
+from distill_jax import vgg as vgg_lib
 from distill_jax.checkpoints import Checkpointer, config_key
 
 
@@ -77,15 +79,24 @@ def phi_name(mapping: str) -> str:
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy with the values the config leaves to the mapping (``None``) filled in.
 
-  ``source_dataset``: ``generated_mnist`` for ``generated``, ``mnist`` for ``vae`` (the teacher
-  learns real digits), else the target dataset. ``teacher.train_on``: ``source`` for ``vae`` and
-  ``generated`` (their source set is already digits), else ``phi``. Explicit values are kept.
+  ``target_dataset``: ``imagenette`` for ``style``, else ``fashion_mnist``. ``source_dataset``:
+  ``generated_mnist`` for ``generated``, ``mnist`` for ``vae`` (the teacher learns real digits),
+  else the target dataset. ``teacher.train_on``: ``source`` for ``vae`` and ``generated`` (their
+  source set is already digits), else ``phi``. Models: on Imagenette a ``cnn`` teacher and
+  student, else an ``mlp`` teacher and a ``linear`` student. Explicit values are kept.
   """
   resolved = ml_collections.ConfigDict(config.to_dict())
   learned = phi_name(config.mapping) in maps.LEARNED_MAPS
+  if resolved.target_dataset is None:
+    resolved.target_dataset = IMAGENETTE if config.mapping == "style" else "fashion_mnist"
+  images = resolved.target_dataset == IMAGENETTE
+  if resolved.teacher.model is None:
+    resolved.teacher.model = "cnn" if images else "mlp"
+  if resolved.student.model is None:
+    resolved.student.model = "cnn" if images else "linear"
   if resolved.source_dataset is None:
     resolved.source_dataset = {"generated": GENERATED_MNIST, "vae": "mnist"}.get(
-      config.mapping, config.target_dataset
+      config.mapping, resolved.target_dataset
     )
   if resolved.teacher.train_on is None:
     resolved.teacher.train_on = "source" if learned else "phi"
@@ -156,6 +167,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"vae.figure_latent_dim must be 2 (draw the latent grid) or 0 (skip it), got "
         f"{vc.figure_latent_dim}."
       )
+  if phi_name(config.mapping) == "style":
+    _validate_style(config)
   if config.teacher.train_on not in ("phi", "source"):
     raise ValueError(
       f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
@@ -172,7 +185,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"data.image_size must be an int >= 8 (pixels per side), got {config.data.image_size!r}."
       )
   target_shape = image_shape(config, config.target_dataset)
-  if phi_name(config.mapping) in maps.LEARNED_MAPS:  # built after training; keeps the shape
+  if phi_name(config.mapping) in maps.BUILT_MAPS:  # built later; keeps the shape
     mapped_shape = target_shape
   else:
     mapped_shape = maps.get_map(config.mapping, **_map_options(config)).output_shape(target_shape)
@@ -196,6 +209,40 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"{part}.steps_per_call must be >= 1 or None, got {c.steps_per_call}.")
 
 
+def _validate_style(config) -> None:
+  sc = config.style
+  if sc.weights and not os.path.isfile(sc.weights):
+    raise ValueError(
+      f"style.weights: no file {sc.weights!r}; give a VGG-19 weights file (torchvision vgg19 "
+      "state dict .pth, Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or .npz) or "
+      "'' for random weights (ranVGG)."
+    )
+  if sc.style_image and not os.path.isfile(sc.style_image):
+    raise ValueError(
+      f"style.style_image: no file {sc.style_image!r}; give an image file or '' for the "
+      "default generated style image."
+    )
+  if not isinstance(sc.steps, int) or sc.steps < 0 or sc.batch_size < 1:
+    raise ValueError(
+      f"style: steps must be an int >= 0 and batch_size >= 1; got {sc.steps}, {sc.batch_size}."
+    )
+  if not sc.learning_rate > 0 or sc.content_weight < 0 or sc.style_weight < 0:
+    raise ValueError(
+      "style: learning_rate must be > 0 and the content / style weights >= 0; got "
+      f"{sc.learning_rate}, {sc.content_weight}, {sc.style_weight}."
+    )
+  if sc.loop not in style_lib.LOOPS:
+    raise ValueError(f"style.loop must be one of {', '.join(style_lib.LOOPS)}, got {sc.loop!r}.")
+  if sc.pool not in ("avg", "max"):
+    raise ValueError(f"style.pool must be 'avg' or 'max', got {sc.pool!r}.")
+  vgg_lib.check_layers(tuple(sc.content_layers) + tuple(sc.style_layers))
+  if config.target_dataset != IMAGENETTE:
+    raise ValueError(
+      f"mapping 'style' is for RGB images: target_dataset must be 'imagenette', got "
+      f"{config.target_dataset!r}."
+    )
+
+
 def _map_options(config) -> dict:
   options = config.maps.get(config.mapping, {})
   return dict(options.to_dict() if hasattr(options, "to_dict") else options)
@@ -210,6 +257,14 @@ def _training_settings(part_config) -> dict:
   """A teacher's / students' settings that change results (checkpoint keys): all but
   ``steps_per_call``, which only changes how epochs are dispatched."""
   return {k: v for k, v in part_config.to_dict().items() if k != "steps_per_call"}
+
+
+def _steps_per_call(part_config) -> int | None:
+  """``steps_per_call`` as configured; ``None`` means 1 for a CNN on CPU (XLA runs convolutions
+  inside a scanned epoch several times slower there), else the whole epoch in one program."""
+  if part_config.steps_per_call is not None:
+    return part_config.steps_per_call
+  return 1 if part_config.model == "cnn" and jax.default_backend() == "cpu" else None
 
 
 def _build_model(part_config):
@@ -236,7 +291,7 @@ def _map_array(
   per input array and kept in ``<cache_dir>/phi/<cache_key>/<hash of the images>.npy``, with
   progress logged while it runs; an interrupted run keeps the chunks already done.
   """
-  fn = jax.jit(phi.fn)
+  fn = jax.jit(phi.fn) if phi.jittable else phi.fn
   size = phi.chunk_size
   cached = phi.cache_key is not None and cache_dir is not None and not phi.stochastic
   if not cached:
@@ -360,7 +415,7 @@ def fit_teacher(
     checkpointer=checkpointer,
     checkpoint_every=1,
     on_epoch=_chain(log_epoch, on_epoch),
-    steps_per_call=tc.steps_per_call,
+    steps_per_call=_steps_per_call(tc),
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
@@ -516,7 +571,7 @@ def fit_students(
     checkpointer=checkpointer,
     checkpoint_every=config.checkpoint_every,
     on_epoch=_chain(log_epoch, on_epoch),
-    steps_per_call=sc.steps_per_call,
+    steps_per_call=_steps_per_call(sc),
   )
   checkpointer.close()
   return grid, result
@@ -649,6 +704,97 @@ def generated_mnist(config, phi: maps.Map, phi_key: str, fashion, tfds_dir: str)
   )
 
 
+def _file_digest(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()[:16]
+
+
+def build_style_map(config) -> tuple[maps.Map, dict]:
+  """φ_style from ``config.style``: VGG-19 weights (a file, or random ranVGG weights, said in
+  the logs and results), the style image (a file resized to the data's size, or the generated
+  default) and the transfer settings; its ``cache_key`` hashes all of them."""
+  sc, size = config.style, config.data.image_size
+  if sc.weights:
+    vgg_params, preprocessing = vgg_lib.load_weights(sc.weights)
+    weights_id = "file-" + _file_digest(sc.weights)
+  else:
+    vgg_params, preprocessing = vgg_lib.random_weights(jax.random.key(sc.weights_seed))
+    weights_id = f"ranvgg-{sc.weights_seed}"
+    logging.warning(
+      "style: no VGG-19 weights file (config.style.weights), so φ_style uses RANDOM VGG-19 "
+      "weights (ranVGG, He, Wang & Hopcroft 2016) with per-layer normalized style losses. For "
+      "pretrained weights pass --config.style.weights=<torchvision vgg19 .pth | Keras "
+      "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 | .npz>."
+    )
+  if sc.style_image:
+    from PIL import Image
+
+    with Image.open(sc.style_image) as image:
+      style_image = np.asarray(
+        image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), np.float32
+      )
+    style_image /= 255.0
+  else:
+    style_image = style_lib.default_style_image(size)
+  options = {
+    "steps": int(sc.steps),
+    "learning_rate": float(sc.learning_rate),
+    "content_weight": float(sc.content_weight),
+    "style_weight": float(sc.style_weight),
+    "content_layers": tuple(sc.content_layers),
+    "style_layers": tuple(sc.style_layers),
+    "normalize_style": bool(sc.normalize_style),
+    "pool": sc.pool,
+  }
+  style_digest = hashlib.sha256(np.ascontiguousarray(style_image).tobytes()).hexdigest()[:16]
+  cache_key = config_key(
+    {"weights": weights_id, "preprocessing": preprocessing, "style": style_digest, **options}
+  )
+  phi = maps.get_map(
+    "style",
+    vgg_params=vgg_params,
+    preprocessing=preprocessing,
+    style_image=style_image,
+    cache_key=cache_key,
+    batch_size=sc.batch_size,
+    loop=sc.loop,
+    **options,
+  )
+  info = {
+    "vgg_weights": sc.weights or "random (ranVGG: no weights file given)",
+    "random_weights": not sc.weights,
+    "style_image": sc.style_image or "distill_jax.style.default_style_image",
+    "cache_key": cache_key,
+    **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+  }
+  return phi, info
+
+
+def write_style_figure(phi, images, cache_dir, path, count=8) -> str:
+  """Rows of originals and their φ_style images (from the cache when mapped before)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  stylized = _map_array(phi, images, jax.random.key(0), cache_dir)[:count]
+  fig, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.2), squeeze=False)
+  for column in range(count):
+    for row, (title, batch) in enumerate((("x", images), ("φ_style(x)", stylized))):
+      ax = axes[row, column]
+      ax.imshow(np.clip(batch[column], 0, 1))
+      ax.axis("off")
+      if column == 0:
+        ax.set_title(title, fontsize=9, loc="left")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def run_experiment(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -700,6 +846,9 @@ def run_experiment(
     phi = maps.get_map("vae", model=vae_model, params=vae_params, sample=config.vae.sample)
     phi_key = os.path.basename(phi_info["checkpoint"])
     figures = write_vae_figures(config, vae_model, vae_params, datasets, mesh, cache_dir, workdir)
+  elif phi_name(config.mapping) == "style":
+    phi, phi_info = build_style_map(config)
+    phi_key = phi.cache_key
   else:
     phi = maps.get_map(config.mapping, **_map_options(config))
   if config.source_dataset == GENERATED_MNIST:
@@ -728,6 +877,10 @@ def run_experiment(
     np.mean(losses.cross_entropy(jnp.asarray(phi_test_logits), jnp.asarray(test[1])))
   )
 
+  if phi.name == "style":
+    figures.append(
+      write_style_figure(phi, small[0], cache_dir, os.path.join(workdir, "style_examples.png"))
+    )
   arm_results = {}
   for arm in arms_for(phi, small[0].shape[1:]):
     grid, result = fit_students(

@@ -40,6 +40,7 @@ class Map:
     chunk_size: how many images to map per call when mapping a whole dataset.
     cache_key: for an expensive deterministic φ (style transfer), a string naming everything φ
       depends on; whole mapped datasets are then cached on disk under it (``None``: no cache).
+    jittable: whether callers may wrap ``fn`` in ``jax.jit``.
   """
 
   name: str
@@ -48,6 +49,7 @@ class Map:
   output_shape: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda shape: tuple(shape)
   chunk_size: int = 2000
   cache_key: str | None = None
+  jittable: bool = True  # False: ``fn`` runs its own jitted loop (style transfer on CPU)
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
     if images.ndim != 4:
@@ -120,16 +122,56 @@ def vae_map(model=None, params=None, sample: bool = False) -> Map:
   return Map("vae", vae.make_phi(model, params, sample=sample), stochastic=sample)
 
 
+def style_map(
+  vgg_params=None,
+  preprocessing: str = "torch",
+  style_image=None,
+  cache_key: str | None = None,
+  batch_size: int = 64,
+  **stylize_options,
+) -> Map:
+  """φ_style: Gatys style transfer of each image towards ``style_image`` on VGG-19 features
+  (``distill_jax.style.stylize``; ``stylize_options`` are its steps, learning rate, weights and
+  layers). Deterministic; expensive, so whole datasets are mapped ``batch_size`` images at a
+  time and cached under ``cache_key`` (which must name the weights, style image and options).
+  """
+  if vgg_params is None or style_image is None:
+    raise ValueError(
+      "mapping 'style' needs VGG-19 weights and a style image: pass vgg_params= and "
+      "style_image= (experiment.run_experiment loads or draws them)."
+    )
+  from distill_jax import style  # maps does not depend on VGG unless style is used
+
+  style_image = jnp.asarray(style_image)
+
+  def stylize(images, key):
+    del key
+    return style.stylize(
+      images, style_image, vgg_params, preprocessing=preprocessing, **stylize_options
+    )
+
+  return Map(
+    "style",
+    stylize,
+    stochastic=False,
+    chunk_size=batch_size,
+    cache_key=cache_key,
+    jittable=False,
+  )
+
+
 _REGISTRY: dict[str, Callable[..., Map]] = {
   "identity": identity_map,
   "noise": noise_map,
   "conv": dilated_conv_map,
   "vae": vae_map,
+  "style": style_map,
 }
 
-# Maps whose factory needs trained parameters; the experiment trains or loads them first. They
-# keep the image shape.
+# Maps whose factory needs trained parameters; the experiment trains them first.
 LEARNED_MAPS = frozenset({"vae"})
+# Maps the experiment builds itself (trains a model or loads weights for); all keep the shape.
+BUILT_MAPS = frozenset({"vae", "style"})
 
 
 def register_map(name: str, factory: Callable[..., Map]) -> None:

@@ -292,3 +292,35 @@ def test_imagenette_cnn_end_to_end_on_a_fake_tree(tmp_path):
   assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
   for entry in results["arms"].values():
     assert np.all(np.isfinite(entry["test_cross_entropy"]))
+
+
+def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, caplog):
+  from tests.test_imagenette import write_tree
+
+  root = write_tree(tmp_path / "data", per_class={"train": 4, "val": 1})
+  config = tiny_config("style")
+  config.target_dataset = None  # style → imagenette, cnn teacher and student
+  config.data.image_size, config.data.imagenette_small = 16, 10
+  config.data.max_big = config.data.max_small = config.data.max_test = None
+  config.eval_batch_size = 10
+  config.teacher.batch_size, config.student.batch_size = 10, 10
+  config.teacher.features, config.student.features = (4, 8), (4,)
+  config.style.steps, config.style.batch_size = 2, 16
+  config.style.style_layers, config.style.content_layers = ("relu1_1", "relu2_1"), ("relu2_1",)
+  run = dict(data_dir=str(root), tfds_dir=str(tmp_path / "tfds"), cache_dir=str(tmp_path / "c"))
+  with caplog.at_level("WARNING"):
+    results = experiment.run_experiment(config, str(tmp_path / "run"), **run)
+  assert "RANDOM VGG-19" in caplog.text  # ranVGG is said in the logs ...
+  assert results["phi"]["random_weights"]  # ... and in the results
+  assert results["teacher"]["model"] == "cnn" and results["teacher"]["trained_on"].startswith(
+    "phi("
+  )
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert (tmp_path / "run" / "style_examples.png").stat().st_size > 0
+  # Big, Small and Test were each stylized once and cached.
+  (cache_folder,) = (tmp_path / "c" / "phi").iterdir()
+  assert len(list(cache_folder.glob("*.npy"))) == 3
+  again = experiment.run_experiment(config, str(tmp_path / "run2"), **run)
+  np.testing.assert_array_equal(
+    again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
+  )

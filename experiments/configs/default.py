@@ -31,7 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The teacher's set; None: the mapping's (generated: generated_mnist, vae: mnist, else
   # the target dataset).
   config.source_dataset = ml_collections.FieldReference(None, field_type=str)
-  config.target_dataset = "fashion_mnist"  # the students train on target Small
+  # The students' set (Small / Test); None: imagenette for style, else fashion_mnist.
+  config.target_dataset = ml_collections.FieldReference(None, field_type=str)
   config.seeds = 5  # student runs per arm, trained at once with vmap
   config.seed_offset = 0  # seeds are seed_offset, ..., seed_offset + seeds - 1
   config.lams = (1.0,)  # distillation weights λ (a grid is vmapped too)
@@ -60,11 +61,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher = ml_collections.ConfigDict()
   # "phi": φ(source Big); "source": source Big as is; None: "source" for vae / generated, else "phi"
   config.teacher.train_on = ml_collections.FieldReference(None, field_type=str)
-  config.teacher.model = "mlp"
+  config.teacher.model = ml_collections.FieldReference(None, field_type=str)  # None: cnn on
+  # Imagenette, else mlp
   config.teacher.hidden = (256, 128, 64, 64)
-  config.teacher.features = (32, 64)  # cnn only: conv widths, dense width, global pooling
-  config.teacher.dense = 256
-  config.teacher.global_pool = False
+  config.teacher.features = (32, 64, 128)  # cnn only: conv widths, dense width, global pooling
+  config.teacher.dense = 128
+  config.teacher.global_pool = True
   # None: each epoch is one jitted program; k: k steps per jitted call (same numbers; 1 is faster
   # for conv nets on CPU, where XLA runs convolutions inside loops slowly).
   config.teacher.steps_per_call = ml_collections.FieldReference(None, field_type=int)
@@ -74,11 +76,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher.seed = 0
 
   config.student = ml_collections.ConfigDict()
-  config.student.model = "linear"
+  config.student.model = ml_collections.FieldReference(None, field_type=str)  # None: cnn on
+  # Imagenette, else linear
   config.student.hidden = ()
-  config.student.features = (32, 64)  # cnn only, as for the teacher
-  config.student.dense = 256
-  config.student.global_pool = False
+  config.student.features = (16, 32)  # cnn only: a smaller CNN than the teacher's
+  config.student.dense = 64
+  config.student.global_pool = True
   config.student.steps_per_call = ml_collections.FieldReference(None, field_type=int)
   config.student.epochs = 100
   config.student.batch_size = 100
@@ -90,10 +93,28 @@ def get_config() -> ml_collections.ConfigDict:
       "max_big": ml_collections.FieldReference(None, field_type=int),
       "max_small": ml_collections.FieldReference(None, field_type=int),
       "max_test": ml_collections.FieldReference(None, field_type=int),
-      "image_size": 64,  # Imagenette only: images are resized and center-cropped to S×S
+      "image_size": 32,  # Imagenette only: images are resized and center-cropped to S×S
       "imagenette_small": 1000,  # Imagenette only: train images drawn (seeded) as Small
     }
   )
+
+  # φ_style (mapping "style"): Gatys transfer on VGG-19 features towards one style image. The
+  # defaults fit a 2-core CPU (32 px, shallow layers, 8 Adam steps); see configs/style_gpu.py.
+  config.style = ml_collections.ConfigDict()
+  config.style.weights = ""  # VGG-19 weights: torchvision .pth, Keras notop .h5 or .npz; "":
+  # random weights (ranVGG, He et al. 2016) with per-layer normalized style losses
+  config.style.weights_seed = 0
+  config.style.style_image = ""  # an image file; "": distill_jax.style.default_style_image
+  config.style.steps = 8
+  config.style.learning_rate = 0.05
+  config.style.content_weight = 1.0
+  config.style.style_weight = 10.0
+  config.style.content_layers = ("relu2_1",)
+  config.style.style_layers = ("relu1_1", "relu2_1")
+  config.style.normalize_style = True
+  config.style.pool = "avg"
+  config.style.batch_size = 128  # images stylized per call
+  config.style.loop = "auto"  # "python" (a jitted step per call; CPU), "scan", "auto"
 
   config.eval_batch_size = 1000
   config.checkpoint_every = 10  # student epochs between checkpoints
