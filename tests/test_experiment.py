@@ -324,3 +324,15 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
   np.testing.assert_array_equal(
     again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
   )
+
+
+@pytest.mark.parametrize("name", ["default", "vae", "generated", "style", "style_gpu"])
+def test_every_config_file_validates(name):
+  import importlib
+
+  config = importlib.import_module(f"experiments.configs.{name}").get_config()
+  experiment.validate_config(config)
+  resolved = experiment.resolve_config(config)
+  if name.startswith("style"):
+    assert resolved.target_dataset == resolved.source_dataset == "imagenette"
+    assert resolved.teacher.model == resolved.student.model == "cnn"
