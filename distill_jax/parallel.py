@@ -58,3 +58,14 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
       f"the mesh; choose a multiple of {n} or set num_devices to a divisor of "
       f"{batch_size}."
     )
+
+
+def shard_batch(tree, mesh: Mesh):
+  """Constrains a batch (leading axis) to be split over the mesh's ``data`` axis.
+
+  A no-op on a one-device mesh: there the constraint only costs (measured on XLA CPU: a conv
+  net's training step 101 → 374 ms with it).
+  """
+  if mesh.devices.size == 1:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, batch_sharded(mesh))

@@ -101,21 +101,27 @@ def _chunk(data: Mapping[str, np.ndarray], chunk_size: int):
   return {k: padded(v) for k, v in data.items()}, weight.reshape(chunks, chunk_size)
 
 
-def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh):
-  """``evaluate(params, chunked test data, weight, key) -> {metric: mean}`` for one run."""
-  shard = parallel.batch_sharded(mesh)
+def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, unrolled: bool = False):
+  """``evaluate(params, chunked test data, weight, key) -> {metric: mean}`` for one run.
+
+  ``unrolled``: the chunks as straight-line code instead of a ``lax.scan`` (conv nets on CPU).
+  """
 
   def evaluate(params, test_chunks, test_weight, key):
     first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), test_chunks)
     names = jax.eval_shape(lambda batch: metrics_fn(params, batch, key), first)
 
     def chunk(totals, inputs):
-      batch, weight = jax.lax.with_sharding_constraint(inputs, shard)
+      batch, weight = parallel.shard_batch(inputs, mesh)
       values = metrics_fn(params, batch, key)
       return {k: totals[k] + jnp.sum(values[k] * weight) for k in totals}, None
 
     totals = {k: jnp.zeros((), jnp.float32) for k in names}
-    totals, _ = jax.lax.scan(chunk, totals, (test_chunks, test_weight))
+    if unrolled:
+      for i in range(test_weight.shape[0]):
+        totals, _ = chunk(totals, jax.tree.map(lambda a: a[i], (test_chunks, test_weight)))
+    else:
+      totals, _ = jax.lax.scan(chunk, totals, (test_chunks, test_weight))
     return {k: v / test_weight.sum() for k, v in totals.items()}
 
   return evaluate
@@ -138,13 +144,13 @@ def make_epoch_fn(
   metrics ``{"train_loss": [R], "test_<metric>": [R], ...}``.
 
   ``steps_per_call=None``: the whole epoch (all steps and the evaluation) is one jitted program.
-  ``steps_per_call=k``: a Python loop over jitted programs of k steps each, then the evaluation.
-  Same numbers (same batches and keys); use it for conv nets on CPU, whose convolutions XLA runs
-  several times slower inside a loop (``benchmarks/conv_in_scan.py``).
+  ``steps_per_call=k``: per run, a Python loop over jitted programs of k (unrolled) steps each,
+  then the evaluation; runs one after the other, not vmapped. Same numbers (same batches and
+  keys); use it for conv nets on CPU, where XLA runs convolutions inside loops several times
+  slower (``benchmarks/conv_in_scan.py``) and vmapped over runs (grouped convolutions) far slower.
   """
   steps = num_examples // batch_size
-  shard = parallel.batch_sharded(mesh)
-  evaluate = make_evaluate(metrics_fn, mesh)
+  evaluate = make_evaluate(metrics_fn, mesh, unrolled=steps_per_call is not None)
 
   def plan_one_run(run_key, epoch):
     """This run's batches for the epoch ``[steps, batch_size]`` and one key per step."""
@@ -157,14 +163,22 @@ def make_epoch_fn(
 
     def step(state, inputs):
       indices, step_key = inputs
-      batch = jax.lax.with_sharding_constraint(
-        {name: array[indices] for name, array in train_data.items()}, shard
+      batch = parallel.shard_batch(
+        {name: array[indices] for name, array in train_data.items()}, mesh
       )
       loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
 
-    return jax.lax.scan(step, state, (batch_indices, step_keys))
+    if steps_per_call is None:
+      return jax.lax.scan(step, state, (batch_indices, step_keys))
+    # Chunked epochs: the few steps as straight-line code. XLA CPU runs a conv net's step ~20×
+    # slower inside any scan, even one of length 1 with unroll=True (2.4 s vs 0.125 s).
+    step_losses = []
+    for i in range(batch_indices.shape[0]):
+      state, loss = step(state, (batch_indices[i], step_keys[i]))
+      step_losses.append(loss)
+    return state, jnp.stack(step_losses)
 
   def evaluate_runs(states, test, run_keys):
     # A fixed evaluation key per run: stochastic metrics do not add epoch-to-epoch noise.
@@ -187,21 +201,35 @@ def make_epoch_fn(
 
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
-  plan_jit = jax.jit(plan_runs)
-  train_jit = jax.jit(train_runs, donate_argnums=(0,), out_shardings=(replicated, replicated))
-  evaluate_jit = jax.jit(evaluate_runs, out_shardings=replicated)
+  # One run at a time, unbatched: vmapping a conv net over runs makes XLA batch both images and
+  # kernels into a grouped convolution, which XLA CPU runs very slowly.
+  plan_jit = jax.jit(plan_one_run)
+  train_jit = jax.jit(train_steps, donate_argnums=(0,))
+
+  @jax.jit
+  def evaluate_one(params, test, run_key):
+    metrics = evaluate(params, *test, jax.random.fold_in(run_key, EVAL_KEY_DATA))
+    return {f"test_{k}": v for k, v in metrics.items()}
 
   def looped_epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
-    batch_indices, step_keys = plan_jit(run_keys, epoch)
-    losses = []
-    for start in range(0, steps, steps_per_call):
-      chunk = slice(start, start + steps_per_call)
-      states, chunk_losses = train_jit(
-        states, train_data, batch_indices[:, chunk], step_keys[:, chunk], hparams, context
-      )
-      losses.append(chunk_losses)
-    train_loss = jnp.concatenate(losses, axis=1).mean(-1)
-    return states, {"train_loss": train_loss, **evaluate_jit(states, test, run_keys)}
+    new_states, train_losses, test_metrics = [], [], []
+    for run in range(run_keys.shape[0]):
+      state = jax.tree.map(lambda leaf: leaf[run], states)
+      run_hparams = jax.tree.map(lambda leaf: leaf[run], hparams)
+      batch_indices, step_keys = plan_jit(run_keys[run], epoch)
+      losses = []
+      for start in range(0, steps, steps_per_call):
+        chunk = slice(start, start + steps_per_call)
+        state, chunk_losses = train_jit(
+          state, train_data, batch_indices[chunk], step_keys[chunk], run_hparams, context
+        )
+        losses.append(chunk_losses)
+      new_states.append(state)
+      train_losses.append(jnp.concatenate(losses).mean())
+      test_metrics.append(evaluate_one(state.params, test, run_keys[run]))
+    states = jax.tree.map(lambda *leaves: jnp.stack(leaves), *new_states)
+    metrics = jax.tree.map(lambda *values: jnp.stack(values), *test_metrics)
+    return states, {"train_loss": jnp.stack(train_losses), **metrics}
 
   return looped_epoch_fn
 
@@ -339,12 +367,11 @@ def predict(
   devices = mesh.devices.size
   batch_size = -(-min(batch_size, n) // devices) * devices
   chunked = _chunk({"image": images}, batch_size)[0]["image"]
-  shard = parallel.batch_sharded(mesh)
 
   @jax.jit
   def run(params, chunked):
     def chunk(_, images):
-      return None, apply_fn(params, jax.lax.with_sharding_constraint(images, shard))
+      return None, apply_fn(params, parallel.shard_batch(images, mesh))
 
     return jax.lax.scan(chunk, None, chunked)[1]
 
