@@ -267,6 +267,13 @@ def _steps_per_call(part_config) -> int | None:
   return 1 if part_config.model == "cnn" and jax.default_backend() == "cpu" else None
 
 
+def _layers(part_config) -> tuple:
+  """Widths that describe the model: conv features + dense for a cnn, else the hidden widths."""
+  if part_config.model == "cnn":
+    return (*part_config.features, part_config.dense)
+  return tuple(part_config.hidden)
+
+
 def _build_model(part_config):
   return models.get_model(
     part_config.model,
@@ -382,7 +389,7 @@ def fit_teacher(
   logging.info(
     "teacher: %s %s on %s, %d examples%s",
     tc.model,
-    tuple(tc.hidden),
+    _layers(tc),
     seen(f"{config.source_dataset} Big"),
     len(labels),
     " (reusing checkpoint)" if reused else "",
@@ -421,7 +428,7 @@ def fit_teacher(
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
   info = {
     "model": tc.model,
-    "hidden": list(tc.hidden),
+    "layers": list(_layers(tc)),
     "trained_on": seen(f"{config.source_dataset} Big"),
     "evaluated_on": seen(f"{config.source_dataset} test"),
     "test_accuracy": float(result.history["test_accuracy"][0, -1]),
