@@ -719,11 +719,24 @@ def _file_digest(path: str) -> str:
   return digest.hexdigest()[:16]
 
 
+def load_style_image(config) -> np.ndarray:
+  """The style image, float32 in [0, 1], ``data.image_size`` square: ``style.style_image``
+  resized (bicubic), or ``distill_jax.style.default_style_image``."""
+  size = config.data.image_size
+  if not config.style.style_image:
+    return style_lib.default_style_image(size)
+  from PIL import Image
+
+  with Image.open(config.style.style_image) as image:
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+  return np.asarray(resized, np.float32) / 255.0
+
+
 def build_style_map(config) -> tuple[maps.Map, dict]:
   """φ_style from ``config.style``: VGG-19 weights (a file, or random ranVGG weights, said in
   the logs and results), the style image (a file resized to the data's size, or the generated
   default) and the transfer settings; its ``cache_key`` hashes all of them."""
-  sc, size = config.style, config.data.image_size
+  sc = config.style
   if sc.weights:
     vgg_params, preprocessing = vgg_lib.load_weights(sc.weights)
     weights_id = "file-" + _file_digest(sc.weights)
@@ -736,16 +749,7 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
       "pretrained weights pass --config.style.weights=<torchvision vgg19 .pth | Keras "
       "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 | .npz>."
     )
-  if sc.style_image:
-    from PIL import Image
-
-    with Image.open(sc.style_image) as image:
-      style_image = np.asarray(
-        image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), np.float32
-      )
-    style_image /= 255.0
-  else:
-    style_image = style_lib.default_style_image(size)
+  style_image = load_style_image(config)
   options = {
     "steps": int(sc.steps),
     "learning_rate": float(sc.learning_rate),
@@ -780,22 +784,34 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
   return phi, info
 
 
-def write_style_figure(phi, images, cache_dir, path, count=8) -> str:
-  """Rows of originals and their φ_style images (from the cache when mapped before)."""
+def write_style_figure(phi, images, labels, style_image, cache_dir, path) -> str:
+  """The style image, then one original per class above its φ_style image.
+
+  The stylized images come from the φ cache when ``images`` were mapped before.
+  """
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  stylized = _map_array(phi, images, jax.random.key(0), cache_dir)[:count]
-  fig, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.2), squeeze=False)
-  for column in range(count):
-    for row, (title, batch) in enumerate((("x", images), ("φ_style(x)", stylized))):
-      ax = axes[row, column]
-      ax.imshow(np.clip(batch[column], 0, 1))
-      ax.axis("off")
-      if column == 0:
-        ax.set_title(title, fontsize=9, loc="left")
+  from distill_jax.data import imagenette
+
+  stylized = _map_array(phi, images, jax.random.key(0), cache_dir)
+  labels = np.asarray(labels)
+  classes = [int(c) for c in np.unique(labels)]
+  first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in classes]
+  count = len(first_of_class) + 1
+  fig, axes = plt.subplots(2, count, figsize=(1.3 * count, 3.1), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  axes[0, 0].imshow(np.clip(np.asarray(style_image), 0, 1))
+  axes[0, 0].set_title("style image", fontsize=8)
+  for column, (label, index) in enumerate(zip(classes, first_of_class), start=1):
+    name = imagenette.CLASS_NAMES[label] if label < len(imagenette.CLASS_NAMES) else str(label)
+    axes[0, column].imshow(np.clip(images[index], 0, 1))
+    axes[0, column].set_title(f"x: {name}", fontsize=8)
+    axes[1, column].imshow(np.clip(stylized[index], 0, 1))
+    axes[1, column].set_title("φ_style(x)", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -886,7 +902,14 @@ def run_experiment(
 
   if phi.name == "style":
     figures.append(
-      write_style_figure(phi, small[0], cache_dir, os.path.join(workdir, "style_examples.png"))
+      write_style_figure(
+        phi,
+        small[0],
+        small[1],
+        load_style_image(config),
+        cache_dir,
+        os.path.join(workdir, "style_examples.png"),
+      )
     )
   arm_results = {}
   for arm in arms_for(phi, small[0].shape[1:]):
