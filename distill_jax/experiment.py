@@ -207,6 +207,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       )
     if c.steps_per_call is not None and c.steps_per_call < 1:
       raise ValueError(f"{part}.steps_per_call must be >= 1 or None, got {c.steps_per_call}.")
+    if c.eval_every < 1:
+      raise ValueError(
+        f"{part}.eval_every must be >= 1 (evaluate after every k-th epoch), got {c.eval_every}."
+      )
+  if config.teacher.eval_size is not None and config.teacher.eval_size < 1:
+    raise ValueError(
+      f"teacher.eval_size must be >= 1 or None (all test images), got {config.teacher.eval_size}."
+    )
 
 
 def _validate_style(config) -> None:
@@ -253,10 +261,23 @@ def _take(split: tuple[np.ndarray, np.ndarray], limit: int | None):
   return (images, labels) if limit is None else (images[:limit], labels[:limit])
 
 
+def _subset(split: tuple[np.ndarray, np.ndarray], size: int | None, seed: int = 0):
+  """``size`` examples of ``split`` chosen by a seeded permutation, in their original order
+  (all of it when ``size`` is None or not smaller)."""
+  images, labels = split
+  if size is None or size >= len(labels):
+    return images, labels
+  chosen = np.sort(np.random.default_rng(seed).permutation(len(labels))[:size])
+  return images[chosen], labels[chosen]
+
+
 def _training_settings(part_config) -> dict:
   """A teacher's / students' settings that change results (checkpoint keys): all but
-  ``steps_per_call``, which only changes how epochs are dispatched."""
-  return {k: v for k, v in part_config.to_dict().items() if k != "steps_per_call"}
+  ``steps_per_call`` and ``eval_every``, which only change how epochs are dispatched and how
+  often they are scored, not the parameters."""
+  return {
+    k: v for k, v in part_config.to_dict().items() if k not in ("steps_per_call", "eval_every")
+  }
 
 
 def _steps_per_call(part_config) -> int | None:
@@ -396,6 +417,11 @@ def fit_teacher(
   )
 
   def log_epoch(epoch, metrics):
+    if "test_accuracy" not in metrics:
+      logging.info(
+        "teacher epoch %d/%d: train loss %.4f", epoch, tc.epochs, metrics["train_loss"][0]
+      )
+      return
     logging.info(
       "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f",
       epoch,
@@ -423,6 +449,7 @@ def fit_teacher(
     checkpoint_every=1,
     on_epoch=_chain(log_epoch, on_epoch),
     steps_per_call=_steps_per_call(tc),
+    eval_every=tc.eval_every,
   )
   checkpointer.close()
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
@@ -431,6 +458,7 @@ def fit_teacher(
     "layers": list(_layers(tc)),
     "trained_on": seen(f"{config.source_dataset} Big"),
     "evaluated_on": seen(f"{config.source_dataset} test"),
+    "num_test": len(test[1]),
     "test_accuracy": float(result.history["test_accuracy"][0, -1]),
     "test_cross_entropy": float(result.history["test_cross_entropy"][0, -1]),
     "reused_checkpoint": bool(reused),
@@ -547,7 +575,9 @@ def fit_students(
   started = time.perf_counter()
 
   def log_epoch(epoch, metrics):
-    if epoch % 10 == 0 or epoch == sc.epochs or epoch == 1:
+    if "test_accuracy" in metrics and (
+      epoch % 10 == 0 or epoch == sc.epochs or epoch <= sc.eval_every
+    ):
       logging.info(
         "%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
         arm.name,
@@ -579,6 +609,7 @@ def fit_students(
     checkpoint_every=config.checkpoint_every,
     on_epoch=_chain(log_epoch, on_epoch),
     steps_per_call=_steps_per_call(sc),
+    eval_every=sc.eval_every,
   )
   checkpointer.close()
   return grid, result
@@ -886,19 +917,30 @@ def run_experiment(
   test = _take(target["test"], config.data.max_test)
 
   teacher, teacher_info = fit_teacher(
-    config, phi, big, source_test, mesh, cache_dir, phi_key=phi_key
+    config,
+    phi,
+    big,
+    _subset(source_test, config.teacher.eval_size),
+    mesh,
+    cache_dir,
+    phi_key=phi_key,
   )
   teacher_key = os.path.basename(teacher_info["checkpoint"])
   # How well φ keeps the class: the teacher on φ(target test), scored with the target labels.
+  phi_test_images, phi_test_labels = _subset(test, config.teacher.eval_size)
   phi_test_logits = train.predict(
-    teacher[0].apply, teacher[1], _map_array(phi, test[0], jax.random.key(1), cache_dir), mesh
+    teacher[0].apply,
+    teacher[1],
+    _map_array(phi, phi_test_images, jax.random.key(1), cache_dir),
+    mesh,
   )
   phi_info["teacher_accuracy_on_phi_target_test"] = float(
-    np.mean(np.argmax(phi_test_logits, -1) == test[1])
+    np.mean(np.argmax(phi_test_logits, -1) == phi_test_labels)
   )
   phi_info["teacher_cross_entropy_on_phi_target_test"] = float(
-    np.mean(losses.cross_entropy(jnp.asarray(phi_test_logits), jnp.asarray(test[1])))
+    np.mean(losses.cross_entropy(jnp.asarray(phi_test_logits), jnp.asarray(phi_test_labels)))
   )
+  phi_info["phi_target_test_size"] = len(phi_test_labels)
 
   if phi.name == "style":
     figures.append(

@@ -2,7 +2,8 @@
 
 Per arm (and per λ, T when a grid is run) the JSON holds every seed's per-epoch
 ``test_accuracy`` and ``test_cross_entropy`` and the final-epoch mean and standard deviation over
-seeds. Figures show the mean over seeds per epoch with a ±1 std band.
+seeds. Figures show the mean over seeds per epoch with a ±1 std band. Epochs that were not
+evaluated (``eval_every`` > 1) are ``null`` in the JSON and skipped in the figures.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def group_runs(
     }
     for metric in ("train_loss", *CURVES):
       values = np.asarray(history[metric])[rows]
-      entry[metric] = values.tolist()
+      entry[metric] = [[None if np.isnan(v) else float(v) for v in row] for row in values]
       entry["final"][metric] = {
         "mean": float(values[:, -1].mean()),
         "std": float(values[:, -1].std()),
@@ -47,8 +48,11 @@ def _phi_lines(phi: dict) -> list[str]:
   """How well φ keeps the class (and, for a learned φ, its VAE's test −ELBO), if measured."""
   lines = []
   if "teacher_accuracy_on_phi_target_test" in phi:
+    size = phi.get("phi_target_test_size")
     lines.append(
-      "φ keeps the class: the teacher on φ(target test), scored with the target labels: "
+      "φ keeps the class: the teacher on φ(target test)"
+      + (f" ({size} test images)" if size else "")
+      + ", scored with the target labels: "
       f"accuracy {phi['teacher_accuracy_on_phi_target_test']:.4f}, cross-entropy "
       f"{phi.get('teacher_cross_entropy_on_phi_target_test', float('nan')):.4f}."
     )
@@ -68,7 +72,8 @@ def markdown_table(results: dict) -> str:
     "",
     f"Teacher ({results['teacher']['model']}, trained on "
     f"{results['teacher']['trained_on']}): test accuracy on {results['teacher']['evaluated_on']} "
-    f"{results['teacher']['test_accuracy']:.4f}.",
+    + (f"({results['teacher']['num_test']} images) " if "num_test" in results["teacher"] else "")
+    + f"{results['teacher']['test_accuracy']:.4f}.",
     "",
     *_phi_lines(results.get("phi", {})),
     f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
@@ -115,8 +120,10 @@ def plot_curves(results: dict, metric: str, path: str) -> None:
   fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
   zoom_range = []  # second-half mean ± std of the arms the zoom fits
   for index, (label, entry) in enumerate(arms.items()):
-    values = np.asarray(entry[metric])
-    epochs = np.arange(1, values.shape[1] + 1)
+    values = np.asarray(entry[metric], np.float64)  # null (not evaluated) -> NaN
+    evaluated = np.all(np.isfinite(values), axis=0)
+    epochs = np.arange(1, values.shape[1] + 1)[evaluated]
+    values = values[:, evaluated]
     mean, std = values.mean(0), values.std(0)
     half = len(epochs) // 2
     if label == "no_teacher" or label.startswith("teacher_phi"):

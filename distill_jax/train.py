@@ -137,11 +137,12 @@ def make_epoch_fn(
   mesh: Mesh,
   steps_per_call: int | None = None,
 ):
-  """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test)``.
+  """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True)``.
 
   Every argument with a leading run axis (states, run_keys, hparams) is vmapped; ``train_data``,
   ``context`` and the test set are shared by all runs. Returns the new states and per-run
-  metrics ``{"train_loss": [R], "test_<metric>": [R], ...}``.
+  metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no ``test_*`` when
+  ``evaluate=False``).
 
   ``steps_per_call=None``: the whole epoch (all steps and the evaluation) is one jitted program.
   ``steps_per_call=k``: per run, a Python loop over jitted programs of k (unrolled) steps each,
@@ -192,12 +193,20 @@ def make_epoch_fn(
 
   if steps_per_call is None:
 
-    def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
+    def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
       batch_indices, step_keys = plan_runs(run_keys, epoch)
       states, losses = train_runs(states, train_data, batch_indices, step_keys, hparams, context)
-      return states, {"train_loss": losses.mean(-1), **evaluate_runs(states, test, run_keys)}
+      metrics = {"train_loss": losses.mean(-1)}
+      if evaluate:
+        metrics.update(evaluate_runs(states, test, run_keys))
+      return states, metrics
 
-    return jax.jit(epoch_fn, donate_argnums=(0,), out_shardings=(replicated, replicated))
+    return jax.jit(
+      epoch_fn,
+      donate_argnums=(0,),
+      static_argnames=("evaluate",),
+      out_shardings=(replicated, replicated),
+    )
 
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
@@ -211,7 +220,7 @@ def make_epoch_fn(
     metrics = evaluate(params, *test, jax.random.fold_in(run_key, EVAL_KEY_DATA))
     return {f"test_{k}": v for k, v in metrics.items()}
 
-  def looped_epoch_fn(states, train_data, run_keys, epoch, hparams, context, test):
+  def looped_epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
     new_states, train_losses, test_metrics = [], [], []
     for run in range(run_keys.shape[0]):
       state = jax.tree.map(lambda leaf: leaf[run], states)
@@ -226,12 +235,18 @@ def make_epoch_fn(
         losses.append(chunk_losses)
       new_states.append(state)
       train_losses.append(jnp.concatenate(losses).mean())
-      test_metrics.append(evaluate_one(state.params, test, run_keys[run]))
+      if evaluate:
+        test_metrics.append(evaluate_one(state.params, test, run_keys[run]))
     states = jax.tree.map(lambda *leaves: jnp.stack(leaves), *new_states)
-    metrics = jax.tree.map(lambda *values: jnp.stack(values), *test_metrics)
+    metrics = jax.tree.map(lambda *values: jnp.stack(values), *test_metrics) if evaluate else {}
     return states, {"train_loss": jnp.stack(train_losses), **metrics}
 
   return looped_epoch_fn
+
+
+def _json_history(values: np.ndarray) -> list:
+  """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null."""
+  return [[None if np.isnan(v) else float(v) for v in row] for row in values]
 
 
 def fit(
@@ -254,8 +269,9 @@ def fit(
   checkpoint_every: int = 10,
   on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
   steps_per_call: int | None = None,
+  eval_every: int = 1,
 ) -> FitResult:
-  """Trains ``R = len(run_keys)`` runs for ``epochs`` epochs with Adam; evaluates every epoch.
+  """Trains ``R = len(run_keys)`` runs for ``epochs`` epochs with Adam, evaluating on the way.
 
   Args:
     name: what is trained, for logs and errors.
@@ -277,10 +293,13 @@ def fit(
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
     steps_per_call: None (default): each epoch is one jitted program; k: a Python loop over
       jitted programs of k training steps (same numbers; faster for conv nets on CPU).
+    eval_every: evaluate after every k-th epoch and after the last one (the evaluation does not
+      touch the training, so the parameters are the same for any k).
 
   Returns:
     The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``train_loss``
-    and each ``test_<metric>``.
+    and each ``test_<metric>``; ``test_*`` is NaN after epochs that were not evaluated, and
+    ``on_epoch`` gets no ``test_*`` for them.
   """
   num_examples = len(next(iter(train_data.values())))
   num_runs = len(run_keys)
@@ -291,6 +310,10 @@ def fit(
     )
   parallel.check_batch_size(batch_size, mesh, f"{name} training")
   parallel.check_batch_size(eval_batch_size, mesh, f"{name} evaluation")
+  if eval_every < 1:
+    raise ValueError(
+      f"{name}: eval_every must be >= 1 (evaluate every k epochs), got {eval_every}."
+    )
   for key, value in hparams.items():
     if np.shape(value)[:1] != (num_runs,):
       raise ValueError(
@@ -325,15 +348,18 @@ def fit(
     start_epoch = checkpointer.latest_epoch()
     states, meta = checkpointer.restore(start_epoch, states)
     for metric, values in meta["history"].items():
-      history[metric] = np.zeros((num_runs, epochs), np.float32)
-      history[metric][:, :start_epoch] = np.asarray(values)[:, :start_epoch]
+      history[metric] = np.full((num_runs, epochs), np.nan, np.float32)
+      history[metric][:, :start_epoch] = np.asarray(values, np.float32)[:, :start_epoch]
     logging.info(
       "%s: resumed from epoch %d/%d (%s)", name, start_epoch, epochs, checkpointer.directory
     )
 
   started = time.perf_counter()
   for epoch in range(start_epoch, epochs):
-    states, metrics = epoch_fn(states, train_data, train_keys, epoch, hparams, context, test)
+    evaluate = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+    states, metrics = epoch_fn(
+      states, train_data, train_keys, epoch, hparams, context, test, evaluate=evaluate
+    )
     metrics = jax.device_get(metrics)
     if not np.all(np.isfinite(metrics["train_loss"])):
       bad = np.flatnonzero(~np.isfinite(metrics["train_loss"])).tolist()
@@ -344,7 +370,7 @@ def fit(
         f"for NaN. Last checkpoint kept: epoch {kept}."
       )
     for metric, values in metrics.items():
-      history.setdefault(metric, np.zeros((num_runs, epochs), np.float32))[:, epoch] = values
+      history.setdefault(metric, np.full((num_runs, epochs), np.nan, np.float32))[:, epoch] = values
     if on_epoch is not None:
       on_epoch(epoch + 1, metrics)
     done = epoch + 1
@@ -352,7 +378,7 @@ def fit(
       checkpointer.save(
         done,
         states,
-        {"epoch": done, "history": {m: h[:, :done].tolist() for m, h in history.items()}},
+        {"epoch": done, "history": {m: _json_history(h[:, :done]) for m, h in history.items()}},
       )
   if checkpointer is not None:
     checkpointer.wait()

@@ -120,6 +120,7 @@ def test_resolve_config_fills_mapping_defaults(mapping, source, train_on):
       "figure_latent_dim must be 2",
     ),
     (lambda c: setattr(c.teacher, "train_on", "both"), "teacher.train_on must be"),
+    (lambda c: setattr(c.student, "eval_every", 0), "student.eval_every must be >= 1"),
     (
       lambda c: (setattr(c, "mapping", "conv"), setattr(c.teacher, "train_on", "source")),
       "cannot read φ",
@@ -272,6 +273,16 @@ def test_expensive_phi_is_cached_per_input_and_resumes(tmp_path):
   np.testing.assert_array_equal(resumed[4:], first[4:])
 
 
+def test_subset_is_seeded_sorted_and_whole_when_not_smaller():
+  images, labels = np.arange(20).reshape(10, 2), np.arange(10)
+  sub_images, sub_labels = experiment._subset((images, labels), 4)
+  assert len(sub_labels) == 4 and np.all(np.diff(sub_labels) > 0)
+  np.testing.assert_array_equal(sub_images, images[sub_labels])
+  np.testing.assert_array_equal(experiment._subset((images, labels), 4)[1], sub_labels)
+  assert experiment._subset((images, labels), None)[1] is labels
+  assert experiment._subset((images, labels), 10)[1] is labels
+
+
 def test_imagenette_cnn_end_to_end_on_a_fake_tree(tmp_path):
   from tests.test_imagenette import write_tree
 
@@ -307,6 +318,8 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
   config.teacher.features, config.student.features = (4, 8), (4,)
   config.style.steps, config.style.batch_size = 2, 16
   config.style.style_layers, config.style.content_layers = ("relu1_1", "relu2_1"), ("relu2_1",)
+  config.teacher.eval_size = 6  # of the 10 test images: only those are stylized
+  config.student.eval_every = 2  # 3 epochs: scored after epochs 2 and 3
   run = dict(data_dir=str(root), tfds_dir=str(tmp_path / "tfds"), cache_dir=str(tmp_path / "c"))
   with caplog.at_level("WARNING"):
     results = experiment.run_experiment(config, str(tmp_path / "run"), **run)
@@ -316,11 +329,16 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
     "phi("
   )
   assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert results["teacher"]["num_test"] == results["phi"]["phi_target_test_size"] == 6
+  assert results["num_examples"]["test"] == 10  # the students are scored on the whole test set
+  accuracy = np.asarray(results["arms"]["teacher_phi"]["test_accuracy"], np.float64)
+  assert np.isnan(accuracy[:, 0]).all() and np.isfinite(accuracy[:, 1:]).all()
   assert (tmp_path / "run" / "style_examples.png").stat().st_size > 0
-  # Big, Small and Test were each stylized once and cached.
+  # Big, Small and the teacher's 6 test images were each stylized once and cached.
   (cache_folder,) = (tmp_path / "c" / "phi").iterdir()
   assert len(list(cache_folder.glob("*.npy"))) == 3
   again = experiment.run_experiment(config, str(tmp_path / "run2"), **run)
+  assert len(list(cache_folder.glob("*.npy"))) == 3
   np.testing.assert_array_equal(
     again["arms"]["teacher_phi"]["test_accuracy"], results["arms"]["teacher_phi"]["test_accuracy"]
   )

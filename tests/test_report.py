@@ -67,3 +67,20 @@ def test_markdown_reports_phi_quality():
   table = report.markdown_table(results)
   assert "accuracy 0.8512, cross-entropy 0.6100" in table
   assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table
+
+
+def test_unevaluated_epochs_are_null_in_json_and_skipped_in_figures(tmp_path):
+  history = {
+    m: np.array([[np.nan, 0.5, 0.6], [np.nan, 0.4, 0.8]], np.float32)
+    for m in ("test_accuracy", "test_cross_entropy")
+  }
+  history["train_loss"] = np.ones((2, 3), np.float32)
+  arms = report.group_runs("no_teacher", [(0.0, 1.0, 0), (0.0, 1.0, 1)], history, 1.0)
+  entry = arms["no_teacher"]
+  assert entry["test_accuracy"][0][0] is None and entry["test_accuracy"][1][2] == np.float32(0.8)
+  assert abs(entry["final"]["test_accuracy"]["mean"] - 0.7) < 1e-6
+  results = {**_results(), "arms": arms}
+  report.write(results, str(tmp_path))
+  text = (tmp_path / "results.json").read_text()
+  assert "NaN" not in text and json.loads(text)["arms"]["no_teacher"]["test_accuracy"][0][0] is None
+  assert (tmp_path / "test_accuracy.png").stat().st_size > 0

@@ -158,3 +158,44 @@ def test_steps_per_call_gives_the_same_numbers(steps_per_call):
 def test_steps_per_call_must_be_positive():
   with pytest.raises(ValueError, match="steps_per_call must be >= 1"):
     _fit(epochs=1, steps_per_call=0)
+
+
+@pytest.mark.parametrize("steps_per_call", [None, 1])
+def test_eval_every_scores_some_epochs_and_trains_the_same(steps_per_call):
+  every = _fit(epochs=3, steps_per_call=steps_per_call)
+  seen = {}
+  sparse = _fit(
+    epochs=3,
+    steps_per_call=steps_per_call,
+    eval_every=2,
+    on_epoch=lambda epoch, metrics: seen.update({epoch: sorted(metrics)}),
+  )
+  # Evaluated after epoch 2 (every 2nd) and 3 (the last); NaN after epoch 1.
+  assert seen[1] == ["train_loss"]
+  assert seen[2] == seen[3] == ["test_accuracy", "test_cross_entropy", "train_loss"]
+  for metric in ("test_accuracy", "test_cross_entropy"):
+    assert np.all(np.isnan(sparse.history[metric][:, 0]))
+    np.testing.assert_allclose(
+      sparse.history[metric][:, 1:], every.history[metric][:, 1:], atol=1e-6
+    )
+  np.testing.assert_allclose(sparse.history["train_loss"], every.history["train_loss"], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(every.params), jax.tree.leaves(sparse.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_eval_every_resume_keeps_unevaluated_epochs_nan(tmp_path):
+  reference = _fit(epochs=4, eval_every=3)
+  # A 2-epoch fit scores epoch 2 (its last) but not epoch 1; the checkpoint stores that as null.
+  _fit(epochs=2, eval_every=3, checkpointer=Checkpointer(str(tmp_path)), checkpoint_every=1)
+  resumed = _fit(epochs=4, eval_every=3, checkpointer=Checkpointer(str(tmp_path)))
+  accuracy = resumed.history["test_accuracy"]
+  assert np.isnan(accuracy[:, 0]).all() and np.isfinite(accuracy[:, 1:]).all()
+  np.testing.assert_allclose(accuracy[:, 2:], reference.history["test_accuracy"][:, 2:], atol=1e-6)
+  np.testing.assert_allclose(
+    resumed.history["train_loss"], reference.history["train_loss"], rtol=1e-5
+  )
+
+
+def test_eval_every_must_be_positive():
+  with pytest.raises(ValueError, match="eval_every must be >= 1"):
+    _fit(epochs=1, eval_every=0)

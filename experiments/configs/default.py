@@ -70,6 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
   # None: each epoch is one jitted program; k: k steps per jitted call (same numbers; 1 is faster
   # for conv nets on CPU, where XLA runs convolutions inside loops slowly).
   config.teacher.steps_per_call = ml_collections.FieldReference(None, field_type=int)
+  config.teacher.eval_every = 1  # evaluate on the test set after every k-th epoch and the last
+  # Score the teacher (its test curve and φ's class check) on a seeded random subset of this
+  # many test images (None: all): for a φ that is expensive to apply to the whole test set.
+  config.teacher.eval_size = ml_collections.FieldReference(None, field_type=int)
   config.teacher.epochs = 10
   config.teacher.batch_size = 64
   config.teacher.learning_rate = 1e-3
@@ -83,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.student.dense = 64
   config.student.global_pool = True
   config.student.steps_per_call = ml_collections.FieldReference(None, field_type=int)
+  config.student.eval_every = 1  # the curves then have a point every k epochs
   config.student.epochs = 100
   config.student.batch_size = 100
   config.student.learning_rate = 1e-3
