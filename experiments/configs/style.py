@@ -6,8 +6,8 @@ teacher scored on φ_style of a seeded 1,000 of the test images (so only those a
 neither changes the trained parameters. Data: Imagenette at 32×32 px (train 9,469 →
 Big 8,469 + Small 1,000 by a seeded split; Test = val, 3,925). φ_style: Gatys transfer towards
 ``distill_jax.style.default_style_image`` on VGG-19 features, 8 Adam steps (lr 0.05) per image,
-style layers relu1_1 + relu2_1, content relu2_1 — shallow and short so that stylizing the
-13,394 images fits a 2-core CPU. Without ``--config.style.weights=<file>`` VGG-19 has random
+style layers relu1_1 + relu2_1, content relu2_1 — shallow and short so that stylizing
+Big, Small and the teacher's test images (10,469; ~60 ms each) fits a 2-core CPU. Without ``--config.style.weights=<file>`` VGG-19 has random
 weights (ranVGG, per-layer normalized style losses; said in the logs and results.json).
 Teacher: CNN (32, 64, 128) + global average pooling + dense 128 on φ_style(Big), 10 epochs.
 Students: CNN (16, 32) + dense 64 on raw Small, 40 epochs, 5 seeds; arms ``no_teacher``,
