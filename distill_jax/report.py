@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from distill_jax.train import history_to_json
+
 CURVES = ("test_accuracy", "test_cross_entropy")
 
 
@@ -35,7 +37,7 @@ def group_runs(
     }
     for metric in ("train_loss", *CURVES):
       values = np.asarray(history[metric])[rows]
-      entry[metric] = [[None if np.isnan(v) else float(v) for v in row] for row in values]
+      entry[metric] = history_to_json(values)
       entry["final"][metric] = {
         "mean": float(values[:, -1].mean()),
         "std": float(values[:, -1].std()),

@@ -244,7 +244,7 @@ def make_epoch_fn(
   return looped_epoch_fn
 
 
-def _json_history(values: np.ndarray) -> list:
+def history_to_json(values: np.ndarray) -> list:
   """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null."""
   return [[None if np.isnan(v) else float(v) for v in row] for row in values]
 
@@ -378,7 +378,7 @@ def fit(
       checkpointer.save(
         done,
         states,
-        {"epoch": done, "history": {m: _json_history(h[:, :done]) for m, h in history.items()}},
+        {"epoch": done, "history": {m: history_to_json(h[:, :done]) for m, h in history.items()}},
       )
   if checkpointer is not None:
     checkpointer.wait()
