@@ -219,6 +219,23 @@ def test_each_size_is_its_own_config_and_logs_progress(fake_root, tmp_path, capl
   assert info.features["label"].names == list(WNIDS)
 
 
+def test_splits_over_the_tfds_memory_limit_prepare_without_tensorflow(
+  fake_root, tmp_path, loaded, monkeypatch
+):
+  """tfds spills a split over MAX_MEM_BUFFER_SIZE (1 GB; 224 px train is 1.43 GB) to files
+  through tf.io.gfile; without TensorFlow that must not be reached. Here the limit is 1 byte."""
+  from tensorflow_datasets.core import shuffle as tfds_shuffle
+
+  monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 1)
+  data = load_imagenette(
+    data_dir=str(fake_root), tfds_dir=str(tmp_path), image_size=SIZE, small_size=5, split_seed=3
+  )
+  assert tfds_shuffle.MAX_MEM_BUFFER_SIZE == 1  # restored after preparing
+  for split in ("big", "small", "test"):  # same records as a prepare under the default limit
+    np.testing.assert_array_equal(data[split][0], loaded[split][0])
+    np.testing.assert_array_equal(data[split][1], loaded[split][1])
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -39,7 +39,7 @@ from etils import epath
 from PIL import Image
 
 from distill_jax.data.errors import DataError
-from distill_jax.data.loading import decode_records
+from distill_jax.data.loading import decode_records, download_and_prepare
 
 URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz"
 ARCHIVE_FOLDER = "imagenette2"  # what the archive extracts to
@@ -283,10 +283,10 @@ def load_imagenette(
     manual_dir = os.path.join(data_dir, DATASET_FOLDER)
     list_imagenette_files(manual_dir)  # fail fast: tfds would otherwise try the network
   builder = DistillImagenette(image_size=image_size, data_dir=tfds_dir)
-  builder.download_and_prepare(  # no-op when already prepared
+  download_and_prepare(  # no-op when already prepared
+    builder,
     download_dir=os.path.join(tfds_dir, "downloads", builder.name),
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
-    file_format="array_record",
   )
 
   indices = {"test": None}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 from tensorflow_datasets.proto import tf_example_pb2
 
 from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES
@@ -47,10 +50,10 @@ def load_splits(
 
   manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
   builder = BUILDERS[name](data_dir=tfds_dir)
-  builder.download_and_prepare(  # no-op when already prepared
+  download_and_prepare(  # no-op when already prepared
+    builder,
     download_dir=os.path.join(tfds_dir, "downloads", builder.name),
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
-    file_format="array_record",
   )
   return {split: _read_split(builder, SPLITS[split]) for split in splits}
 
@@ -73,10 +76,35 @@ def load_generated_mnist(
     if split not in SPLITS:
       raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
   builder = DistillGeneratedMnist(config_name=config_name, translate=translate, data_dir=tfds_dir)
-  builder.download_and_prepare(
-    download_dir=os.path.join(tfds_dir, "downloads", builder.name), file_format="array_record"
-  )
+  download_and_prepare(builder, download_dir=os.path.join(tfds_dir, "downloads", builder.name))
   return {split: _read_split(builder, SPLITS[split]) for split in splits}
+
+
+def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
+  """``builder.download_and_prepare(file_format="array_record", **kwargs)``, TensorFlow optional.
+
+  tfds keeps a split's serialized examples in memory up to 1 GB and beyond that spills them to
+  temporary bucket files through ``tf.io.gfile``, which imports TensorFlow. Without TensorFlow
+  (this project does not need it) a split over 1 GB (Imagenette train at 224 px is 1.43 GB)
+  would fail with ``No module named 'tensorflow'``, so the limit is lifted while preparing: the
+  split is then held in host memory once, about its size on disk.
+  """
+  with _in_memory_shuffle_buffer():
+    builder.download_and_prepare(file_format="array_record", **kwargs)
+
+
+@contextlib.contextmanager
+def _in_memory_shuffle_buffer():
+  """Lifts tfds's in-memory limit (see ``download_and_prepare``) when TensorFlow is missing."""
+  limit = getattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", None)
+  if limit is None or importlib.util.find_spec("tensorflow") is not None:
+    yield
+    return
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = 1 << 62
+  try:
+    yield
+  finally:
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = limit
 
 
 def _check_idx_folder(folder: str) -> str:
