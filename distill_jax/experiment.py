@@ -256,11 +256,6 @@ def _map_options(config) -> dict:
   return dict(options.to_dict() if hasattr(options, "to_dict") else options)
 
 
-def _take(split: tuple[np.ndarray, np.ndarray], limit: int | None):
-  images, labels = split
-  return (images, labels) if limit is None else (images[:limit], labels[:limit])
-
-
 def _subset(split: tuple[np.ndarray, np.ndarray], size: int | None, seed: int = 0):
   """``size`` examples of ``split`` chosen by a seeded permutation, in their original order
   (all of it when ``size`` is None or not smaller)."""
@@ -648,8 +643,8 @@ def fit_vae(config, datasets, mesh, cache_dir, figure: bool = False):
     encoder_type=vc.encoder_type,
   )
   fashion, mnist = datasets["fashion_mnist"], datasets["mnist"]
-  fashion_train = _take(fashion["big"], config.data.max_big)
-  fashion_test = _take(fashion["test"], config.data.max_test)
+  fashion_train = _subset(fashion["big"], config.data.max_big)
+  fashion_test = _subset(fashion["test"], config.data.max_test)
   mnist_train = tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"]))
   key_config = {
     "what": "vae",
@@ -911,10 +906,10 @@ def run_experiment(
     )
 
   source, target = datasets[config.source_dataset], datasets[config.target_dataset]
-  big = _take(source["big"], config.data.max_big)
-  source_test = _take(source["test"], config.data.max_test)
-  small = _take(target["small"], config.data.max_small)
-  test = _take(target["test"], config.data.max_test)
+  big = _subset(source["big"], config.data.max_big)
+  source_test = _subset(source["test"], config.data.max_test)
+  small = _subset(target["small"], config.data.max_small)
+  test = _subset(target["test"], config.data.max_test)
 
   teacher, teacher_info = fit_teacher(
     config,

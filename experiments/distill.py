@@ -5,8 +5,10 @@ Flags pick the common settings; any config value can be set with ``--config.<nam
 ``--workdir``.
 """
 
+import difflib
 import logging as std_logging
 import os
+import sys
 
 import jax
 from absl import app
@@ -18,12 +20,61 @@ from distill_jax import data as data_lib
 from distill_jax import experiment
 from distill_jax import parallel
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  os.path.join(os.path.dirname(__file__), "configs", "default.py"),
-  "Experiment configuration file.",
-  lock_config=True,
-)
+
+def _unknown_field_message(argv: list[str]) -> str | None:
+  """Names the first ``--config.<path>`` whose path is not in the config, with close matches."""
+  from experiments.configs import default
+
+  fields = sorted(_flat_fields(default.get_config().to_dict()))
+  for arg in argv[1:]:
+    if not arg.startswith("--config."):
+      continue
+    path = arg[len("--config.") :].split("=", 1)[0]
+    if path in fields or any(field.startswith(path + ".") for field in fields):
+      continue
+    close = difflib.get_close_matches(path, fields, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join('--config.' + c for c in close)}?)" if close else ""
+    return (
+      f"--config.{path}: the config has no field {path!r}{hint}; the fields and their "
+      f"defaults are in experiments/configs/default.py."
+    )
+  return None
+
+
+def _flat_fields(tree: dict, prefix: str = "") -> set[str]:
+  fields = set()
+  for name, value in tree.items():
+    fields.add(prefix + name)
+    if isinstance(value, dict):
+      fields |= _flat_fields(value, prefix + name + ".")
+  return fields
+
+
+def _config_file_message(argv: list[str], error: OSError) -> str:
+  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  path = files[-1] if files else "(default)"
+  if files and not os.path.isfile(path.split(":", 1)[0]):
+    return (
+      f"--config={path}: no such config file; pass one of experiments/configs/*.py "
+      f"(e.g. --config=experiments/configs/style.py)."
+    )
+  cause = error
+  while cause.__cause__ is not None or cause.__context__ is not None:
+    cause = cause.__cause__ or cause.__context__
+  return f"--config={path}: cannot load this config file: {type(cause).__name__}: {cause}"
+
+
+try:
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(os.path.dirname(__file__), "configs", "default.py"),
+    "Experiment configuration file.",
+    lock_config=True,
+  )
+except (AttributeError, KeyError) as _error:
+  # config_flags reads the --config.<field> overrides in sys.argv right here; an unknown field
+  # would end a long traceback with just AttributeError: "'field'".
+  raise SystemExit(f"error: {_unknown_field_message(sys.argv) or _error}") from None
 _MAPPING = flags.DEFINE_enum(
   "mapping",
   None,
@@ -47,8 +98,9 @@ _CACHE_DIR = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string(
   "data_dir",
   None,
-  "Folder holding mnist/ and fashion_mnist/ with the official IDX .gz files "
-  "(default: $DISTILL_DATA_DIR; if neither is set, tensorflow-datasets downloads them).",
+  "Folder holding mnist/ and fashion_mnist/ with the official IDX .gz files and "
+  "imagenette/{train,val}/<wnid>/*.JPEG (default: $DISTILL_DATA_DIR; if neither is set, "
+  "tensorflow-datasets downloads them).",
 )
 _TFDS_DIR = flags.DEFINE_string(
   "tfds_dir",
@@ -83,6 +135,10 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
   parallel.initialize_distributed()
   config = _CONFIG.value
+  try:
+    config.mapping  # noqa: B018 — config_flags defers a bad --config file's error to first use
+  except OSError as error:
+    raise SystemExit(f"error: {_config_file_message(sys.argv, error)}") from None
   with config.unlocked():
     if _MAPPING.value is not None:
       config.mapping = _MAPPING.value

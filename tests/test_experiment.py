@@ -153,12 +153,16 @@ def _cli(*args, timeout=120):
     (["--mapping=conv", "--lam=-1"], "lam must be >= 0"),
     (["--mapping=conv", "--temperature=abc"], "--temperature takes numbers"),
     (["--mapping=conv", "--seeds=0"], "seeds must be >= 1"),
+    (["--config.num_seeds=2"], "no field 'num_seeds' (did you mean --config.seeds"),
+    (["--config.teacher.epoch=3"], "did you mean --config.teacher.epochs"),
+    (["--config=experiments/configs/nope.py"], "nope.py: no such config file"),
   ],
 )
 def test_cli_rejects_bad_flags(args, match):
   result = _cli(*args)
   assert result.returncode != 0
   assert match in result.stderr
+  assert "Traceback" not in result.stderr
 
 
 def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):

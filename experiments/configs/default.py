@@ -92,7 +92,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.student.batch_size = 100
   config.student.learning_rate = 1e-3
 
-  # Use only the first N examples of a split (None = all). For smoke tests and quick looks.
+  # Use only N examples of a split (None = all), drawn by a seeded permutation and kept in their
+  # original order (Imagenette's files are sorted by class, so the first N would be one class).
+  # For smoke tests and quick looks.
   config.data = ml_collections.ConfigDict(
     {
       "max_big": ml_collections.FieldReference(None, field_type=int),
