@@ -328,6 +328,14 @@ def test_real_imagenette_listing():
   np.testing.assert_array_equal(load_jpeg(path, 224), np.asarray(Image.open(path).convert("RGB")))
 
 
+def test_official_archive_checksum_registered():
+  """tfds verifies the downloaded archive against checksums.tsv next to imagenette.py (size and
+  sha256 as registered by tensorflow-datasets' own imagenette builder)."""
+  info = DistillImagenette.url_infos[imagenette.URL]
+  assert info.filename == "imagenette2.tgz"
+  assert info.size == 1557161267 and len(info.checksum) == 64
+
+
 def test_without_data_dir_downloads_the_official_archive(fake_root, tmp_path, monkeypatch):
   # Stand-in for the network: "extracting" the archive gives a folder holding imagenette2/.
   extracted = tmp_path / "extracted"

@@ -41,7 +41,7 @@ from PIL import Image
 from distill_jax.data.errors import DataError
 from distill_jax.data.loading import decode_records, download_and_prepare
 
-URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz"
+URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz"  # size, sha256: checksums.tsv
 ARCHIVE_FOLDER = "imagenette2"  # what the archive extracts to
 DATASET_FOLDER = "imagenette"  # what `load_imagenette` expects under `data_dir`
 SOURCE_SPLITS = ("train", "val")
