@@ -225,11 +225,12 @@ def _validate_style(config) -> None:
       "state dict .pth, Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or .npz) or "
       "'' for random weights (ranVGG)."
     )
-  if sc.style_image and not os.path.isfile(sc.style_image):
-    raise ValueError(
-      f"style.style_image: no file {sc.style_image!r}; give an image file or '' for the "
-      "default generated style image."
-    )
+  for path in style_image_paths(config):
+    if not os.path.isfile(path):
+      raise ValueError(
+        f"style.style_image: no file {path!r}; give an image file, several separated by "
+        "commas, or '' for the default generated style image."
+      )
   if not isinstance(sc.steps, int) or sc.steps < 0 or sc.batch_size < 1:
     raise ValueError(
       f"style: steps must be an int >= 0 and batch_size >= 1; got {sc.steps}, {sc.batch_size}."
@@ -745,23 +746,33 @@ def _file_digest(path: str) -> str:
   return digest.hexdigest()[:16]
 
 
-def load_style_image(config) -> np.ndarray:
-  """The style image, float32 in [0, 1], ``data.image_size`` square: ``style.style_image``
-  resized (bicubic), or ``distill_jax.style.default_style_image``."""
+def style_image_paths(config) -> list[str]:
+  """The files in ``style.style_image`` (comma-separated; empty: the generated default)."""
+  return [path.strip() for path in config.style.style_image.split(",") if path.strip()]
+
+
+def load_style_images(config) -> np.ndarray:
+  """The style images ``[K, S, S, 3]``, float32 in [0, 1], S = ``data.image_size``: each file
+  of ``style.style_image`` resized (bicubic), or ``distill_jax.style.default_style_image``."""
   size = config.data.image_size
-  if not config.style.style_image:
-    return style_lib.default_style_image(size)
+  paths = style_image_paths(config)
+  if not paths:
+    return style_lib.default_style_image(size)[None]
   from PIL import Image
 
-  with Image.open(config.style.style_image) as image:
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-  return np.asarray(resized, np.float32) / 255.0
+  images = []
+  for path in paths:
+    with Image.open(path) as image:
+      resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    images.append(np.asarray(resized, np.float32) / 255.0)
+  return np.stack(images)
 
 
 def build_style_map(config) -> tuple[maps.Map, dict]:
   """φ_style from ``config.style``: VGG-19 weights (a file, or random ranVGG weights, said in
-  the logs and results), the style image (a file resized to the data's size, or the generated
-  default) and the transfer settings; its ``cache_key`` hashes all of them."""
+  the logs and results), the style images (files resized to the data's size, or the generated
+  default; with several, each image gets one by a hash of its pixels, ``maps.style_index``) and
+  the transfer settings; its ``cache_key`` hashes all of them."""
   sc = config.style
   if sc.weights:
     vgg_params, preprocessing = vgg_lib.load_weights(sc.weights)
@@ -775,7 +786,7 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
       "pretrained weights pass --config.style.weights=<torchvision vgg19 .pth | Keras "
       "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 | .npz>."
     )
-  style_image = load_style_image(config)
+  style_images = load_style_images(config)
   options = {
     "steps": int(sc.steps),
     "learning_rate": float(sc.learning_rate),
@@ -786,7 +797,7 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
     "normalize_style": bool(sc.normalize_style),
     "pool": sc.pool,
   }
-  style_digest = hashlib.sha256(np.ascontiguousarray(style_image).tobytes()).hexdigest()[:16]
+  style_digest = hashlib.sha256(np.ascontiguousarray(style_images).tobytes()).hexdigest()[:16]
   cache_key = config_key(
     {"weights": weights_id, "preprocessing": preprocessing, "style": style_digest, **options}
   )
@@ -794,7 +805,7 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
     "style",
     vgg_params=vgg_params,
     preprocessing=preprocessing,
-    style_image=style_image,
+    style_image=style_images,
     cache_key=cache_key,
     batch_size=sc.batch_size,
     loop=sc.loop,
@@ -803,15 +814,16 @@ def build_style_map(config) -> tuple[maps.Map, dict]:
   info = {
     "vgg_weights": sc.weights or "random (ranVGG: no weights file given)",
     "random_weights": not sc.weights,
-    "style_image": sc.style_image or "distill_jax.style.default_style_image",
+    "style_images": style_image_paths(config) or ["distill_jax.style.default_style_image"],
     "cache_key": cache_key,
     **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
   }
   return phi, info
 
 
-def write_style_figure(phi, images, labels, style_image, cache_dir, path) -> str:
-  """The style image, then one original per class above its φ_style image.
+def write_style_figure(phi, images, labels, style_images, cache_dir, path) -> str:
+  """The style image(s) ``[K, H, W, 3]`` side by side, then one original per class above its
+  φ_style image (titled with the style it got when K > 1).
 
   The stylized images come from the φ cache when ``images`` were mapped before.
   """
@@ -830,14 +842,20 @@ def write_style_figure(phi, images, labels, style_image, cache_dir, path) -> str
   fig, axes = plt.subplots(2, count, figsize=(1.3 * count, 3.1), squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
-  axes[0, 0].imshow(np.clip(np.asarray(style_image), 0, 1))
-  axes[0, 0].set_title("style image", fontsize=8)
+  style_images = np.asarray(style_images)
+  num_styles = len(style_images)
+  axes[0, 0].imshow(np.clip(np.concatenate(list(style_images), axis=1), 0, 1))
+  axes[0, 0].set_title(
+    "style image" if num_styles == 1 else f"styles 0…{num_styles - 1}", fontsize=8
+  )
+  style_of = maps.style_index(images[first_of_class], num_styles)
   for column, (label, index) in enumerate(zip(classes, first_of_class), start=1):
     name = imagenette.CLASS_NAMES[label] if label < len(imagenette.CLASS_NAMES) else str(label)
     axes[0, column].imshow(np.clip(images[index], 0, 1))
     axes[0, column].set_title(f"x: {name}", fontsize=8)
     axes[1, column].imshow(np.clip(stylized[index], 0, 1))
-    axes[1, column].set_title("φ_style(x)", fontsize=8)
+    suffix = "" if num_styles == 1 else f", style {style_of[column - 1]}"
+    axes[1, column].set_title(f"φ_style(x){suffix}", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -943,7 +961,7 @@ def run_experiment(
         phi,
         small[0],
         small[1],
-        load_style_image(config),
+        load_style_images(config),
         cache_dir,
         os.path.join(workdir, "style_examples.png"),
       )

@@ -17,6 +17,7 @@ New maps (the VAE and style transfer) register themselves with :func:`register_m
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Callable
 
 import jax
@@ -130,10 +131,13 @@ def style_map(
   batch_size: int = 64,
   **stylize_options,
 ) -> Map:
-  """φ_style: Gatys style transfer of each image towards ``style_image`` on VGG-19 features
+  """φ_style: Gatys style transfer of each image towards a style image on VGG-19 features
   (``distill_jax.style.stylize``; ``stylize_options`` are its steps, learning rate, weights and
-  layers). Deterministic; expensive, so whole datasets are mapped ``batch_size`` images at a
-  time and cached under ``cache_key`` (which must name the weights, style image and options).
+  layers). ``style_image`` is ``[H, W, 3]`` (one style) or ``[K, H, W, 3]``: then image x gets
+  style ``style_index(x, K)``, a hash of its pixels, so φ stays a deterministic function of x
+  (the same image gets the same style in Big, Small and test, in any batch). Expensive, so
+  whole datasets are mapped ``batch_size`` images at a time and cached under ``cache_key``
+  (which must name the weights, style images and options).
   """
   if vgg_params is None or style_image is None:
     raise ValueError(
@@ -142,12 +146,23 @@ def style_map(
     )
   from distill_jax import style  # maps does not depend on VGG unless style is used
 
-  style_image = jnp.asarray(style_image)
+  style_images = jnp.asarray(style_image)
+  if style_images.ndim == 3:
+    style_images = style_images[None]
+  if style_images.ndim != 4 or style_images.shape[0] < 1 or style_images.shape[-1] != 3:
+    raise ValueError(
+      f"style_image must be [H, W, 3] or [K, H, W, 3] RGB, got shape {style_images.shape}."
+    )
+  num_styles = style_images.shape[0]
 
   def stylize(images, key):
     del key
+    if num_styles == 1:
+      targets = style_images[0]
+    else:
+      targets = style_images[style_index(np.asarray(images), num_styles)]
     return style.stylize(
-      images, style_image, vgg_params, preprocessing=preprocessing, **stylize_options
+      images, targets, vgg_params, preprocessing=preprocessing, **stylize_options
     )
 
   return Map(
@@ -158,6 +173,13 @@ def style_map(
     cache_key=cache_key,
     jittable=False,
   )
+
+
+def style_index(images: np.ndarray, num_styles: int) -> np.ndarray:
+  """Which of ``num_styles`` style images each image ``[B, H, W, C]`` gets: CRC-32 of its
+  float32 pixels mod ``num_styles`` (a fixed function of the image, spread evenly)."""
+  images = np.ascontiguousarray(np.asarray(images, np.float32))
+  return np.array([zlib.crc32(image.tobytes()) % num_styles for image in images], np.int32)
 
 
 _REGISTRY: dict[str, Callable[..., Map]] = {

@@ -358,3 +358,32 @@ def test_every_config_file_validates(name):
   if name.startswith("style"):
     assert resolved.target_dataset == resolved.source_dataset == "imagenette"
     assert resolved.teacher.model == resolved.student.model == "cnn"
+
+
+def test_several_style_image_files(tmp_path):
+  from PIL import Image
+
+  paths = []
+  for number, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+    path = tmp_path / f"style{number}.png"
+    Image.new("RGB", (40, 20), colour).save(path)
+    paths.append(str(path))
+  config = tiny_config("style")
+  config.data.image_size = 8
+  config.style.style_image = f"{paths[0]}, {paths[1]}"
+  experiment.validate_config(config)
+  assert experiment.style_image_paths(config) == paths
+  images = experiment.load_style_images(config)
+  assert images.shape == (2, 8, 8, 3) and images.dtype == np.float32
+  np.testing.assert_allclose(images[0, ..., 0], 1.0)  # red
+  np.testing.assert_allclose(images[1, ..., 2], 1.0)  # blue
+  _, info = experiment.build_style_map(config)
+  assert info["style_images"] == paths
+  config.style.style_image = paths[0]
+  _, single_info = experiment.build_style_map(config)
+  assert single_info["cache_key"] != info["cache_key"]  # the stylized cache tells them apart
+  config.style.style_image = ""
+  assert experiment.load_style_images(config).shape == (1, 8, 8, 3)  # the generated default
+  config.style.style_image = f"{paths[0]},{tmp_path / 'missing.png'}"
+  with pytest.raises(ValueError, match="missing.png"):
+    experiment.validate_config(config)

@@ -105,13 +105,15 @@ def get_config() -> ml_collections.ConfigDict:
     }
   )
 
-  # φ_style (mapping "style"): Gatys transfer on VGG-19 features towards one style image. The
+  # φ_style (mapping "style"): Gatys transfer on VGG-19 features towards a style image. The
   # defaults fit a 2-core CPU (32 px, shallow layers, 8 Adam steps); see configs/style_gpu.py.
   config.style = ml_collections.ConfigDict()
   config.style.weights = ""  # VGG-19 weights: torchvision .pth, Keras notop .h5 or .npz; "":
   # random weights (ranVGG, He et al. 2016) with per-layer normalized style losses
   config.style.weights_seed = 0
-  config.style.style_image = ""  # an image file; "": distill_jax.style.default_style_image
+  # An image file, or several separated by commas (each image then gets one, picked by a hash
+  # of its pixels: maps.style_index); "": distill_jax.style.default_style_image.
+  config.style.style_image = ""
   config.style.steps = 8
   config.style.learning_rate = 0.05
   config.style.content_weight = 1.0
