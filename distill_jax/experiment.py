@@ -231,6 +231,16 @@ def _validate_style(config) -> None:
         f"style.style_image: no file {path!r}; give an image file, several separated by "
         "commas, or '' for the default generated style image."
       )
+    from PIL import Image
+
+    try:
+      with Image.open(path) as image:
+        image.verify()
+    except Exception as error:  # PIL raises many types for unreadable files
+      raise ValueError(
+        f"style.style_image: cannot read {path!r} as an image ({type(error).__name__}: "
+        f"{error}); give a PNG or JPEG file."
+      ) from error
   if not isinstance(sc.steps, int) or sc.steps < 0 or sc.batch_size < 1:
     raise ValueError(
       f"style: steps must be an int >= 0 and batch_size >= 1; got {sc.steps}, {sc.batch_size}."

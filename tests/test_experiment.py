@@ -387,3 +387,7 @@ def test_several_style_image_files(tmp_path):
   config.style.style_image = f"{paths[0]},{tmp_path / 'missing.png'}"
   with pytest.raises(ValueError, match="missing.png"):
     experiment.validate_config(config)
+  (tmp_path / "notes.png").write_text("not an image")
+  config.style.style_image = str(tmp_path / "notes.png")
+  with pytest.raises(ValueError, match="cannot read .*notes.png.* as an image"):
+    experiment.validate_config(config)
