@@ -225,6 +225,12 @@ def _validate_style(config) -> None:
       "state dict .pth, Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or .npz) or "
       "'' for random weights (ranVGG)."
     )
+  if sc.weights and os.path.splitext(sc.weights)[1].lower() not in vgg_lib.WEIGHT_EXTENSIONS:
+    raise ValueError(
+      f"style.weights: {sc.weights!r} has none of the extensions "
+      f"{', '.join(vgg_lib.WEIGHT_EXTENSIONS)}; rename it after its format (torchvision state "
+      "dict .pth, Keras .h5, vgg.save_npz .npz) or pass '' for random weights (ranVGG)."
+    )
   for path in style_image_paths(config):
     if not os.path.isfile(path):
       raise ValueError(

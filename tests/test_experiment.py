@@ -387,6 +387,12 @@ def test_several_style_image_files(tmp_path):
   config.style.style_image = f"{paths[0]},{tmp_path / 'missing.png'}"
   with pytest.raises(ValueError, match="missing.png"):
     experiment.validate_config(config)
+  (tmp_path / "vgg19.bin").write_bytes(b"weights")
+  config.style.style_image = ""
+  config.style.weights = str(tmp_path / "vgg19.bin")
+  with pytest.raises(ValueError, match=r"vgg19.bin' has none of the extensions .pth"):
+    experiment.validate_config(config)
+  config.style.weights = ""
   (tmp_path / "notes.png").write_text("not an image")
   config.style.style_image = str(tmp_path / "notes.png")
   with pytest.raises(ValueError, match="cannot read .*notes.png.* as an image"):
