@@ -275,12 +275,10 @@ def _map_options(config) -> dict:
 
 def _subset(split: tuple[np.ndarray, np.ndarray], size: int | None, seed: int = 0):
   """``size`` examples of ``split`` chosen by a seeded permutation, in their original order
-  (all of it when ``size`` is None or not smaller)."""
+  (all of it when ``size`` is None or not smaller); ``data.subset_positions``."""
   images, labels = split
-  if size is None or size >= len(labels):
-    return images, labels
-  chosen = np.sort(np.random.default_rng(seed).permutation(len(labels))[:size])
-  return images[chosen], labels[chosen]
+  chosen = data_lib.subset_positions(len(labels), size, seed)
+  return (images, labels) if chosen is None else (images[chosen], labels[chosen])
 
 
 def _training_settings(part_config) -> dict:
@@ -905,6 +903,9 @@ def run_experiment(
     os.path.abspath(workdir),
   )
 
+  max_sizes = {"big": config.data.max_big, "small": config.data.max_small}
+  max_sizes["test"] = config.data.max_test
+
   def load(name, splits):
     if name == IMAGENETTE:
       return data_lib.load_imagenette(
@@ -913,6 +914,7 @@ def run_experiment(
         image_size=config.data.image_size,
         splits=splits,
         small_size=config.data.imagenette_small,
+        max_sizes=max_sizes,  # decode only the subsets (the same ones _subset takes below)
       )
     return data_lib.load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
 

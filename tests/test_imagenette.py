@@ -355,3 +355,32 @@ def test_without_data_dir_downloads_the_official_archive(fake_root, tmp_path, mo
   )
   assert requested == [imagenette.URL]
   np.testing.assert_array_equal(data["test"][1], np.repeat(np.arange(10), PER_CLASS["val"]))
+
+
+def test_max_sizes_decode_the_same_seeded_subsets_as_taking_them_afterwards(
+  fake_root, tfds_dir, loaded
+):
+  from distill_jax.data import subset_positions
+
+  limited = load_imagenette(
+    data_dir=str(fake_root),
+    tfds_dir=tfds_dir,
+    image_size=SIZE,
+    small_size=5,
+    split_seed=3,
+    max_sizes={"big": 7, "small": None, "test": 4},
+  )
+  for split, size in (("big", 7), ("small", None), ("test", 4)):
+    chosen = subset_positions(len(loaded[split][1]), size)
+    want = loaded[split] if chosen is None else (loaded[split][0][chosen], loaded[split][1][chosen])
+    np.testing.assert_array_equal(limited[split][0], want[0])
+    np.testing.assert_array_equal(limited[split][1], want[1])
+  assert len(set(limited["test"][1].tolist())) > 1  # a seeded subset, not the first (one) class
+  with pytest.raises(DataError, match=r"max_sizes\['test'\] must be an int >= 1"):
+    load_imagenette(
+      data_dir=str(fake_root),
+      tfds_dir=tfds_dir,
+      image_size=SIZE,
+      small_size=5,
+      max_sizes={"test": 0},
+    )

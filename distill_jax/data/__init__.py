@@ -21,6 +21,7 @@ from distill_jax.data.loading import (
   load_generated_mnist,
   load_splits,
   resolve_data_dir,
+  subset_positions,
 )
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
   "read_idx_labels",
   "read_idx_pair",
   "resolve_data_dir",
+  "subset_positions",
   "to_uint8",
 ]

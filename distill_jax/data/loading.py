@@ -80,6 +80,14 @@ def load_generated_mnist(
   return {split: _read_split(builder, SPLITS[split]) for split in splits}
 
 
+def subset_positions(count: int, size: int | None, seed: int = 0) -> np.ndarray | None:
+  """Positions of a seeded ``size``-subset of ``count`` examples, sorted (original order), or
+  None for all of them (``size`` None or not smaller than ``count``)."""
+  if size is None or size >= count:
+    return None
+  return np.sort(np.random.default_rng(seed).permutation(count)[:size])
+
+
 def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
   """``builder.download_and_prepare(file_format="array_record", **kwargs)``, TensorFlow optional.
 
