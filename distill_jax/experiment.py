@@ -231,14 +231,14 @@ def _validate_style(config) -> None:
       f"{', '.join(vgg_lib.WEIGHT_EXTENSIONS)}; rename it after its format (torchvision state "
       "dict .pth, Keras .h5, vgg.save_npz .npz) or pass '' for random weights (ranVGG)."
     )
+  from PIL import Image
+
   for path in style_image_paths(config):
     if not os.path.isfile(path):
       raise ValueError(
         f"style.style_image: no file {path!r}; give an image file, several separated by "
         "commas, or '' for the default generated style image."
       )
-    from PIL import Image
-
     try:
       with Image.open(path) as image:
         image.verify()
@@ -903,8 +903,11 @@ def run_experiment(
     os.path.abspath(workdir),
   )
 
-  max_sizes = {"big": config.data.max_big, "small": config.data.max_small}
-  max_sizes["test"] = config.data.max_test
+  max_sizes = {
+    "big": config.data.max_big,
+    "small": config.data.max_small,
+    "test": config.data.max_test,
+  }
 
   def load(name, splits):
     if name == IMAGENETTE:
