@@ -13,9 +13,12 @@ import os
 
 import numpy as np
 
-from distill_jax.train import history_to_json
-
 CURVES = ("test_accuracy", "test_cross_entropy")
+
+
+def history_to_json(values: np.ndarray) -> list:
+  """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null."""
+  return [[None if np.isnan(v) else float(v) for v in row] for row in values]
 
 
 def group_runs(

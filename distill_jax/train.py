@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 from distill_jax import losses
 from distill_jax import parallel
 from distill_jax.checkpoints import Checkpointer
+from distill_jax.report import history_to_json
 
 Params = Any
 Batch = Mapping[str, jax.Array]
@@ -242,11 +243,6 @@ def make_epoch_fn(
     return states, {"train_loss": jnp.stack(train_losses), **metrics}
 
   return looped_epoch_fn
-
-
-def history_to_json(values: np.ndarray) -> list:
-  """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null."""
-  return [[None if np.isnan(v) else float(v) for v in row] for row in values]
 
 
 def fit(
