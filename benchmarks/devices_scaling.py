@@ -4,8 +4,8 @@
   python benchmarks/devices_scaling.py --data_dir=../shared/data --fake_cpu_devices=2  # CPU
 
 Trains the same teacher (MLP on φ_conv(Fashion-MNIST-Big), batch 64) and students (linear,
-Fashion-MNIST-Small, 2 arms × seeds vmapped, batch 100) through ``experiment.fit_teacher`` /
-``experiment.fit_students`` on a one-device mesh and on a mesh of N devices (each batch split
+Fashion-MNIST-Small, 2 arms × seeds vmapped, batch 100) through ``teacher.fit_teacher`` /
+``students.fit_students`` on a one-device mesh and on a mesh of N devices (each batch split
 over them, ``NamedSharding``), and prints throughput for each and the ratio N / 1 (> 1: N
 devices are faster). Throughput excludes the first epoch (compilation). The final accuracies are
 printed too. Both do the same work, but the batch sums run in another order, and Adam amplifies
@@ -52,7 +52,9 @@ def main():
   from absl import logging as absl_logging
 
   from distill_jax import data as data_lib
-  from distill_jax import experiment, maps, parallel
+  from distill_jax import maps, parallel
+  from distill_jax import students as students_lib
+  from distill_jax import teacher as teacher_lib
   from experiments.configs import default as default_config
 
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
@@ -70,7 +72,6 @@ def main():
   config.teacher.epochs, config.student.epochs = args.teacher_epochs, args.student_epochs
   config.seeds = args.seeds
   config.checkpoint_every = 10**9  # checkpoint only at the end
-  config = experiment.resolve_config(config)  # models and datasets by mapping
   phi = maps.get_map("conv")
   print(
     f"jax {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} devices visible "
@@ -82,22 +83,37 @@ def main():
     stamps = [time.perf_counter()]
     on_epoch = lambda *_: stamps.append(time.perf_counter())  # noqa: E731
     with tempfile.TemporaryDirectory() as workdir:
-      teacher, info = experiment.fit_teacher(
-        config, phi, data["big"], data["test"], mesh, workdir, on_epoch=on_epoch
+      teacher = teacher_lib.fit_teacher(
+        config,
+        phi=phi,
+        phi_key=None,
+        big=data["big"],
+        test=data["test"],
+        mesh=mesh,
+        cache_dir=workdir,
+        on_epoch=on_epoch,
       )
       steps = len(data["big"][1]) // config.teacher.batch_size
       teacher_rate = steps * (len(stamps) - 2) / (stamps[-1] - stamps[1])
       seconds, run_epochs, accuracies = 0.0, 0, {}
-      for arm in experiment.arms_for(phi, data["small"][0].shape[1:]):
+      for arm in students_lib.arms_for(phi, data["small"][0].shape[1:]):
         stamps[:] = [time.perf_counter()]
-        _, result = experiment.fit_students(
-          config, arm, phi, teacher, data["small"], data["test"], mesh, workdir, "bench",
+        result = students_lib.fit_students(
+          config,
+          arm,
+          phi=phi,
+          phi_key=None,
+          teacher=teacher,
+          small=data["small"],
+          test=data["test"],
+          mesh=mesh,
+          workdir=workdir,
           on_epoch=on_epoch,
-        )  # fmt: skip
+        ).result
         seconds += stamps[-1] - stamps[1]
         run_epochs += config.seeds * (len(stamps) - 2)
         accuracies[arm.name] = float(result.history["test_accuracy"][:, -1].mean())
-    return teacher_rate, run_epochs / seconds, info["test_accuracy"], accuracies
+    return teacher_rate, run_epochs / seconds, teacher.info["test_accuracy"], accuracies
 
   one = run(parallel.make_mesh(1))
   many = run(parallel.make_mesh(num_devices))

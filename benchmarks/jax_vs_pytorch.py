@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from absl import logging as absl_logging
 from torch import nn
 
-from distill_jax import experiment, maps, parallel
+from distill_jax import maps, parallel
+from distill_jax import students as students_lib
+from distill_jax import teacher as teacher_lib
 from distill_jax.data import read_idx_pair
 from experiments.configs import default as default_config
 
@@ -174,9 +176,15 @@ def jax_config(teacher_epochs, student_epochs, seeds):
 
 
 def jax_teacher(config, data, workdir, mesh, on_epoch=None):
-  phi = maps.get_map("conv")
-  return experiment.fit_teacher(
-    config, phi, data["big"], data["test"], mesh, workdir, on_epoch=on_epoch
+  return teacher_lib.fit_teacher(
+    config,
+    phi=maps.get_map("conv"),
+    phi_key=None,
+    big=data["big"],
+    test=data["test"],
+    mesh=mesh,
+    cache_dir=workdir,
+    on_epoch=on_epoch,
   )
 
 
@@ -184,19 +192,19 @@ def jax_students(config, data, teacher, workdir, mesh, on_epoch=None):
   """Both arms (no_teacher, teacher_phi), all seeds of an arm in one vmapped program."""
   phi = maps.get_map("conv")
   results = {}
-  for arm in experiment.arms_for(phi, data["small"][0].shape[1:]):
-    _, result = experiment.fit_students(
+  for arm in students_lib.arms_for(phi, data["small"][0].shape[1:]):
+    result = students_lib.fit_students(
       config,
       arm,
-      phi,
-      teacher,
-      data["small"],
-      data["test"],
-      mesh,
-      workdir,
-      "bench",
+      phi=phi,
+      phi_key=None,
+      teacher=teacher,
+      small=data["small"],
+      test=data["test"],
+      mesh=mesh,
+      workdir=workdir,
       on_epoch=on_epoch,
-    )
+    ).result
     results[arm.name] = float(result.history["test_accuracy"][:, -1].mean())
   return results
 
@@ -235,7 +243,7 @@ def main():
   with tempfile.TemporaryDirectory() as workdir:
     jax_stamps, callback = timed_epochs()
     config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
-    jax_teacher_model, jax_info = jax_teacher(config, data, workdir, mesh, callback)
+    jax_trained_teacher = jax_teacher(config, data, workdir, mesh, callback)
   torch_stamps, callback = timed_epochs()
   torch_teacher_model, (torch_teacher_acc, _) = torch_teacher(data, args.teacher_epochs, callback)
   rows.append(
@@ -248,7 +256,7 @@ def main():
   print(
     f"\nteacher: first epoch (JAX: incl. compile) JAX {jax_stamps[1] - jax_stamps[0]:.1f} s, "
     f"PyTorch {torch_stamps[1] - torch_stamps[0]:.1f} s; test accuracy on φ(test) after "
-    f"{args.teacher_epochs} epochs: JAX {jax_info['test_accuracy']:.4f}, "
+    f"{args.teacher_epochs} epochs: JAX {jax_trained_teacher.info['test_accuracy']:.4f}, "
     f"PyTorch {torch_teacher_acc:.4f}"
   )
 
@@ -257,7 +265,7 @@ def main():
     jax_stamps, callback = timed_epochs()
     config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
     config.checkpoint_every = 10**9  # checkpoint only at the end
-    jax_acc = jax_students(config, data, jax_teacher_model, workdir, mesh, callback)
+    jax_acc = jax_students(config, data, jax_trained_teacher, workdir, mesh, callback)
   # The JAX stamps cover two arms back to back; time each arm's epochs 2..n.
   arms = [jax_stamps[: args.student_epochs + 1], jax_stamps[args.student_epochs :]]
   jax_seconds = sum(s[-1] - s[1] for s in arms)
@@ -282,8 +290,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
       config = jax_config(10, 100, args.seeds)
       start = time.perf_counter()
-      teacher, _ = jax_teacher(config, data, workdir, mesh)
-      jax_students(config, data, teacher, workdir, mesh)
+      jax_students(config, data, jax_teacher(config, data, workdir, mesh), workdir, mesh)
       jax_wall = time.perf_counter() - start
     start = time.perf_counter()
     teacher, _ = torch_teacher(data, 10)

@@ -62,3 +62,14 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+# Settings that change how epochs are dispatched or how often they are scored, never the
+# trained parameters: left out of checkpoint keys so that changing them reuses the work.
+DISPATCH_ONLY_FIELDS = ("steps_per_call", "eval_every")
+
+
+def training_settings(part_config) -> dict:
+  """A teacher's / students' config section as it enters checkpoint keys (all settings that
+  change the parameters)."""
+  return {k: v for k, v in part_config.to_dict().items() if k not in DISPATCH_ONLY_FIELDS}

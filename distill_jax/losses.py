@@ -15,6 +15,8 @@ distillation weight, T the temperature (the hard term is at T = 1), and ``c = TÂ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -90,6 +92,22 @@ def distillation_loss(
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Fraction of examples whose arg-max logit equals the label."""
   return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def classification_metrics(apply_fn: Callable) -> Callable:
+  """Per-example ``accuracy`` (0/1) and ``cross_entropy`` of ``apply_fn`` on image/label.
+
+  Returns the ``metrics_fn(params, batch, key)`` that ``train.fit`` evaluates on the test set.
+  """
+
+  def metrics(params, batch, key):
+    logits = apply_fn(params, batch["image"])
+    return {
+      "accuracy": (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32),
+      "cross_entropy": cross_entropy(logits, batch["label"]),
+    }
+
+  return metrics
 
 
 def check_lam_temperature(lam, temperature) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 
 class MLP(nn.Module):
@@ -74,3 +75,34 @@ def get_model(
       features=tuple(features), dense=dense, num_classes=num_classes, global_pool=global_pool
     )
   raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
+
+
+def from_config(part_config) -> nn.Module:
+  """The model of a ``teacher`` / ``student`` config section (``model`` and its widths)."""
+  return get_model(
+    part_config.model,
+    hidden=part_config.hidden,
+    features=part_config.features,
+    dense=part_config.dense,
+    global_pool=part_config.global_pool,
+  )
+
+
+def layer_widths(part_config) -> tuple[int, ...]:
+  """Widths that describe the model: conv features + dense for a cnn, else the hidden widths."""
+  if part_config.model == "cnn":
+    return (*part_config.features, part_config.dense)
+  return tuple(part_config.hidden)
+
+
+def init_fn(model: nn.Module, input_shape: tuple[int, ...]):
+  """``key -> params`` of ``model`` for images of ``input_shape`` (H, W, C)."""
+  return lambda key: model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+
+
+def validate(part_config, where: str) -> None:
+  """Raises ValueError naming a bad model choice of section ``where`` and the fix."""
+  if part_config.model not in MODEL_NAMES:
+    raise ValueError(
+      f"unknown {where} model {part_config.model!r}; choose one of {', '.join(MODEL_NAMES)}."
+    )

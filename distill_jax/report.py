@@ -1,4 +1,4 @@
-"""Results of an experiment: ``results.json``, a Markdown table and accuracy / cross-entropy plots.
+"""Results of an experiment: ``results.json``, ``results.md`` (a table) and the curves.
 
 Per arm (and per λ, T when a grid is run) the JSON holds every seed's per-epoch
 ``test_accuracy`` and ``test_cross_entropy`` and the final-epoch mean and standard deviation over
@@ -12,6 +12,8 @@ import json
 import os
 
 import numpy as np
+
+from distill_jax import figures
 
 CURVES = ("test_accuracy", "test_cross_entropy")
 
@@ -109,52 +111,6 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def plot_curves(results: dict, metric: str, path: str) -> None:
-  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right).
-
-  The zoomed panel's y-range fits ``no_teacher`` and the ``teacher_phi`` arms (the comparison
-  the experiment is about); other arms far from them run off its edge but stay in the left panel.
-  """
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  arms = results["arms"]
-  colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
-  fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
-  zoom_range = []  # second-half mean ± std of the arms the zoom fits
-  for index, (label, entry) in enumerate(arms.items()):
-    values = np.asarray(entry[metric], np.float64)  # null (not evaluated) -> NaN
-    evaluated = np.all(np.isfinite(values), axis=0)
-    epochs = np.arange(1, values.shape[1] + 1)[evaluated]
-    values = values[:, evaluated]
-    mean, std = values.mean(0), values.std(0)
-    half = len(epochs) // 2
-    if label == "no_teacher" or label.startswith("teacher_phi"):
-      zoom_range += [(mean - std)[half:].min(), (mean + std)[half:].max()]
-    style = {"color": colors[index % len(colors)], "linestyle": "-" if index < 10 else "--"}
-    for ax, start in ((full, 0), (zoom, half)):
-      ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} seeds)", **style)
-      ax.fill_between(
-        epochs[start:], (mean - std)[start:], (mean + std)[start:], color=style["color"], alpha=0.2
-      )
-  if zoom_range:
-    low, high = min(zoom_range), max(zoom_range)
-    pad = 0.1 * (high - low) or 1e-3
-    zoom.set_ylim(low - pad, high + pad)
-  for ax, title in ((full, "all epochs"), (zoom, "second half, zoomed")):
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-  fig.suptitle(f"{results['experiment']}: mean ± std over seeds", fontsize=10)
-  zoom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120, bbox_inches="tight")
-  plt.close(fig)
-
-
 def write(results: dict, workdir: str) -> None:
   """Writes results.json, results.md, test_accuracy.png and test_cross_entropy.png."""
   with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -162,4 +118,4 @@ def write(results: dict, workdir: str) -> None:
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_table(results))
   for metric in CURVES:
-    plot_curves(results, metric, os.path.join(workdir, f"{metric}.png"))
+    figures.curves(results, metric, os.path.join(workdir, f"{metric}.png"))

@@ -206,7 +206,7 @@ def fit_vae(
   mnist_test: tuple[np.ndarray, np.ndarray],
   epochs: int,
   batch_size: int,
-  learning_rate: float,
+  tx: optax.GradientTransformation,
   mesh,
   seed: int = 0,
   prior_std: float = 1.0,
@@ -251,7 +251,7 @@ def fit_vae(
     context=context,
     epochs=epochs,
     batch_size=batch_size,
-    learning_rate=learning_rate,
+    tx=tx,
     mesh=mesh,
     checkpointer=checkpointer,
     checkpoint_every=1,
@@ -268,62 +268,29 @@ def latent_grid(steps: int = 15, low: float = 0.05, high: float = 0.95) -> np.nd
   return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
 
 
-def _mosaic(images: np.ndarray, rows: int) -> np.ndarray:
-  """``[rows*cols, H, W, 1]`` → one ``[rows*H, cols*W]`` image."""
-  n, h, w = images.shape[:3]
-  cols = n // rows
-  return images[..., 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-
-
-def plot_latent_grids(model: TwoDecoderVAE, params, path: str, steps: int = 15) -> None:
-  """Both decoders on the same 2-D latent grid, side by side (needs ``latent_dim == 2``)."""
+def decode_latent_grid(model: TwoDecoderVAE, params, steps: int = 15) -> dict[str, np.ndarray]:
+  """Both decoders' means on the same 2-D latent grid ``latent_grid(steps)``, ``[steps², 28,
+  28, 1]`` each, keyed by a title (needs ``latent_dim == 2``)."""
   if model.latent_dim != 2:
     raise ValueError(f"latent grids need latent_dim=2, got {model.latent_dim}.")
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   z = jnp.asarray(latent_grid(steps))
-  fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
-  for ax, method, title in (
-    (axes[0], TwoDecoderVAE.decode_mnist, "MNIST decoder p(m | z)"),
-    (axes[1], TwoDecoderVAE.decode_fashion, "Fashion decoder p(x | z)"),
-  ):
-    images = np.asarray(jax.nn.sigmoid(model.apply(params, z, method=method)))
-    ax.imshow(_mosaic(images, steps), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=10)
-    ax.axis("off")
-  fig.suptitle("Decoded latent grid z = Φ⁻¹(u), u ∈ [0.05, 0.95]²: same z, both domains")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  return {
+    title: np.asarray(jax.nn.sigmoid(model.apply(params, z, method=method)))
+    for title, method in (
+      ("MNIST decoder p(m | z)", TwoDecoderVAE.decode_mnist),
+      ("Fashion decoder p(x | z)", TwoDecoderVAE.decode_fashion),
+    )
+  }
 
 
-def plot_translations(model: TwoDecoderVAE, params, fashion_images: np.ndarray, path: str) -> None:
-  """Rows: Fashion inputs, their φ_vae digits, and their Fashion reconstructions."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+def translate(model: TwoDecoderVAE, params, fashion_images: np.ndarray) -> dict[str, np.ndarray]:
+  """Garments decoded at their encoder mean by both decoders: φ_vae(x) (digits) and the
+  garments' reconstructions, keyed by a title."""
   mean, _ = model.apply(params, jnp.asarray(fashion_images), method=TwoDecoderVAE.encode)
-  rows = [
-    ("input x", np.asarray(fashion_images)),
-    (
-      "φ_vae(x): MNIST decoder",
-      np.asarray(jax.nn.sigmoid(model.apply(params, mean, method=TwoDecoderVAE.decode_mnist))),
-    ),
-    (
-      "Fashion decoder",
-      np.asarray(jax.nn.sigmoid(model.apply(params, mean, method=TwoDecoderVAE.decode_fashion))),
-    ),
-  ]
-  fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * len(fashion_images), 3.6))
-  for ax, (title, images) in zip(axes, rows):
-    ax.imshow(_mosaic(images, 1), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9, loc="left")
-    ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  return {
+    title: np.asarray(jax.nn.sigmoid(model.apply(params, mean, method=method)))
+    for title, method in (
+      ("φ_vae(x): MNIST decoder", TwoDecoderVAE.decode_mnist),
+      ("Fashion decoder", TwoDecoderVAE.decode_fashion),
+    )
+  }

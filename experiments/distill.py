@@ -1,11 +1,14 @@
 """Multi-domain distillation experiment: ``python -m experiments.distill --mapping=conv``.
 
-Flags pick the common settings; any config value can be set with ``--config.<name>=...``
-(see ``experiments/configs/default.py``). Writes results.json, results.md and figures to
+``--mapping=<name>`` picks the experiment: ``experiments/configs/<name>.py`` when there is one
+(vae, generated, style), else ``default.py`` with that map φ (identity, noise, conv);
+``--config=<file>`` picks a config file directly. Flags set the common values; any config value
+can be set with ``--config.<name>=...``. Writes results.json, results.md and figures to
 ``--workdir``.
 """
 
 import difflib
+import importlib.util
 import logging as std_logging
 import os
 import sys
@@ -18,14 +21,48 @@ from ml_collections import config_flags
 
 from distill_jax import data as data_lib
 from distill_jax import experiment
+from distill_jax import maps
 from distill_jax import parallel
+from distill_jax import validation
+
+CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def _config_file_for_mapping(argv: list[str]) -> list[str]:
+  """``argv`` with ``--config=configs/<m>.py`` added for ``--mapping=<m>`` when that file exists
+  and no ``--config`` is given, so that ``--mapping=vae`` runs the vae experiment as written in
+  its config file."""
+  if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
+    return argv
+  for index, arg in enumerate(argv[1:], start=1):
+    if arg.startswith("--mapping="):
+      mapping = arg.split("=", 1)[1]
+    elif arg == "--mapping" and index + 1 < len(argv):
+      mapping = argv[index + 1]
+    else:
+      continue
+    path = os.path.join(CONFIG_FOLDER, f"{mapping}.py")
+    if mapping != "default" and os.path.isfile(path):
+      return [argv[0], f"--config={path}", *argv[1:]]
+  return argv
+
+
+def _config_module(argv: list[str]):
+  """The config file module that ``argv`` selects (default.py when none is given)."""
+  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  path = files[-1].split(":", 1)[0] if files else os.path.join(CONFIG_FOLDER, "default.py")
+  spec = importlib.util.spec_from_file_location("_selected_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _unknown_field_message(argv: list[str]) -> str | None:
   """Names the first ``--config.<path>`` whose path is not in the config, with close matches."""
-  from experiments.configs import default
-
-  fields = sorted(_flat_fields(default.get_config().to_dict()))
+  try:
+    fields = sorted(_flat_fields(_config_module(argv).get_config().to_dict()))
+  except Exception:  # noqa: BLE001 — a broken config file is reported by config_flags itself
+    return None
   for arg in argv[1:]:
     if not arg.startswith("--config."):
       continue
@@ -36,7 +73,7 @@ def _unknown_field_message(argv: list[str]) -> str | None:
     hint = f" (did you mean {', '.join('--config.' + c for c in close)}?)" if close else ""
     return (
       f"--config.{path}: the config has no field {path!r}{hint}; the fields and their "
-      f"defaults are in experiments/configs/default.py."
+      f"values are in the config file (experiments/configs/*.py)."
     )
   return None
 
@@ -64,6 +101,7 @@ def _config_file_message(argv: list[str], error: OSError) -> str:
   return f"--config={path}: cannot load this config file: {type(cause).__name__}: {cause}"
 
 
+sys.argv = _config_file_for_mapping(sys.argv)
 try:
   _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -78,10 +116,12 @@ except (AttributeError, KeyError) as _error:
 _MAPPING = flags.DEFINE_enum(
   "mapping",
   None,
-  experiment.mapping_names(),
-  "The map φ (overrides config). identity / noise / conv: a Fashion-MNIST teacher taught through "
-  "φ; vae: an MNIST teacher through the learned φ_vae; generated: a teacher trained on "
-  "GeneratedMNIST = φ_vae(Fashion-MNIST).",
+  maps.mapping_names(),
+  "The experiment, by its map φ (default: the config file's, identity). identity / noise / "
+  "conv: a Fashion-MNIST teacher taught through φ (configs/default.py); vae: an MNIST teacher "
+  "through the learned φ_vae (configs/vae.py); generated: a teacher trained on GeneratedMNIST = "
+  "φ_vae(Fashion-MNIST) (configs/generated.py); style: Imagenette through VGG-19 style transfer "
+  "(configs/style.py). With --config=<file>, only sets config.mapping.",
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
@@ -153,7 +193,7 @@ def main(argv):
     if _TEMPERATURE.value is not None:
       config.temperatures = _floats("temperature", _TEMPERATURE.value)
   try:
-    experiment.validate_config(config)
+    validation.validate_config(config)
   except ValueError as error:
     raise app.UsageError(str(error))
   workdir = _WORKDIR.value or os.path.join("runs", config.mapping)

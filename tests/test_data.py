@@ -1,4 +1,4 @@
-"""Tests for distill_jax.data: IDX reading, the tfds builders and load_splits."""
+"""Tests for distill_jax.data: IDX reading, the tfds builders, load_splits and load."""
 
 from __future__ import annotations
 
@@ -13,18 +13,27 @@ import pytest
 import tensorflow_datasets as tfds
 
 from distill_jax.data import (
-  DATASETS,
-  SPLITS,
+  DATASET_NAMES,
+  GENERATED_MNIST,
+  IDX_DATASETS,
+  IDX_SPLITS,
+  IMAGENETTE_SPLITS,
+  SPLIT_NAMES,
   DataError,
   DistillFashionMnist,
   DistillMnist,
   IdxImageClassificationBuilder,
+  image_shape,
+  load,
   load_splits,
   read_idx_images,
   read_idx_labels,
   read_idx_pair,
   resolve_data_dir,
+  subset,
+  subset_positions,
 )
+from distill_jax.data import imagenette, loading
 from distill_jax.data.builders import IDX_FILE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +213,7 @@ def tiny(tmp_path_factory):
     "fashion_mnist": make_tiny_dataset(root / "fashion_mnist", seed=2),
   }
   tfds_dir = tmp_path_factory.mktemp("tiny_tfds")
-  for name in DATASETS:
+  for name in IDX_DATASETS:
     load_splits(name, data_dir=str(root), tfds_dir=str(tfds_dir), splits=("test",))
   return root, tfds_dir, written
 
@@ -227,7 +236,7 @@ def test_checksums_registered():
       assert info.filename == file_name and info.size > 0 and len(info.checksum) == 64
 
 
-@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("name", IDX_DATASETS)
 def test_tiny_builder_keeps_sizes_order_and_datasets_apart(tiny, name):
   _, tfds_dir, written = tiny
   builder = {"mnist": DistillMnist, "fashion_mnist": DistillFashionMnist}[name](
@@ -248,15 +257,15 @@ def test_tiny_builder_keeps_sizes_order_and_datasets_apart(tiny, name):
 def test_tiny_load_splits_matches_tfds_decoding(tiny, monkeypatch):
   """load_splits' fast batched decoding equals tfds's own decoding, and slices are right."""
   root, tfds_dir, written = tiny
-  monkeypatch.setitem(SPLITS, "big", "train[:25]")
-  monkeypatch.setitem(SPLITS, "small", "train[25:]")
+  monkeypatch.setitem(IDX_SPLITS, "big", "train[:25]")
+  monkeypatch.setitem(IDX_SPLITS, "small", "train[25:]")
   # Already prepared by the fixture: must not generate again.
   monkeypatch.setattr(
     IdxImageClassificationBuilder,
     "_generate_examples",
     lambda *a, **k: pytest.fail("dataset was prepared a second time"),
   )
-  for name in DATASETS:
+  for name in IDX_DATASETS:
     out = load_splits(name, data_dir=str(root), tfds_dir=str(tfds_dir))
     assert set(out) == {"big", "small", "test"}
     images, labels = written[name]["train"]
@@ -346,9 +355,143 @@ def test_resolve_data_dir(monkeypatch):
   assert resolve_data_dir(None) is None
 
 
-def test_split_constants():
-  assert SPLITS == {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
-  assert DATASETS == ("mnist", "fashion_mnist")
+def test_split_and_dataset_constants():
+  assert SPLIT_NAMES == ("big", "small", "test")
+  assert IDX_SPLITS == {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
+  assert IMAGENETTE_SPLITS == {"big": "train", "small": "train", "test": "val"}
+  assert set(IDX_SPLITS) == set(IMAGENETTE_SPLITS) == set(SPLIT_NAMES)
+  assert IDX_DATASETS == ("mnist", "fashion_mnist")
+  assert DATASET_NAMES == ("fashion_mnist", "imagenette", "mnist")
+  assert GENERATED_MNIST == "generated_mnist"
+
+
+# ---------------------------------------------------------------- load and image_shape
+
+
+def _fake_splits(sizes):
+  """{split: (images, labels)} whose pixels encode the example index, as a loader returns."""
+  out = {}
+  for split, n in sizes.items():
+    index = np.arange(n)
+    images = np.broadcast_to(index[:, None, None, None] / np.float32(n), (n, 28, 28, 1))
+    out[split] = (np.ascontiguousarray(images, np.float32), index.astype(np.int32))
+  return out
+
+
+def test_load_subsets_mnist_family_splits_and_keeps_whole_ones(monkeypatch):
+  full = _fake_splits({"big": 50, "small": 8, "test": 20})
+  calls = []
+
+  def fake_load_splits(name, *, data_dir, tfds_dir, splits):
+    calls.append((name, data_dir, tfds_dir, splits))
+    return {split: full[split] for split in splits}
+
+  monkeypatch.setattr(loading, "load_splits", fake_load_splits)
+  out = load(
+    "mnist",
+    data_dir="raw",
+    tfds_dir="prepared",
+    image_size=64,  # ignored for the MNIST family
+    max_sizes={"big": 7, "small": 8, "test": None},
+  )
+  assert calls == [("mnist", "raw", "prepared", SPLIT_NAMES)]
+  chosen = subset_positions(50, 7)
+  assert len(chosen) == 7 and np.all(np.diff(chosen) > 0)
+  np.testing.assert_array_equal(out["big"][1], chosen)  # labels = positions in the split
+  np.testing.assert_array_equal(out["big"][0], full["big"][0][chosen])
+  for split in ("small", "test"):  # N >= size or None: the loaded arrays themselves
+    assert out[split][0] is full[split][0] and out[split][1] is full[split][1]
+  test = load("fashion_mnist", data_dir=None, tfds_dir="t", splits="test")["test"]
+  assert test[0] is full["test"][0] and test[1] is full["test"][1]
+  assert calls[-1] == ("fashion_mnist", None, "t", ("test",))
+
+
+def test_load_passes_imagenette_options_through(monkeypatch):
+  calls = []
+
+  def fake_load_imagenette(**kwargs):
+    calls.append(kwargs)
+    return "imagenette splits"
+
+  monkeypatch.setattr(imagenette, "load_imagenette", fake_load_imagenette)
+  limits = {"big": 3}
+  result = load(
+    "imagenette",
+    data_dir="raw",
+    tfds_dir="prepared",
+    splits=("small",),
+    image_size=48,
+    imagenette_small=20,
+    max_sizes=limits,
+  )
+  assert result == "imagenette splits"
+  assert calls == [
+    dict(
+      data_dir="raw",
+      tfds_dir="prepared",
+      image_size=48,
+      splits=("small",),
+      small_size=20,
+      max_sizes=limits,
+    )
+  ]
+
+
+@pytest.mark.parametrize("name", ["cifar10", GENERATED_MNIST, "MNIST"])
+def test_load_unknown_dataset(name, tmp_path, monkeypatch):
+  monkeypatch.setattr(loading, "load_splits", lambda *a, **k: pytest.fail("dispatched"))
+  with pytest.raises(
+    DataError, match=f"unknown dataset '{name}'; valid: fashion_mnist, imagenette, mnist"
+  ):
+    load(name, data_dir=str(tmp_path), tfds_dir=str(tmp_path))
+
+
+def test_load_checks_splits_and_max_sizes_before_reading(tmp_path, monkeypatch):
+  monkeypatch.setattr(loading, "load_splits", lambda *a, **k: pytest.fail("data was read"))
+  with pytest.raises(DataError, match="unknown split 'val'; valid: big, small, test"):
+    load("mnist", data_dir=None, tfds_dir=str(tmp_path), splits=("test", "val"))
+  for bad in (0, -1, 2.5, True, "10"):
+    with pytest.raises(DataError, match=r"max_sizes\['test'\] must be an int >= 1 or None"):
+      load("mnist", data_dir=None, tfds_dir=str(tmp_path), max_sizes={"test": bad})
+
+
+def test_subset():
+  split = _fake_splits({"test": 10})["test"]
+  for size in (None, 10, 11):
+    kept = subset(split, size)
+    assert kept[0] is split[0] and kept[1] is split[1]
+  images, labels = subset(split, 4, seed=2)
+  np.testing.assert_array_equal(labels, np.sort(np.random.default_rng(2).permutation(10)[:4]))
+  np.testing.assert_array_equal(images, split[0][labels])
+
+
+def test_load_tiny_mnist_family_equals_load_splits_subsets(tiny, monkeypatch):
+  root, tfds_dir, _ = tiny
+  monkeypatch.setitem(IDX_SPLITS, "big", "train[:25]")
+  monkeypatch.setitem(IDX_SPLITS, "small", "train[25:]")
+  for name in IDX_DATASETS:
+    full = load_splits(name, data_dir=str(root), tfds_dir=str(tfds_dir))
+    out = load(name, data_dir=str(root), tfds_dir=str(tfds_dir), max_sizes={"big": 9, "test": 10})
+    assert set(out) == set(SPLIT_NAMES)
+    chosen = subset_positions(25, 9)
+    np.testing.assert_array_equal(out["big"][0], full["big"][0][chosen])
+    np.testing.assert_array_equal(out["big"][1], full["big"][1][chosen])
+    for split in ("small", "test"):
+      np.testing.assert_array_equal(out[split][0], full[split][0])
+      np.testing.assert_array_equal(out[split][1], full[split][1])
+
+
+def test_image_shape():
+  for name in (*IDX_DATASETS, GENERATED_MNIST):
+    assert image_shape(name) == (28, 28, 1)
+    assert image_shape(name, image_size=224) == (28, 28, 1)
+  assert image_shape("imagenette") == (32, 32, 3)
+  assert image_shape("imagenette", 224) == (224, 224, 3)
+  assert image_shape("imagenette", np.int64(16)) == (16, 16, 3)
+  with pytest.raises(DataError, match="image_size"):
+    image_shape("imagenette", 4)
+  with pytest.raises(DataError, match="unknown dataset 'cifar10'; valid: .*generated_mnist"):
+    image_shape("cifar10")
 
 
 # ---------------------------------------------------------------- real Fashion-MNIST
@@ -408,6 +551,25 @@ def test_real_second_load_reuses_prepared(fashion, monkeypatch):
   print(f"\nfashion_mnist cached load of 70,000 records: {elapsed:.1f} s")
   assert len(splits["big"][1]) == 59_000
   assert set(os.listdir(tfds_dir)) == {"distill_fashion_mnist", "downloads"}
+
+
+def test_real_load_subsets_equal_the_picks_of_the_full_load(fashion, shared_data_dir):
+  splits, tfds_dir = fashion
+  out = load(
+    "fashion_mnist",
+    data_dir=shared_data_dir,
+    tfds_dir=str(tfds_dir),
+    splits=("small", "test"),
+    max_sizes={"big": 5, "small": 1000, "test": 700},
+  )
+  assert set(out) == {"small", "test"}
+  chosen = subset_positions(10_000, 700)
+  assert out["test"][0].shape == (700, 28, 28, 1)
+  np.testing.assert_array_equal(out["test"][0], splits["test"][0][chosen])
+  np.testing.assert_array_equal(out["test"][1], splits["test"][1][chosen])
+  assert not np.array_equal(out["test"][1], splits["test"][1][:700])  # seeded, not the first
+  np.testing.assert_array_equal(out["small"][0], splits["small"][0])  # 1,000: all of it
+  np.testing.assert_array_equal(out["small"][1], splits["small"][1])
 
 
 # ---------------------------------------------------------------- GeneratedMNIST

@@ -5,19 +5,29 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
 from distill_jax import experiment
-from distill_jax import maps
-from experiments.configs import default as default_config
+from distill_jax import validation
+from distill_jax.maps import style as style_maps
 from tests.conftest import REPO_ROOT
+
+CONFIG_FILES = ("default", "vae", "generated", "style", "style_gpu")
+
+
+def experiment_config(mapping):
+  """What ``--mapping=<mapping>`` runs: its config file, or default.py with that map."""
+  import importlib
+
+  name = mapping if mapping in CONFIG_FILES else "default"
+  config = importlib.import_module(f"experiments.configs.{name}").get_config()
+  config.mapping = mapping
+  return config
 
 
 def tiny_config(mapping):
-  config = default_config.get_config()
-  config.mapping = mapping
+  config = experiment_config(mapping)
   config.seeds = 2
   config.teacher.epochs = 1
   config.teacher.hidden = (32,)
@@ -83,55 +93,37 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-  "mapping,source,train_on",
+  "mapping,change,match",
   [
-    ("identity", "fashion_mnist", "phi"),
-    ("conv", "fashion_mnist", "phi"),
-    ("vae", "mnist", "source"),
-    ("generated", "generated_mnist", "source"),
+    ("identity", lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
+    ("identity", lambda c: setattr(c, "lams", (-1.0,)), "lam must be >= 0"),
+    ("identity", lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
+    ("identity", lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
+    ("identity", lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
+    ("identity", lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset"),
+    ("identity", lambda c: setattr(c, "target_dataset", "generated_mnist"), "unknown target"),
+    ("identity", lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'vae'"),
+    ("generated", lambda c: setattr(c.vae, "latent_dim", 0), "vae:"),
+    ("vae", lambda c: setattr(c.vae, "prior_std", 0.0), "prior_std"),
+    ("vae", lambda c: setattr(c.vae, "steps_per_call", 0), "steps_per"),
+    ("vae", lambda c: setattr(c.vae, "figure_latent_dim", 3), "figure_latent_dim must be 2"),
+    ("vae", lambda c: setattr(c.vae.optimizer, "learning_rate", 0.0), "vae.optimizer"),
+    ("vae", lambda c: setattr(c, "target_dataset", "mnist"), "φ_vae translates Fashion-MNIST"),
+    ("identity", lambda c: setattr(c.teacher, "train_on", "both"), "teacher.train_on must be"),
+    ("identity", lambda c: setattr(c.student, "eval_every", 0), "student.eval_every must be >= 1"),
+    ("identity", lambda c: setattr(c.teacher.optimizer, "name", "adagrad"), "teacher.optimizer"),
+    ("conv", lambda c: setattr(c.teacher, "train_on", "source"), "cannot read φ"),
+    ("conv", lambda c: setattr(c.maps.conv, "size", 3), "config.maps.conv"),
+    ("style", lambda c: setattr(c, "target_dataset", "fashion_mnist"), "Imagenette experiments"),
+    ("style", lambda c: setattr(c.style, "pool", "min"), "style.pool"),
   ],
 )
-def test_resolve_config_fills_mapping_defaults(mapping, source, train_on):
+def test_bad_config_values(mapping, change, match):
   config = tiny_config(mapping)
-  resolved = experiment.resolve_config(config)
-  assert (resolved.source_dataset, resolved.teacher.train_on) == (source, train_on)
-  assert config.source_dataset is None  # the input is not changed
-  config.source_dataset, config.teacher.train_on = "fashion_mnist", "phi"  # explicit values win
-  resolved = experiment.resolve_config(config)
-  assert (resolved.source_dataset, resolved.teacher.train_on) == ("fashion_mnist", "phi")
-
-
-@pytest.mark.parametrize(
-  "change,match",
-  [
-    (lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
-    (lambda c: setattr(c, "lams", (-1.0,)), "lam must be >= 0"),
-    (lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
-    (lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
-    (lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
-    (lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset 'cifar'"),
-    (lambda c: setattr(c, "target_dataset", "generated_mnist"), "unknown target dataset"),
-    (lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'vae'"),
-    (lambda c: setattr(c, "mapping", "generated") or setattr(c.vae, "latent_dim", 0), "vae:"),
-    (lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "prior_std", 0.0), "prior_std"),
-    (lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "steps_per_call", 0), "steps_per"),
-    (
-      lambda c: setattr(c, "mapping", "vae") or setattr(c.vae, "figure_latent_dim", 3),
-      "figure_latent_dim must be 2",
-    ),
-    (lambda c: setattr(c.teacher, "train_on", "both"), "teacher.train_on must be"),
-    (lambda c: setattr(c.student, "eval_every", 0), "student.eval_every must be >= 1"),
-    (
-      lambda c: (setattr(c, "mapping", "conv"), setattr(c.teacher, "train_on", "source")),
-      "cannot read φ",
-    ),
-  ],
-)
-def test_bad_config_values(change, match):
-  config = tiny_config("identity")
+  validation.validate_config(config)  # the tiny config itself is fine
   change(config)
   with pytest.raises(ValueError, match=match):
-    experiment.validate_config(config)
+    validation.validate_config(config)
 
 
 def _cli(*args, timeout=120):
@@ -156,6 +148,10 @@ def _cli(*args, timeout=120):
     (["--config.num_seeds=2"], "no field 'num_seeds' (did you mean --config.seeds"),
     (["--config.teacher.epoch=3"], "did you mean --config.teacher.epochs"),
     (["--config=experiments/configs/nope.py"], "nope.py: no such config file"),
+    # --mapping=vae runs configs/vae.py (its vae section exists and is checked) ...
+    (["--mapping=vae", "--config.vae.epochs=0"], "vae: latent_dim, epochs"),
+    # ... while the fixed maps' default.py has no vae section.
+    (["--mapping=conv", "--config.vae.epochs=3"], "no field 'vae.epochs'"),
   ],
 )
 def test_cli_rejects_bad_flags(args, match):
@@ -186,12 +182,7 @@ def tiny_vae_config(mapping):
 
 
 def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
-  from experiments.configs import vae as vae_config
-
-  config = vae_config.get_config()
-  tiny = tiny_vae_config("vae")
-  for name in ("seeds", "eval_batch_size", "checkpoint_every", "data", "teacher", "student", "vae"):
-    setattr(config, name, getattr(tiny, name))
+  config = tiny_vae_config("vae")
   workdir, cache_dir = tmp_path / "run", str(tmp_path / "cache")
   results = experiment.run_experiment(
     config, str(workdir), data_dir=shared_data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir
@@ -240,53 +231,6 @@ def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   )
 
 
-def test_expensive_phi_is_cached_per_input_and_resumes(tmp_path):
-  calls = []
-
-  def double(images, key):
-    calls.append(images.shape[0])  # traced once per chunk shape, run by the jitted function
-    return images * 2.0
-
-  phi = maps.Map("double", double, stochastic=False, chunk_size=4, cache_key="d1")
-  images = np.arange(10 * 2 * 2 * 1, dtype=np.float32).reshape(10, 2, 2, 1)
-  key = jax.random.key(0)
-  mapped = experiment._map_array(phi, images, key, str(tmp_path))
-  np.testing.assert_array_equal(mapped, images * 2)
-  cached_files = list((tmp_path / "phi" / "d1").glob("*.npy"))
-  assert len(cached_files) == 1 and not list((tmp_path / "phi" / "d1").glob("*.parts"))
-
-  # Same input: read back, φ not traced again; another input: a second file.
-  calls.clear()
-  np.testing.assert_array_equal(experiment._map_array(phi, images, key, str(tmp_path)), mapped)
-  assert calls == []
-  experiment._map_array(phi, images + 1, key, str(tmp_path))
-  assert len(list((tmp_path / "phi" / "d1").glob("*.npy"))) == 2
-
-  # An interrupted run keeps its finished chunks: fake one chunk done with a marker value.
-  other = images + 5
-  digest_parts = tmp_path / "phi" / "d2"
-  phi2 = maps.Map("double", double, stochastic=False, chunk_size=4, cache_key="d2")
-  first = experiment._map_array(phi2, other, key, str(tmp_path))
-  (path,) = digest_parts.glob("*.npy")
-  parts = digest_parts / (path.name[: -len(".npy")] + ".parts")
-  parts.mkdir()
-  np.save(parts / f"{0:09d}.npy", np.full((4, 2, 2, 1), -1.0, np.float32))
-  path.unlink()
-  resumed = experiment._map_array(phi2, other, key, str(tmp_path))
-  np.testing.assert_array_equal(resumed[:4], -1.0)  # the kept chunk, not recomputed
-  np.testing.assert_array_equal(resumed[4:], first[4:])
-
-
-def test_subset_is_seeded_sorted_and_whole_when_not_smaller():
-  images, labels = np.arange(20).reshape(10, 2), np.arange(10)
-  sub_images, sub_labels = experiment._subset((images, labels), 4)
-  assert len(sub_labels) == 4 and np.all(np.diff(sub_labels) > 0)
-  np.testing.assert_array_equal(sub_images, images[sub_labels])
-  np.testing.assert_array_equal(experiment._subset((images, labels), 4)[1], sub_labels)
-  assert experiment._subset((images, labels), None)[1] is labels
-  assert experiment._subset((images, labels), 10)[1] is labels
-
-
 def test_imagenette_cnn_end_to_end_on_a_fake_tree(tmp_path):
   from tests.test_imagenette import write_tree
 
@@ -314,7 +258,6 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
 
   root = write_tree(tmp_path / "data", per_class={"train": 4, "val": 1})
   config = tiny_config("style")
-  config.target_dataset = None  # style → imagenette, cnn teacher and student
   config.data.image_size, config.data.imagenette_small = 16, 10
   config.data.max_big = config.data.max_small = config.data.max_test = None
   config.eval_batch_size = 10
@@ -323,6 +266,7 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
   config.style.steps, config.style.batch_size = 2, 16
   config.style.style_layers, config.style.content_layers = ("relu1_1", "relu2_1"), ("relu2_1",)
   config.teacher.eval_size = 6  # of the 10 test images: only those are stylized
+  config.student.epochs = 3
   config.student.eval_every = 2  # 3 epochs: scored after epochs 2 and 3
   run = dict(data_dir=str(root), tfds_dir=str(tmp_path / "tfds"), cache_dir=str(tmp_path / "c"))
   with caplog.at_level("WARNING"):
@@ -348,16 +292,25 @@ def test_style_end_to_end_on_a_fake_tree_caches_the_stylized_sets(tmp_path, capl
   )
 
 
-@pytest.mark.parametrize("name", ["default", "vae", "generated", "style", "style_gpu"])
-def test_every_config_file_validates(name):
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_file_validates_and_writes_out_its_values(name):
   import importlib
 
   config = importlib.import_module(f"experiments.configs.{name}").get_config()
-  experiment.validate_config(config)
-  resolved = experiment.resolve_config(config)
+  validation.validate_config(config)
+
+  def no_none(tree, path=""):  # None only where it means "all" / "automatic"
+    optional = ("steps_per_call", "eval_size", "max_big", "max_small", "max_test")
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        no_none(value, f"{path}{key}.")
+      else:
+        assert value is not None or key in optional, f"{path}{key} is None"
+
+  no_none(config.to_dict())
   if name.startswith("style"):
-    assert resolved.target_dataset == resolved.source_dataset == "imagenette"
-    assert resolved.teacher.model == resolved.student.model == "cnn"
+    assert config.target_dataset == config.source_dataset == "imagenette"
+    assert config.teacher.model == config.student.model == "cnn"
 
 
 def test_several_style_image_files(tmp_path):
@@ -371,29 +324,29 @@ def test_several_style_image_files(tmp_path):
   config = tiny_config("style")
   config.data.image_size = 8
   config.style.style_image = f"{paths[0]}, {paths[1]}"
-  experiment.validate_config(config)
-  assert experiment.style_image_paths(config) == paths
-  images = experiment.load_style_images(config)
+  validation.validate_config(config)
+  assert style_maps.style_image_paths(config) == paths
+  images = style_maps.load_style_images(config)
   assert images.shape == (2, 8, 8, 3) and images.dtype == np.float32
   np.testing.assert_allclose(images[0, ..., 0], 1.0)  # red
   np.testing.assert_allclose(images[1, ..., 2], 1.0)  # blue
-  _, info = experiment.build_style_map(config)
+  _, info = style_maps.make_phi(config, str(tmp_path))
   assert info["style_images"] == paths
   config.style.style_image = paths[0]
-  _, single_info = experiment.build_style_map(config)
+  _, single_info = style_maps.make_phi(config, str(tmp_path))
   assert single_info["cache_key"] != info["cache_key"]  # the stylized cache tells them apart
   config.style.style_image = ""
-  assert experiment.load_style_images(config).shape == (1, 8, 8, 3)  # the generated default
+  assert style_maps.load_style_images(config).shape == (1, 8, 8, 3)  # the generated default
   config.style.style_image = f"{paths[0]},{tmp_path / 'missing.png'}"
   with pytest.raises(ValueError, match="missing.png"):
-    experiment.validate_config(config)
+    validation.validate_config(config)
   (tmp_path / "vgg19.bin").write_bytes(b"weights")
   config.style.style_image = ""
   config.style.weights = str(tmp_path / "vgg19.bin")
   with pytest.raises(ValueError, match=r"vgg19.bin' has none of the extensions .pth"):
-    experiment.validate_config(config)
+    validation.validate_config(config)
   config.style.weights = ""
   (tmp_path / "notes.png").write_text("not an image")
   config.style.style_image = str(tmp_path / "notes.png")
   with pytest.raises(ValueError, match="cannot read .*notes.png.* as an image"):
-    experiment.validate_config(config)
+    validation.validate_config(config)

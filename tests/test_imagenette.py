@@ -1,4 +1,5 @@
-"""Tests for distill_jax.data.imagenette: a tiny fake imagenette tree, a listing of the real one."""
+"""Tests for distill_jax.data.imagenette (and ``data.load`` of it): a tiny fake imagenette tree,
+a listing of the real one."""
 
 from __future__ import annotations
 
@@ -384,3 +385,32 @@ def test_max_sizes_decode_the_same_seeded_subsets_as_taking_them_afterwards(
       small_size=5,
       max_sizes={"test": 0},
     )
+
+
+def test_load_dispatches_imagenette_with_its_options(fake_root, tfds_dir, loaded):
+  from distill_jax.data import load, subset_positions
+
+  full = load_imagenette(  # the default split_seed, as load uses
+    data_dir=str(fake_root), tfds_dir=tfds_dir, image_size=SIZE, small_size=5
+  )
+  out = load(
+    "imagenette",
+    data_dir=str(fake_root),
+    tfds_dir=tfds_dir,
+    image_size=SIZE,
+    imagenette_small=5,
+    max_sizes={"big": 6, "small": 5, "test": None},
+  )
+  assert {split: len(labels) for split, (_, labels) in out.items()} == {
+    "big": 6,
+    "small": 5,
+    "test": 20,
+  }
+  chosen = subset_positions(25, 6)
+  np.testing.assert_array_equal(out["big"][0], full["big"][0][chosen])
+  np.testing.assert_array_equal(out["big"][1], full["big"][1][chosen])
+  for split in ("small", "test"):
+    np.testing.assert_array_equal(out[split][0], full[split][0])
+    np.testing.assert_array_equal(out[split][1], full[split][1])
+  assert out["test"][0].shape == (20, SIZE, SIZE, 3) and out["test"][0].dtype == np.float32
+  np.testing.assert_array_equal(out["test"][0], loaded["test"][0])

@@ -127,3 +127,22 @@ def test_shape_errors(batch):
 def test_accuracy():
   logits = jnp.array([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0]])
   assert float(losses.accuracy(logits, jnp.array([1, 1, 1]))) == pytest.approx(2 / 3)
+
+
+def test_classification_metrics():
+  def apply_fn(params, images):  # logits = images · params
+    return images @ params
+
+  metrics_fn = losses.classification_metrics(apply_fn)
+  images = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+  params = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+  labels = jnp.array([0, 0, 1])
+  got = metrics_fn(params, {"image": images, "label": labels}, jax.random.key(0))
+  np.testing.assert_array_equal(got["accuracy"], [1.0, 0.0, 0.0])
+  np.testing.assert_allclose(
+    got["cross_entropy"], _reference_cross_entropy(apply_fn(params, images), labels), rtol=1e-6
+  )
+
+
+def _reference_cross_entropy(logits, labels):
+  return -_log_softmax(logits)[np.arange(len(labels)), labels]

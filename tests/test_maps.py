@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
 from distill_jax import maps
@@ -14,7 +15,7 @@ def _images(n=4, size=28, seed=0):
 
 def test_registry():
   assert {"identity", "noise", "conv"} <= set(maps.map_names())
-  with pytest.raises(ValueError, match="unknown mapping 'blur'; choose one of"):
+  with pytest.raises(ValueError, match="unknown map 'blur'; choose one of"):
     maps.get_map("blur")
   with pytest.raises(ValueError, match="already registered"):
     maps.register_map("conv", maps.dilated_conv_map)
@@ -96,7 +97,88 @@ def test_conv_matches_lax_convolution_for_any_kernel():
     maps.get_map("conv")(x[:, :4, :4])
 
 
-def test_vae_map_needs_a_trained_vae():
-  assert "vae" in maps.LEARNED_MAPS and "vae" in maps.map_names()
-  with pytest.raises(ValueError, match="needs a trained VAE"):
-    maps.get_map("vae")
+def test_families_by_mapping_name():
+  assert set(maps.mapping_names()) >= {"identity", "noise", "conv", "vae", "generated", "style"}
+  assert maps.family_for("conv") is maps.family_for("identity")  # the fixed maps' family
+  assert maps.family_for("generated") is maps.family_for("vae")
+  with pytest.raises(ValueError, match="unknown mapping 'blur'; choose one of"):
+    maps.family_for("blur")
+
+
+def test_register_map_makes_a_new_mapping(monkeypatch):
+  from distill_jax.maps import core, fixed
+
+  monkeypatch.setattr(fixed, "_FACTORIES", dict(fixed._FACTORIES))
+  monkeypatch.setattr(core, "_FAMILIES", dict(core._FAMILIES))
+
+  def flip_map(axis: int = 2):
+    return maps.Map("flip", lambda images, key: jnp.flip(images, axis), stochastic=False)
+
+  maps.register_map("flip", flip_map)
+  assert "flip" in maps.mapping_names() and "flip" in maps.map_names()
+  config = ml_collections.ConfigDict({"mapping": "flip", "maps": {"flip": {"axis": 1}}})
+  built = maps.family_for("flip").build(config, {}, None)
+  x = _images()
+  np.testing.assert_array_equal(built.phi(x), x[:, ::-1])
+  with pytest.raises(ValueError, match="already registered"):
+    maps.register_map("flip", flip_map)
+
+
+def test_map_array_chunks_and_keys():
+  x = np.asarray(_images(n=5))
+  phi = maps.get_map("noise", variance=0.1)
+  key = jax.random.key(3)
+  mapped = phi.map_array(x, key, chunk_size=2)
+  jitted = jax.jit(phi.fn)  # map_array runs φ jitted (XLA may fuse it differently from eager)
+  want = np.concatenate(
+    [jitted(jnp.asarray(x[i : i + 2]), jax.random.fold_in(key, i)) for i in (0, 2, 4)]
+  )
+  np.testing.assert_array_equal(mapped, want)  # chunk [i, i + 2) draws from fold_in(key, i)
+  conv = maps.get_map("conv")
+  np.testing.assert_allclose(conv.map_array(x, key, chunk_size=3), conv(jnp.asarray(x)), rtol=1e-6)
+
+
+def test_cached_map_is_computed_once_per_input_and_resumes(tmp_path):
+  calls = []
+
+  def double(images, key):
+    calls.append(images.shape[0])
+    return images * 2.0
+
+  phi = maps.cached(
+    maps.Map("double", double, stochastic=False),
+    cache_dir=str(tmp_path),
+    cache_key="d1",
+    chunk_size=4,
+  )
+  images = np.arange(10 * 2 * 2 * 1, dtype=np.float32).reshape(10, 2, 2, 1)
+  key = jax.random.key(0)
+  mapped = phi.map_array(images, key)
+  np.testing.assert_array_equal(mapped, images * 2)
+  assert calls == [4, 4, 2]
+  folder = tmp_path / "phi" / "d1"
+  assert len(list(folder.glob("*.npy"))) == 1 and not list(folder.glob("*.parts"))
+
+  # Same input: read back, φ not called again; another input: a second file.
+  calls.clear()
+  np.testing.assert_array_equal(phi.map_array(images, key), mapped)
+  assert calls == []
+  phi.map_array(images + 1, key)
+  assert len(list(folder.glob("*.npy"))) == 2
+
+  # An interrupted run keeps its finished chunks: fake one chunk done with a marker value.
+  other = images + 5
+  phi2 = maps.cached(phi, cache_dir=str(tmp_path), cache_key="d2", chunk_size=4)
+  first = phi2.map_array(other, key)
+  (path,) = (tmp_path / "phi" / "d2").glob("*.npy")
+  parts = path.parent / (path.name[: -len(".npy")] + ".parts")
+  parts.mkdir()
+  np.save(parts / f"{0:09d}.npy", np.full((4, 2, 2, 1), -1.0, np.float32))
+  path.unlink()
+  calls.clear()
+  resumed = phi2.map_array(other, key)
+  np.testing.assert_array_equal(resumed[:4], -1.0)  # the kept chunk, not recomputed
+  np.testing.assert_array_equal(resumed[4:], first[4:])
+  assert calls == [4, 2]
+  with pytest.raises(ValueError, match="stochastic"):
+    maps.cached(maps.get_map("noise"), cache_dir=str(tmp_path), cache_key="n", chunk_size=4)

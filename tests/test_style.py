@@ -281,23 +281,19 @@ def test_default_style_image():
 
 
 def test_style_map_with_several_styles_picks_one_per_image_by_its_pixels(weights):
-  from distill_jax import maps
+  from distill_jax.maps import style as style_maps
 
   variables, preprocessing = weights
   content = _content_images(6, 16)
   style_a = style.default_style_image(16)
   style_b = style_a[::-1, :, ::-1].copy()
   options = dict(steps=2, learning_rate=0.05, content_weight=1.0, style_weight=10.0, **LIGHT)
-  phi = maps.get_map(
-    "style",
-    vgg_params=variables,
-    preprocessing=preprocessing,
-    style_image=np.stack([style_a, style_b]),
-    **options,
+  phi = style_maps.style_map(
+    variables, np.stack([style_a, style_b]), preprocessing=preprocessing, **options
   )
-  chosen = maps.style_index(content, 2)
+  chosen = style_maps.style_index(content, 2)
   assert set(chosen.tolist()) == {0, 1}  # these six images use both styles
-  np.testing.assert_array_equal(maps.style_index(content[::-1], 2), chosen[::-1])  # per image
+  np.testing.assert_array_equal(style_maps.style_index(content[::-1], 2), chosen[::-1])  # per image
   mapped = np.asarray(phi(content, jax.random.key(0)))
   for style_number, style_image in enumerate((style_a, style_b)):
     own = chosen == style_number
@@ -309,10 +305,8 @@ def test_style_map_with_several_styles_picks_one_per_image_by_its_pixels(weights
   halves = np.concatenate([phi(content[:3], None), phi(content[3:], None)])
   np.testing.assert_allclose(halves, mapped, atol=1e-5)
   # One style given as [1, H, W, 3] is the same map as [H, W, 3].
-  single = maps.get_map(
-    "style", vgg_params=variables, preprocessing=preprocessing, style_image=style_a[None], **options
-  )
+  single = style_maps.style_map(variables, style_a[None], preprocessing=preprocessing, **options)
   want = style.stylize(content, style_a, variables, preprocessing=preprocessing, **options)
   np.testing.assert_allclose(single(content, None), want, atol=1e-5)
   with pytest.raises(ValueError, match=r"\[K, H, W, 3\]"):
-    maps.get_map("style", vgg_params=variables, style_image=style_a[..., :2])
+    style_maps.style_map(variables, style_a[..., :2])

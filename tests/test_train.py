@@ -3,13 +3,16 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from distill_jax import losses
 from distill_jax import models
+from distill_jax import optim
 from distill_jax import parallel
 from distill_jax import train
 from distill_jax.checkpoints import Checkpointer
+from distill_jax.epochs import choose_steps_per_call
 
 MODEL = models.get_model("mlp", hidden=(16,))
 
@@ -32,18 +35,18 @@ def _loss_fn(params, batch, key, hparams, context):
 
 def _fit(seeds=(0, 1), epochs=3, mesh=None, hparams=None, **kwargs):
   images, labels = _data()
+  kwargs.setdefault("tx", optax.adam(1e-2))
   return train.fit(
     name="toy",
     init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
     loss_fn=_loss_fn,
-    metrics_fn=train.classification_metrics(MODEL.apply),
+    metrics_fn=losses.classification_metrics(MODEL.apply),
     train_data={"image": images, "label": labels},
     test_data={"image": images[:60], "label": labels[:60]},
     run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds)),
     hparams=hparams or {},
     epochs=epochs,
     batch_size=20,
-    learning_rate=1e-2,
     mesh=mesh or parallel.make_mesh(),
     eval_batch_size=20,
     **kwargs,
@@ -93,14 +96,14 @@ def test_batch_not_divisible_by_devices():
       name="toy",
       init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
       loss_fn=_loss_fn,
-      metrics_fn=train.classification_metrics(MODEL.apply),
+      metrics_fn=losses.classification_metrics(MODEL.apply),
       train_data={"image": images, "label": labels},
       test_data={"image": images, "label": labels},
       run_keys=jax.random.key(0)[None],
       hparams={},
       epochs=1,
       batch_size=15,
-      learning_rate=1e-2,
+      tx=optax.adam(1e-2),
       mesh=parallel.make_mesh(2),
     )
 
@@ -132,6 +135,18 @@ def test_nan_loss_raises_clear_error():
     _fit(hparams={"scale": np.array([1.0, np.nan])}, epochs=2)
 
 
+def test_nan_loss_error_names_the_kept_checkpoint(tmp_path):
+  _fit(epochs=1, checkpointer=Checkpointer(str(tmp_path)), checkpoint_every=1)
+  kept = r"epoch 2 for runs \[1\].*the last checkpoint, epoch 1, is kept"
+  with pytest.raises(FloatingPointError, match=kept):
+    _fit(
+      hparams={"scale": np.array([1.0, np.nan])},
+      epochs=2,
+      checkpointer=Checkpointer(str(tmp_path)),
+      checkpoint_every=1,
+    )
+
+
 def test_hparams_must_have_one_value_per_run():
   with pytest.raises(ValueError, match="one value per run"):
     _fit(hparams={"scale": np.array([1.0, 2.0, 3.0])})
@@ -142,6 +157,49 @@ def test_predict_matches_apply():
   params = MODEL.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   got = train.predict(MODEL.apply, params, images, parallel.make_mesh(), batch_size=20)
   np.testing.assert_allclose(got, MODEL.apply(params, images), rtol=1e-5, atol=1e-6)
+
+
+def test_predict_compiles_once_per_apply_fn():
+  traces = []
+
+  def apply_fn(params, images):  # runs once per trace, not per call
+    traces.append(images.shape)
+    return MODEL.apply(params, images)
+
+  images, _ = _data(n=45)
+  params = MODEL.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  mesh = parallel.make_mesh()
+  first = train.predict(apply_fn, params, images, mesh, batch_size=20)
+  again = train.predict(apply_fn, jax.tree.map(jnp.copy, params), images, mesh, batch_size=20)
+  assert len(traces) == 1
+  np.testing.assert_array_equal(again, first)
+
+
+def test_fit_with_a_configured_optimizer():
+  config = optim.default_optimizer_config(learning_rate=3e-2)
+  config.update(name="adamw", weight_decay=1e-4, schedule="cosine", warmup_epochs=1, clip_norm=1.0)
+  tx = optim.make_optimizer(config, steps_per_epoch=200 // 20, epochs=4)
+  result = _fit(epochs=4, tx=tx)
+  assert np.all(result.history["test_accuracy"][:, -1] > 0.8)
+
+
+@pytest.mark.parametrize(
+  "configured,model,backend,want",
+  [
+    (None, "cnn", "cpu", 1),
+    (None, "cnn", "gpu", None),
+    (None, "mlp", "cpu", None),
+    (4, "mlp", "gpu", 4),
+    (2, "cnn", "cpu", 2),
+  ],
+)
+def test_choose_steps_per_call(configured, model, backend, want):
+  assert choose_steps_per_call(configured, model, backend) == want
+
+
+def test_choose_steps_per_call_defaults_to_this_backend():
+  want = 1 if jax.default_backend() == "cpu" else None
+  assert choose_steps_per_call(None, "cnn") == want
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 3])

@@ -132,7 +132,7 @@ def test_fit_vae_with_the_trainer_lowers_test_neg_elbo():
     mnist_test=(mnist[160:], labels[160:]),
     epochs=40,
     batch_size=20,
-    learning_rate=3e-3,
+    tx=optax.adam(3e-3),
     mesh=parallel.make_mesh(),
   )
   neg_elbo = result.history["test_neg_elbo"][0]
@@ -159,14 +159,3 @@ def test_latent_grid_values():
   q = 1.6448536  # Φ⁻¹(0.95)
   np.testing.assert_allclose(grid[:, 0], [-q, 0, q] * 3, atol=1e-5)
   np.testing.assert_allclose(grid[:, 1], [q] * 3 + [0] * 3 + [-q] * 3, atol=1e-5)
-
-
-def test_figures_are_written(tmp_path):
-  model, params = _model_and_params(latent_dim=2)
-  vae.plot_latent_grids(model, params, str(tmp_path / "grid.png"), steps=4)
-  vae.plot_translations(model, params, np.asarray(_images(5, 0)), str(tmp_path / "tr.png"))
-  for name in ("grid.png", "tr.png"):
-    assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-  model16, params16 = _model_and_params(latent_dim=16)
-  with pytest.raises(ValueError, match="latent_dim=2"):
-    vae.plot_latent_grids(model16, params16, str(tmp_path / "x.png"))

@@ -1,4 +1,11 @@
-"""Data layer: tfds builders and loaders for MNIST, Fashion-MNIST, GeneratedMNIST, Imagenette."""
+"""Data layer: tfds builders and loaders for MNIST, Fashion-MNIST, GeneratedMNIST, Imagenette.
+
+``load(name, ...)`` returns any dataset of ``DATASET_NAMES`` as our splits (``SPLIT_NAMES``:
+big / small / test) of float32 images in [0, 1] and int32 labels; ``image_shape(name)`` gives
+its (H, W, C). Modules: ``loading`` (the entry points), ``builders`` (MNIST, Fashion-MNIST),
+``generated`` (GeneratedMNIST), ``imagenette``, ``idx`` (IDX files), ``splits`` (split names
+and seeded subsets), ``tfds_io`` (preparing and reading tfds records), ``errors``.
+"""
 
 from distill_jax.data.builders import (
   DistillFashionMnist,
@@ -8,6 +15,7 @@ from distill_jax.data.builders import (
 from distill_jax.data.errors import DataError
 from distill_jax.data.generated import DistillGeneratedMnist, to_uint8
 from distill_jax.data.imagenette import (
+  IMAGENETTE_SPLITS,
   WNIDS,
   DistillImagenette,
   list_imagenette_files,
@@ -16,18 +24,28 @@ from distill_jax.data.imagenette import (
 from distill_jax.data.idx import read_idx_images, read_idx_labels, read_idx_pair
 from distill_jax.data.loading import (
   DATA_DIR_ENV,
-  DATASETS,
-  SPLITS,
+  DATASET_NAMES,
+  GENERATED_MNIST,
+  IDX_DATASETS,
+  IDX_SPLITS,
+  IMAGENETTE,
+  image_shape,
+  load,
   load_generated_mnist,
   load_splits,
   resolve_data_dir,
-  subset_positions,
 )
+from distill_jax.data.splits import SPLIT_NAMES, subset, subset_positions
 
 __all__ = [
-  "DATASETS",
+  "DATASET_NAMES",
   "DATA_DIR_ENV",
-  "SPLITS",
+  "GENERATED_MNIST",
+  "IDX_DATASETS",
+  "IDX_SPLITS",
+  "IMAGENETTE",
+  "IMAGENETTE_SPLITS",
+  "SPLIT_NAMES",
   "DataError",
   "DistillFashionMnist",
   "DistillGeneratedMnist",
@@ -35,7 +53,9 @@ __all__ = [
   "DistillMnist",
   "IdxImageClassificationBuilder",
   "WNIDS",
+  "image_shape",
   "list_imagenette_files",
+  "load",
   "load_generated_mnist",
   "load_imagenette",
   "load_splits",
@@ -43,6 +63,7 @@ __all__ = [
   "read_idx_labels",
   "read_idx_pair",
   "resolve_data_dir",
+  "subset",
   "subset_positions",
   "to_uint8",
 ]

@@ -2,18 +2,19 @@
 
 They are named `distill_mnist` / `distill_fashion_mnist` because tfds already registers
 `mnist` / `fashion_mnist`. Official download checksums live in `checksums.tsv` next to this
-module, which tfds finds through `code_path`.
+module, which tfds finds through `code_path`. `mnist_features` is the record layout of every
+MNIST-family dataset (GeneratedMNIST's too), so that one loader reads them all.
 """
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
 from distill_jax.data.idx import IMAGE_SIDE, NUM_CLASSES, read_idx_pair
+from distill_jax.data.tfds_io import image_features, manual_folder
 
 # Split name -> (images file, labels file), the official LeCun names.
 IDX_FILES = {
@@ -21,6 +22,12 @@ IDX_FILES = {
   "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 IDX_FILE_NAMES = tuple(name for pair in IDX_FILES.values() for name in pair)
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)  # as stored in the records: one channel
+
+
+def mnist_features() -> tfds.features.FeaturesDict:
+  """The records of every MNIST-family dataset: 28x28x1 uint8 image (raw bytes), label 0-9."""
+  return image_features(IMAGE_SHAPE, tfds.features.ClassLabel(num_classes=NUM_CLASSES))
 
 
 class IdxImageClassificationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -40,25 +47,14 @@ class IdxImageClassificationBuilder(tfds.core.GeneratorBasedBuilder, skip_regist
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
       description=self.DESCRIPTION,
-      features=tfds.features.FeaturesDict(
-        {
-          # Tensor, not Image: Image would PNG-encode, which needs TensorFlow.
-          # BYTES stores the 784 pixels as raw bytes (default: one int64 each).
-          "image": tfds.features.Tensor(
-            shape=(IMAGE_SIDE, IMAGE_SIDE, 1),
-            dtype=np.uint8,
-            encoding=tfds.features.Encoding.BYTES,
-          ),
-          "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-        }
-      ),
+      features=mnist_features(),
       supervised_keys=("image", "label"),
       homepage=self.HOMEPAGE,
       disable_shuffling=True,  # keep the original file order
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    folder = _manual_folder(dl_manager)
+    folder = manual_folder(dl_manager)
     if folder is not None:
       # Read the .gz files in place. Not `dl_manager.extract`: it extracts to
       # `extracted/GZIP.<file name>`, and MNIST and Fashion-MNIST share file names.
@@ -74,14 +70,6 @@ class IdxImageClassificationBuilder(tfds.core.GeneratorBasedBuilder, skip_regist
     images, labels = read_idx_pair(os.fspath(images_path), os.fspath(labels_path))
     for index, (image, label) in enumerate(zip(images, labels)):
       yield index, {"image": image[:, :, None], "label": int(label)}
-
-
-def _manual_folder(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:
-  """The manual folder if it exists and is not empty, else None (then we download)."""
-  try:
-    return dl_manager.manual_dir
-  except AssertionError:  # tfds: no manual folder, or it is missing / empty
-    return None
 
 
 class DistillMnist(IdxImageClassificationBuilder):

@@ -19,8 +19,9 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow_datasets as tfds
 
+from distill_jax.data.builders import mnist_features
 from distill_jax.data.errors import DataError
-from distill_jax.data.idx import IMAGE_SIDE, NUM_CLASSES
+from distill_jax.data.idx import IMAGE_SIDE
 
 # split -> (uint8 images (N, 28, 28, 1), int labels (N,))
 TranslatedSplits = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -61,16 +62,7 @@ class DistillGeneratedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=T
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
       description=__doc__.split("\n\n")[0],
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Tensor(
-            shape=(IMAGE_SIDE, IMAGE_SIDE, 1),
-            dtype=np.uint8,
-            encoding=tfds.features.Encoding.BYTES,
-          ),
-          "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
-        }
-      ),
+      features=mnist_features(),
       supervised_keys=("image", "label"),
       disable_shuffling=True,  # keep Fashion-MNIST's order: big / small slices match
     )

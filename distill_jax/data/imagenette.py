@@ -36,11 +36,16 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
-from etils import epath
 from PIL import Image
 
 from distill_jax.data.errors import DataError
-from distill_jax.data.loading import decode_records, download_and_prepare, subset_positions
+from distill_jax.data.splits import check_max_sizes, check_splits, subset_positions
+from distill_jax.data.tfds_io import (
+  download_and_prepare,
+  image_features,
+  manual_folder,
+  read_split,
+)
 
 URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz"  # size, sha256: checksums.tsv
 ARCHIVE_FOLDER = "imagenette2"  # what the archive extracts to
@@ -73,8 +78,8 @@ CLASS_NAMES = (
 )
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 MIN_IMAGE_SIZE = 8
-# Our split name -> tfds split of the prepared dataset.
-SPLITS = {"big": "train", "small": "train", "test": "val"}
+# Our split name -> tfds split of the prepared dataset (big / small: see split_train_indices).
+IMAGENETTE_SPLITS = {"big": "train", "small": "train", "test": "val"}
 FIX_HINT = (
   "point --data_dir / DISTILL_DATA_DIR at a folder holding imagenette/{train,val}/<wnid>/*.JPEG "
   f"(extract {URL} and rename imagenette2 to imagenette), or pass data_dir=None to download it"
@@ -204,22 +209,14 @@ class DistillImagenette(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     size = self.image_size
     return self.dataset_info_from_configs(
       description=__doc__.split("\n\n")[0],
-      features=tfds.features.FeaturesDict(
-        {
-          # Raw bytes (no TensorFlow needed to encode; fast bulk decoding in the loader).
-          "image": tfds.features.Tensor(
-            shape=(size, size, 3), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
-          ),
-          "label": tfds.features.ClassLabel(names=list(WNIDS)),
-        }
-      ),
+      features=image_features((size, size, 3), tfds.features.ClassLabel(names=list(WNIDS))),
       supervised_keys=("image", "label"),
       homepage="https://github.com/fastai/imagenette",
       disable_shuffling=True,  # keep the file order: big / small indices refer to it
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    folder = _manual_folder(dl_manager)
+    folder = manual_folder(dl_manager)
     if folder is None:
       folder = dl_manager.download_and_extract(URL) / ARCHIVE_FOLDER
     elif not (folder / "train").is_dir() and (folder / ARCHIVE_FOLDER).is_dir():
@@ -238,14 +235,6 @@ class DistillImagenette(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         for offset, (image, (_, label)) in enumerate(zip(images, chunk)):
           yield start + offset, {"image": image, "label": label}
     logging.info("Imagenette %dpx: %d %s images done.", size, len(files), split)
-
-
-def _manual_folder(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:
-  """The manual folder if it exists and is not empty, else None (then we download)."""
-  try:
-    return dl_manager.manual_dir
-  except AssertionError:  # tfds: no manual folder, or it is missing / empty
-    return None
 
 
 def load_imagenette(
@@ -274,15 +263,12 @@ def load_imagenette(
   that saves gigabytes of float32 for quick looks.
   """
   image_size = check_image_size(image_size)
-  if isinstance(splits, str):
-    splits = (splits,)
-  for split in splits:
-    if split not in SPLITS:
-      raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+  splits = check_splits(splits)
   if isinstance(small_size, bool) or not isinstance(small_size, (int, np.integer)):
     raise DataError(f"small_size must be an int, got {small_size!r}; pass e.g. 1000")
   if small_size < 1:
     raise DataError(f"small_size={small_size} must be >= 1; pass e.g. 1000")
+  limits = check_max_sizes(max_sizes, splits)
 
   manual_dir = None
   if data_dir is not None:
@@ -294,7 +280,21 @@ def load_imagenette(
     download_dir=os.path.join(tfds_dir, "downloads", builder.name),
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
+  indices = _record_indices(builder, splits, small_size, split_seed, limits)
+  shape = (image_size, image_size, 3)
+  return {
+    split: read_split(builder, IMAGENETTE_SPLITS[split], shape, indices[split]) for split in splits
+  }
 
+
+def _record_indices(
+  builder: DistillImagenette,
+  splits: tuple[str, ...],
+  small_size: int,
+  split_seed: int,
+  limits: Mapping[str, int | None],
+) -> dict[str, np.ndarray | None]:
+  """{split: the records of its tfds split to read (None: all of them)}, ``max_sizes`` applied."""
   indices = {"test": None}
   if {"big", "small"} & set(splits):
     num_train = builder.info.splits["train"].num_examples
@@ -304,21 +304,15 @@ def load_imagenette(
         f"pass a smaller small_size"
       )
     indices["small"], indices["big"] = split_train_indices(num_train, small_size, split_seed)
-  max_sizes = dict(max_sizes or {})
   for split in splits:
-    limit = max_sizes.get(split)
-    if limit is None:
+    if limits[split] is None:
       continue
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-      raise DataError(f"max_sizes[{split!r}] must be an int >= 1 or None, got {limit!r}")
-    count = builder.info.splits[SPLITS[split]].num_examples
+    count = builder.info.splits[IMAGENETTE_SPLITS[split]].num_examples
     all_indices = np.arange(count) if indices[split] is None else indices[split]
-    chosen = subset_positions(len(all_indices), int(limit))
+    chosen = subset_positions(len(all_indices), limits[split])
     if chosen is not None:
       indices[split] = all_indices[chosen]
-  return {
-    split: _read_split(builder, SPLITS[split], indices[split], image_size) for split in splits
-  }
+  return indices
 
 
 def split_train_indices(
@@ -327,16 +321,3 @@ def split_train_indices(
   """(small, big) train indices: a seeded permutation's first ``small_size`` / the rest, sorted."""
   permutation = np.random.default_rng(split_seed).permutation(num_train)
   return np.sort(permutation[:small_size]), np.sort(permutation[small_size:])
-
-
-def _read_split(builder, tfds_split: str, indices, image_size: int):
-  """Reads records ``indices`` (all if None) of one split in one batched call, as float32."""
-  source = builder.as_data_source(
-    split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
-  )
-  indices = range(len(source)) if indices is None else [int(i) for i in indices]
-  records = source.__getitems__(indices) if len(indices) else []
-  images, labels = decode_records(records, (image_size, image_size, 3))
-  images = images.astype(np.float32)
-  images /= 255.0
-  return images, labels

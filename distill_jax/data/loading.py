@@ -1,25 +1,36 @@
-"""Public entry point: MNIST / Fashion-MNIST splits as float32 numpy arrays, prepared once with tfds."""
+"""Public entry points: a dataset's splits by name as float32 numpy arrays, prepared once with tfds.
+
+``load`` reads any dataset of ``DATASET_NAMES``: MNIST and Fashion-MNIST through
+``load_splits``, Imagenette through ``imagenette.load_imagenette``. GeneratedMNIST is made by a
+trained VAE, so it has its own loader, ``load_generated_mnist``, keyed by the VAE's name.
+``image_shape`` gives the (H, W, C) of any of them.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import shuffle as tfds_shuffle
-from tensorflow_datasets.proto import tf_example_pb2
 
-from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES
+from distill_jax.data import imagenette
+from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES, IMAGE_SHAPE
 from distill_jax.data.errors import FIX_HINT, DataError
 from distill_jax.data.generated import DistillGeneratedMnist, TranslatedSplits
+from distill_jax.data.splits import SPLIT_NAMES, check_max_sizes, check_splits, subset
+from distill_jax.data.tfds_io import download_and_prepare, read_split
 
-# Our split name -> tfds split slice. "small" is the last 1,000 training images.
-SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
-DATASETS = ("mnist", "fashion_mnist")
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
+IDX_DATASETS = ("mnist", "fashion_mnist")  # read from the four official IDX files
+IMAGENETTE = "imagenette"
+GENERATED_MNIST = "generated_mnist"  # made by a VAE: load_generated_mnist, not load
+DATASET_NAMES = tuple(sorted((*IDX_DATASETS, IMAGENETTE)))  # what `load` reads
+# Our split name -> tfds split slice of the MNIST-family datasets (IDX_DATASETS and
+# GeneratedMNIST: 60,000 train + 10,000 test). "small" is the last 1,000 training images.
+IDX_SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def resolve_data_dir(flag_value: str | None) -> str | None:
@@ -27,27 +38,72 @@ def resolve_data_dir(flag_value: str | None) -> str | None:
   return flag_value or os.environ.get(DATA_DIR_ENV) or None
 
 
+def load(
+  name: str,
+  *,
+  data_dir: str | None,
+  tfds_dir: str,
+  splits: str | Iterable[str] = SPLIT_NAMES,
+  image_size: int = 32,
+  imagenette_small: int = 1000,
+  max_sizes: Mapping[str, int | None] | None = None,
+) -> Splits:
+  """Returns {split: (images float32 (N, H, W, C) in [0, 1], labels int32 (N,))} of ``name``.
+
+  ``name`` is one of ``DATASET_NAMES``; ``data_dir`` / ``tfds_dir`` are as for ``load_splits``.
+  For Imagenette, ``image_size`` is the side S of its images and ``imagenette_small`` the size
+  of its ``small`` split (``load_imagenette``'s ``small_size``); the MNIST family ignores both.
+
+  ``max_sizes`` ({split: N or None}) keeps a seeded N of a split, ``subset_positions(len, N)``
+  in the original order; a split of at most N (or N None) comes back as loaded. Imagenette
+  decodes only the kept records.
+  """
+  if name not in DATASET_NAMES:
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
+  if name == IMAGENETTE:
+    return imagenette.load_imagenette(
+      data_dir=data_dir,
+      tfds_dir=tfds_dir,
+      image_size=image_size,
+      splits=splits,
+      small_size=imagenette_small,
+      max_sizes=max_sizes,
+    )
+  splits = check_splits(splits)
+  limits = check_max_sizes(max_sizes, splits)
+  data = load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
+  return {split: subset(data[split], limits[split]) for split in splits}
+
+
+def image_shape(name: str, image_size: int = 32) -> tuple[int, int, int]:
+  """(H, W, C) of the images of dataset ``name``: (28, 28, 1) for the MNIST family
+  (``IDX_DATASETS`` and ``GENERATED_MNIST``), (S, S, 3) for Imagenette, S = ``image_size``."""
+  if name == IMAGENETTE:
+    size = imagenette.check_image_size(image_size)
+    return (size, size, 3)
+  if name in (*IDX_DATASETS, GENERATED_MNIST):
+    return IMAGE_SHAPE
+  valid = sorted((*DATASET_NAMES, GENERATED_MNIST))
+  raise DataError(f"unknown dataset {name!r}; valid: {', '.join(valid)}")
+
+
 def load_splits(
   name: str,
   *,
   data_dir: str | None,
   tfds_dir: str,
-  splits=("big", "small", "test"),
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  splits: str | Iterable[str] = SPLIT_NAMES,
+) -> Splits:
   """Returns {split: (images float32 (N,28,28,1) in [0,1], labels int32 (N,))}.
 
-  `data_dir` is a root holding `<name>/` with the four IDX .gz files; it is read directly and the
-  network is never used. With `data_dir=None` tfds downloads the official files. The prepared
-  dataset is written once under `tfds_dir` and reused by later calls.
+  `name` is one of ``IDX_DATASETS``. `data_dir` is a root holding `<name>/` with the four IDX
+  .gz files; it is read directly and the network is never used. With `data_dir=None` tfds
+  downloads the official files. The prepared dataset is written once under `tfds_dir` and
+  reused by later calls.
   """
-  if name not in DATASETS:
-    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-  if isinstance(splits, str):
-    splits = (splits,)
-  for split in splits:
-    if split not in SPLITS:
-      raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-
+  if name not in IDX_DATASETS:
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(IDX_DATASETS)}")
+  splits = check_splits(splits)
   manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
   builder = BUILDERS[name](data_dir=tfds_dir)
   download_and_prepare(  # no-op when already prepared
@@ -55,7 +111,7 @@ def load_splits(
     download_dir=os.path.join(tfds_dir, "downloads", builder.name),
     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
-  return {split: _read_split(builder, SPLITS[split]) for split in splits}
+  return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
 
 
 def load_generated_mnist(
@@ -63,56 +119,17 @@ def load_generated_mnist(
   *,
   translate: Callable[[], TranslatedSplits] | None,
   tfds_dir: str,
-  splits=("big", "small", "test"),
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  splits: str | Iterable[str] = SPLIT_NAMES,
+) -> Splits:
   """GeneratedMNIST made by the VAE named ``config_name``, as ``load_splits`` returns splits.
 
   Prepared once under ``tfds_dir`` (``translate()`` gives the uint8 images and labels of
   ``train`` and ``test``; it is not called when the dataset exists) and read back from there.
   """
-  if isinstance(splits, str):
-    splits = (splits,)
-  for split in splits:
-    if split not in SPLITS:
-      raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+  splits = check_splits(splits)
   builder = DistillGeneratedMnist(config_name=config_name, translate=translate, data_dir=tfds_dir)
   download_and_prepare(builder, download_dir=os.path.join(tfds_dir, "downloads", builder.name))
-  return {split: _read_split(builder, SPLITS[split]) for split in splits}
-
-
-def subset_positions(count: int, size: int | None, seed: int = 0) -> np.ndarray | None:
-  """Positions of a seeded ``size``-subset of ``count`` examples, sorted (original order), or
-  None for all of them (``size`` None or not smaller than ``count``)."""
-  if size is None or size >= count:
-    return None
-  return np.sort(np.random.default_rng(seed).permutation(count)[:size])
-
-
-def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
-  """``builder.download_and_prepare(file_format="array_record", **kwargs)``, TensorFlow optional.
-
-  tfds keeps a split's serialized examples in memory up to 1 GB and beyond that spills them to
-  temporary bucket files through ``tf.io.gfile``, which imports TensorFlow. Without TensorFlow
-  (this project does not need it) a split over 1 GB (Imagenette train at 224 px is 1.43 GB)
-  would fail with ``No module named 'tensorflow'``, so the limit is lifted while preparing: the
-  split is then held in host memory once, about its size on disk.
-  """
-  with _in_memory_shuffle_buffer():
-    builder.download_and_prepare(file_format="array_record", **kwargs)
-
-
-@contextlib.contextmanager
-def _in_memory_shuffle_buffer():
-  """Lifts tfds's in-memory limit (see ``download_and_prepare``) when TensorFlow is missing."""
-  limit = getattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", None)
-  if limit is None or importlib.util.find_spec("tensorflow") is not None:
-    yield
-    return
-  tfds_shuffle.MAX_MEM_BUFFER_SIZE = 1 << 62
-  try:
-    yield
-  finally:
-    tfds_shuffle.MAX_MEM_BUFFER_SIZE = limit
+  return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
 
 
 def _check_idx_folder(folder: str) -> str:
@@ -124,32 +141,3 @@ def _check_idx_folder(folder: str) -> str:
     if not os.path.isfile(path):
       raise DataError(f"{path}: file is missing; {FIX_HINT}")
   return folder
-
-
-def _read_split(builder, tfds_split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads one split through `as_data_source` in a single batched call.
-
-  Records are fetched as raw bytes and decoded here in bulk (the image is one bytes field):
-  about 4x faster than tfds's per-record decoding.
-  """
-  source = builder.as_data_source(
-    split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
-  )
-  records = source.__getitems__(range(len(source))) if len(source) else []
-  images, labels = decode_records(records)
-  images = images.astype(np.float32)
-  images /= 255.0
-  return images, labels
-
-
-def decode_records(records, image_shape=(28, 28, 1)) -> tuple[np.ndarray, np.ndarray]:
-  """Serialized tf.train.Example records (raw-bytes image + label) → (uint8 (N, *image_shape),
-  int32 (N,))."""
-  parse = tf_example_pb2.Example.FromString
-  pixels, labels = [], []
-  for record in records:
-    feature = parse(record).features.feature
-    pixels.append(feature["image"].bytes_list.value[0])
-    labels.append(feature["label"].int64_list.value[0])
-  images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, *image_shape)
-  return images, np.asarray(labels, dtype=np.int32)

@@ -18,12 +18,14 @@ whole training set lives on the device: 8,469 × 224² × 3 float32 ≈ 5.1 GB (
 copy for the teacher).
 """
 
-from experiments.configs import default
+from experiments.configs import style
 
 
 def get_config():
-  config = default.get_config()
-  config.mapping = "style"
+  config = style.get_config()
+  config.student.epochs = 100
+  config.student.eval_every = 1
+  config.teacher.eval_size = None
   config.data.image_size = 224
   config.style.steps = 100
   config.style.learning_rate = 0.02

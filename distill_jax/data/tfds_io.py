@@ -1,0 +1,108 @@
+"""tfds plumbing shared by our builders: preparing, the record features, reading records back.
+
+Every dataset here stores one raw-bytes uint8 image and one class label per record. Preparing
+and reading need no TensorFlow: images are ``Tensor`` features (not ``Image``, which would
+PNG-encode through TensorFlow) and records are read as serialized bytes and decoded in bulk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterable
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+from tensorflow_datasets.core import shuffle as tfds_shuffle
+from tensorflow_datasets.proto import tf_example_pb2
+
+
+def image_features(
+  image_shape: tuple[int, int, int], label: tfds.features.ClassLabel
+) -> tfds.features.FeaturesDict:
+  """The record features: a uint8 ``image`` of ``image_shape`` stored as raw bytes, ``label``.
+
+  BYTES stores the pixels as one bytes field (the default would store one int64 per pixel),
+  which ``decode_records`` reads back in bulk.
+  """
+  return tfds.features.FeaturesDict(
+    {
+      "image": tfds.features.Tensor(
+        shape=image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+      ),
+      "label": label,
+    }
+  )
+
+
+def manual_folder(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:
+  """The manual folder if it exists and is not empty, else None (then we download)."""
+  try:
+    return dl_manager.manual_dir
+  except AssertionError:  # tfds: no manual folder, or it is missing / empty
+    return None
+
+
+def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
+  """``builder.download_and_prepare(file_format="array_record", **kwargs)``, TensorFlow optional.
+
+  tfds keeps a split's serialized examples in memory up to 1 GB and beyond that spills them to
+  temporary bucket files through ``tf.io.gfile``, which imports TensorFlow. Without TensorFlow
+  (this project does not need it) a split over 1 GB (Imagenette train at 224 px is 1.43 GB)
+  would fail with ``No module named 'tensorflow'``, so the limit is lifted while preparing: the
+  split is then held in host memory once, about its size on disk.
+  """
+  with _in_memory_shuffle_buffer():
+    builder.download_and_prepare(file_format="array_record", **kwargs)
+
+
+@contextlib.contextmanager
+def _in_memory_shuffle_buffer():
+  """Lifts tfds's in-memory limit (see ``download_and_prepare``) when TensorFlow is missing."""
+  limit = getattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", None)
+  if limit is None or importlib.util.find_spec("tensorflow") is not None:
+    yield
+    return
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = 1 << 62
+  try:
+    yield
+  finally:
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = limit
+
+
+def read_split(
+  builder: tfds.core.DatasetBuilder,
+  tfds_split: str,
+  image_shape: tuple[int, int, int],
+  indices: Iterable[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Records ``indices`` (all if None) of a prepared split: (float32 images in [0, 1], int32).
+
+  The records are fetched in one batched call as raw bytes and decoded by ``decode_records``:
+  about 4x faster than tfds's per-record decoding.
+  """
+  source = builder.as_data_source(
+    split=tfds_split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
+  )
+  indices = range(len(source)) if indices is None else [int(i) for i in indices]
+  records = source.__getitems__(indices) if len(indices) else []
+  images, labels = decode_records(records, image_shape)
+  images = images.astype(np.float32)
+  images /= 255.0
+  return images, labels
+
+
+def decode_records(
+  records: Iterable[bytes], image_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+  """Serialized tf.train.Example records (raw-bytes image + label) → (uint8 (N, *image_shape),
+  int32 (N,))."""
+  parse = tf_example_pb2.Example.FromString
+  pixels, labels = [], []
+  for record in records:
+    feature = parse(record).features.feature
+    pixels.append(feature["image"].bytes_list.value[0])
+    labels.append(feature["label"].int64_list.value[0])
+  images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, *image_shape)
+  return images, np.asarray(labels, dtype=np.int32)

@@ -1,0 +1,247 @@
+"""How one epoch of R runs is executed: the scanned and the stepped epoch, and the choice.
+
+An epoch of run r is fixed by its key alone: ``plan`` draws the run's permutation of the training
+examples (``steps = num_examples // batch_size`` batches, the rest dropped) and one key per step;
+each step gathers its batch from the shared ``train_data``, shards it over the mesh, takes the
+gradient of ``loss_fn`` and applies ``tx``; the run is then scored on the test set with a fixed
+evaluation key. Two strategies execute this, with the same numbers:
+
+- the **scanned epoch** (``steps_per_call=None``): the whole epoch of all runs is one jitted
+  program; the runs are ``vmap``-ed, ``lax.scan`` takes the steps, then all runs are evaluated.
+  One compilation and one dispatch per epoch for any R: the right choice for dense nets and on
+  accelerators.
+- the **stepped epoch** (``steps_per_call=k``): per run, a Python loop over jitted programs of k
+  straight-line steps, then the evaluation (its chunks unrolled too). It exists for conv nets on
+  CPU: XLA CPU runs a conv net's step ~20× slower inside any ``lax.scan`` (even one of length 1),
+  and vmapping a conv net over runs turns its convolutions into grouped convolutions, which XLA
+  CPU runs very slowly, so the runs go one after the other, unbatched
+  (``benchmarks/conv_in_scan.py`` measures the first).
+
+``choose_steps_per_call`` picks between them; ``make_epoch_fn`` builds either one behind the same
+``epoch_fn`` signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from distill_jax import parallel
+
+Params = Any
+Batch = Mapping[str, jax.Array]
+LossFn = Callable[[Params, Batch, jax.Array, Mapping[str, jax.Array], Any], jax.Array]
+MetricsFn = Callable[[Params, Batch, jax.Array], Mapping[str, jax.Array]]
+
+EVAL_KEY_DATA = 2**31 - 1  # folded into a run's key for its evaluation key
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: Params
+  opt_state: optax.OptState
+
+
+def init_states(
+  init_fn: Callable[[jax.Array], Params], tx: optax.GradientTransformation, init_keys: jax.Array
+) -> TrainState:
+  """One ``TrainState`` per key, stacked along a leading run axis (one compiled program)."""
+
+  @jax.jit
+  def init_all(keys):
+    params = jax.vmap(init_fn)(keys)
+    return TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
+
+  return init_all(init_keys)
+
+
+def choose_steps_per_call(
+  configured: int | None, model_name: str, backend: str | None = None
+) -> int | None:
+  """``configured`` if set; else 1 (stepped epoch) for a ``"cnn"`` on CPU, else None (scanned).
+
+  ``backend`` defaults to ``jax.default_backend()``.
+  """
+  if configured is not None:
+    return configured
+  backend = jax.default_backend() if backend is None else backend
+  return 1 if model_name == "cnn" and backend == "cpu" else None
+
+
+def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, unrolled: bool = False):
+  """``evaluate(params, chunked test data, weight, key) -> {metric: mean}`` for one run.
+
+  ``unrolled``: the chunks as straight-line code instead of a ``lax.scan`` (conv nets on CPU).
+  """
+
+  def evaluate(params, test_chunks, test_weight, key):
+    first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), test_chunks)
+    names = jax.eval_shape(lambda batch: metrics_fn(params, batch, key), first)
+
+    def chunk(totals, inputs):
+      batch, weight = parallel.shard_batch(inputs, mesh)
+      values = metrics_fn(params, batch, key)
+      return {k: totals[k] + jnp.sum(values[k] * weight) for k in totals}, None
+
+    totals = {k: jnp.zeros((), jnp.float32) for k in names}
+    if unrolled:
+      for i in range(test_weight.shape[0]):
+        totals, _ = chunk(totals, jax.tree.map(lambda a: a[i], (test_chunks, test_weight)))
+    else:
+      totals, _ = jax.lax.scan(chunk, totals, (test_chunks, test_weight))
+    return {k: v / test_weight.sum() for k, v in totals.items()}
+
+  return evaluate
+
+
+def make_epoch_fn(
+  loss_fn: LossFn,
+  metrics_fn: MetricsFn,
+  tx: optax.GradientTransformation,
+  *,
+  num_examples: int,
+  batch_size: int,
+  mesh: Mesh,
+  steps_per_call: int | None = None,
+):
+  """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True)``.
+
+  Every argument with a leading run axis (states, run_keys, hparams) is per run; ``train_data``,
+  ``context`` and ``test`` (``(chunked test data, 0/1 weight)``) are shared by all runs. Returns
+  the new states and per-run metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no
+  ``test_*`` when ``evaluate=False``).
+
+  ``steps_per_call=None``: the scanned epoch, one jitted program (``states`` is donated).
+  ``steps_per_call=k >= 1``: the stepped epoch, jitted programs of k steps per run. Same numbers
+  (same batches and keys); see the module docstring for when to use which.
+  """
+  if steps_per_call is not None and steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
+  plan = _make_plan(num_examples, batch_size)
+  step = _make_step(loss_fn, tx, mesh)
+  evaluate = make_evaluate(metrics_fn, mesh, unrolled=steps_per_call is not None)
+  if steps_per_call is None:
+    return _scanned_epoch_fn(plan, step, evaluate, mesh)
+  steps = num_examples // batch_size
+  return _stepped_epoch_fn(plan, step, evaluate, steps=steps, steps_per_call=steps_per_call)
+
+
+def _make_plan(num_examples: int, batch_size: int):
+  """``plan(run_key, epoch)``: this run's batches ``[steps, batch_size]`` and one key per step."""
+  steps = num_examples // batch_size
+
+  def plan(run_key, epoch):
+    perm_key, steps_key = jax.random.split(jax.random.fold_in(run_key, epoch))
+    order = jax.random.permutation(perm_key, num_examples)[: steps * batch_size]
+    return order.reshape(steps, batch_size), jax.random.split(steps_key, steps)
+
+  return plan
+
+
+def _make_step(loss_fn: LossFn, tx: optax.GradientTransformation, mesh: Mesh):
+  """``step(state, (indices, key), train_data, hparams, context) -> (state, loss)``: one run's
+  training step (gather the batch, shard it, loss, gradient, ``tx`` update)."""
+
+  def step(state, inputs, train_data, hparams, context):
+    indices, step_key = inputs
+    batch = parallel.shard_batch({name: array[indices] for name, array in train_data.items()}, mesh)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+
+  return step
+
+
+def _scored(evaluate):
+  """``score(params, test, run_key) -> {"test_<metric>": mean}`` with the run's fixed eval key.
+
+  A fixed evaluation key per run: stochastic metrics do not add epoch-to-epoch noise.
+  """
+
+  def score(params, test, run_key):
+    metrics = evaluate(params, *test, jax.random.fold_in(run_key, EVAL_KEY_DATA))
+    return {f"test_{k}": v for k, v in metrics.items()}
+
+  return score
+
+
+def _scanned_epoch_fn(plan, step, evaluate, mesh: Mesh):
+  """The scanned epoch: all runs vmapped, ``lax.scan`` over the steps, then the evaluation."""
+
+  def train_steps(state, train_data, batch_indices, step_keys, hparams, context):
+    def scan_step(state, inputs):
+      return step(state, inputs, train_data, hparams, context)
+
+    return jax.lax.scan(scan_step, state, (batch_indices, step_keys))
+
+  plan_runs = jax.vmap(plan, in_axes=(0, None))
+  train_runs = jax.vmap(train_steps, in_axes=(0, None, 0, 0, 0, None))
+  score_runs = jax.vmap(_scored(evaluate), in_axes=(0, None, 0))
+
+  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
+    batch_indices, step_keys = plan_runs(run_keys, epoch)
+    states, losses = train_runs(states, train_data, batch_indices, step_keys, hparams, context)
+    metrics = {"train_loss": losses.mean(-1)}
+    if evaluate:
+      metrics.update(score_runs(states.params, test, run_keys))
+    return states, metrics
+
+  replicated = parallel.replicated(mesh)
+  return jax.jit(
+    epoch_fn,
+    donate_argnums=(0,),
+    static_argnames=("evaluate",),
+    out_shardings=(replicated, replicated),
+  )
+
+
+def _stepped_epoch_fn(plan, step, evaluate, *, steps: int, steps_per_call: int):
+  """The stepped epoch: run after run, unbatched, a Python loop over jitted k-step programs."""
+
+  def train_steps(state, train_data, batch_indices, step_keys, hparams, context):
+    # The steps as straight-line code: no lax.scan around a conv net's step on CPU.
+    step_losses = []
+    for i in range(batch_indices.shape[0]):
+      state, loss = step(state, (batch_indices[i], step_keys[i]), train_data, hparams, context)
+      step_losses.append(loss)
+    return state, jnp.stack(step_losses)
+
+  plan_jit = jax.jit(plan)
+  train_jit = jax.jit(train_steps, donate_argnums=(0,))
+  score_jit = jax.jit(_scored(evaluate))
+
+  def train_run(state, train_data, run_key, epoch, hparams, context):
+    """One run's epoch; returns its state and mean training loss."""
+    batch_indices, step_keys = plan_jit(run_key, epoch)
+    losses = []
+    for start in range(0, steps, steps_per_call):
+      chunk = slice(start, start + steps_per_call)
+      state, chunk_losses = train_jit(
+        state, train_data, batch_indices[chunk], step_keys[chunk], hparams, context
+      )
+      losses.append(chunk_losses)
+    return state, jnp.concatenate(losses).mean()
+
+  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
+    new_states, train_losses, test_metrics = [], [], []
+    for run in range(run_keys.shape[0]):
+      state, run_hparams = jax.tree.map(lambda leaf: leaf[run], (states, hparams))
+      state, loss = train_run(state, train_data, run_keys[run], epoch, run_hparams, context)
+      new_states.append(state)
+      train_losses.append(loss)
+      if evaluate:
+        test_metrics.append(score_jit(state.params, test, run_keys[run]))
+    states = _stack(new_states)
+    return states, {"train_loss": jnp.stack(train_losses), **(_stack(test_metrics) or {})}
+
+  return epoch_fn
+
+
+def _stack(trees: list):
+  """The trees stacked leaf by leaf along a new leading axis; None for no trees."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees) if trees else None

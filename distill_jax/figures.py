@@ -1,0 +1,136 @@
+"""Every figure the experiments write (all matplotlib lives here, drawn off-screen).
+
+* ``curves``: an experiment's per-epoch test metric, mean ± std over seeds per arm;
+* ``vae_latent_grids`` / ``vae_translations``: what the two-decoder VAE behind φ_vae learned;
+* ``style_examples``: the style image(s), then originals above their φ_style versions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+  """``matplotlib.pyplot`` with the off-screen Agg backend (no display on servers and CI)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def _save(fig, path: str, **options) -> str:
+  fig.savefig(path, **options)
+  _pyplot().close(fig)
+  return path
+
+
+def curves(results: dict, metric: str, path: str) -> str:
+  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right).
+
+  The zoomed panel's y-range fits ``no_teacher`` and the ``teacher_phi`` arms (the comparison
+  the experiment is about); other arms far from them run off its edge but stay in the left
+  panel. Epochs that were not evaluated (null) are skipped.
+  """
+  plt = _pyplot()
+  arms = results["arms"]
+  colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+  fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
+  zoom_range = []  # second-half mean ± std of the arms the zoom fits
+  for index, (label, entry) in enumerate(arms.items()):
+    values = np.asarray(entry[metric], np.float64)  # null (not evaluated) -> NaN
+    evaluated = np.all(np.isfinite(values), axis=0)
+    epochs = np.arange(1, values.shape[1] + 1)[evaluated]
+    values = values[:, evaluated]
+    mean, std = values.mean(0), values.std(0)
+    half = len(epochs) // 2
+    if label == "no_teacher" or label.startswith("teacher_phi"):
+      zoom_range += [(mean - std)[half:].min(), (mean + std)[half:].max()]
+    style = {"color": colors[index % len(colors)], "linestyle": "-" if index < 10 else "--"}
+    for ax, start in ((full, 0), (zoom, half)):
+      ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} seeds)", **style)
+      ax.fill_between(
+        epochs[start:], (mean - std)[start:], (mean + std)[start:], color=style["color"], alpha=0.2
+      )
+  if zoom_range:
+    low, high = min(zoom_range), max(zoom_range)
+    pad = 0.1 * (high - low) or 1e-3
+    zoom.set_ylim(low - pad, high + pad)
+  for ax, title in ((full, "all epochs"), (zoom, "second half, zoomed")):
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.suptitle(f"{results['experiment']}: mean ± std over seeds", fontsize=10)
+  zoom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+  fig.tight_layout()
+  return _save(fig, path, dpi=120, bbox_inches="tight")
+
+
+def _mosaic(images: np.ndarray, rows: int) -> np.ndarray:
+  """``[rows*cols, H, W, 1]`` → one ``[rows*H, cols*W]`` image."""
+  n, h, w = images.shape[:3]
+  cols = n // rows
+  return images[..., 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def vae_latent_grids(model, params, path: str, steps: int = 15) -> str:
+  """Both decoders on the same 2-D latent grid, side by side (needs ``latent_dim == 2``)."""
+  from distill_jax import vae as vae_lib
+
+  decoded = vae_lib.decode_latent_grid(model, params, steps)
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+  for ax, (title, images) in zip(axes, decoded.items()):
+    ax.imshow(_mosaic(images, steps), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+  fig.suptitle("Decoded latent grid z = Φ⁻¹(u), u ∈ [0.05, 0.95]²: same z, both domains")
+  fig.tight_layout()
+  return _save(fig, path, dpi=110)
+
+
+def vae_translations(model, params, fashion_images: np.ndarray, path: str) -> str:
+  """Rows: Fashion inputs, their φ_vae digits, and their Fashion reconstructions."""
+  from distill_jax import vae as vae_lib
+
+  rows = {"input x": np.asarray(fashion_images), **vae_lib.translate(model, params, fashion_images)}
+  plt = _pyplot()
+  fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * len(fashion_images), 3.6))
+  for ax, (title, images) in zip(axes, rows.items()):
+    ax.imshow(_mosaic(images, 1), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.axis("off")
+  fig.tight_layout()
+  return _save(fig, path, dpi=110)
+
+
+def style_examples(images, labels, stylized, style_images, style_of, path: str) -> str:
+  """The style image(s) ``[K, H, W, 3]`` side by side, then the first image of each class above
+  its φ_style version (titled with the style ``style_of[i]`` it got when K > 1)."""
+  from distill_jax.data import imagenette
+
+  labels = np.asarray(labels)
+  classes = [int(c) for c in np.unique(labels)]
+  first_of_class = [int(np.flatnonzero(labels == c)[0]) for c in classes]
+  count = len(first_of_class) + 1
+  plt = _pyplot()
+  fig, axes = plt.subplots(2, count, figsize=(1.3 * count, 3.1), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  style_images = np.asarray(style_images)
+  num_styles = len(style_images)
+  axes[0, 0].imshow(np.clip(np.concatenate(list(style_images), axis=1), 0, 1))
+  axes[0, 0].set_title(
+    "style image" if num_styles == 1 else f"styles 0…{num_styles - 1}", fontsize=8
+  )
+  for column, (label, index) in enumerate(zip(classes, first_of_class), start=1):
+    name = imagenette.CLASS_NAMES[label] if label < len(imagenette.CLASS_NAMES) else str(label)
+    axes[0, column].imshow(np.clip(images[index], 0, 1))
+    axes[0, column].set_title(f"x: {name}", fontsize=8)
+    axes[1, column].imshow(np.clip(stylized[index], 0, 1))
+    suffix = "" if num_styles == 1 else f", style {style_of[index]}"
+    axes[1, column].set_title(f"φ_style(x){suffix}", fontsize=8)
+  fig.tight_layout()
+  return _save(fig, path, dpi=110)

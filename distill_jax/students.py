@@ -1,0 +1,202 @@
+"""The students ``g``: per arm, every seed × λ × T trained at once (one vmapped program).
+
+An arm is a way of teaching: ``no_teacher`` (labels only, λ = 0), ``teacher`` (soft targets
+f(x), the teacher applied to unmapped images) and ``teacher_phi`` (soft targets f(φ(x))).
+``student_loss`` is the task the trainer runs; students resume from
+``<workdir>/students/<key>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from distill_jax import checkpoints
+from distill_jax import epochs
+from distill_jax import losses
+from distill_jax import maps
+from distill_jax import models
+from distill_jax import optim
+from distill_jax import train
+from distill_jax.teacher import TrainedTeacher, _chain
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One way of teaching the students: which soft targets, if any."""
+
+  name: str
+  uses_teacher: bool
+  through_phi: bool
+
+
+def arms_for(phi: maps.Map, image_shape: tuple[int, ...]) -> list[Arm]:
+  """``no_teacher`` and ``teacher_phi`` always; ``teacher`` when f accepts x as it is.
+
+  ``teacher`` is left out for the identity map (it would equal ``teacher_phi``) and when φ
+  changes the image shape (the teacher cannot read unmapped images).
+  """
+  arms = [Arm("no_teacher", False, False)]
+  if phi.name != "identity" and tuple(phi.output_shape(image_shape)) == tuple(image_shape):
+    arms.append(Arm("teacher", True, False))
+  arms.append(Arm("teacher_phi", True, True))
+  return arms
+
+
+def run_grid(config, arm: Arm) -> list[tuple[float, float, int]]:
+  """The arm's runs ``(λ, T, seed)``: every λ × T × seed, or one run per seed for no_teacher
+  (λ = 0, where T plays no role)."""
+  seeds = [config.seed_offset + s for s in range(config.seeds)]
+  if arm.uses_teacher:
+    return list(itertools.product(config.lams, config.temperatures, seeds))
+  return [(0.0, 1.0, seed) for seed in seeds]
+
+
+def student_loss(student_apply, arm: Arm, *, online_phi: maps.Map | None, teacher_apply, t_squared):
+  """The students' ``loss_fn(params, batch, key, hparams, context)`` for one arm.
+
+  ``no_teacher``: the labels' cross-entropy. Otherwise ``losses.distillation_loss`` with this
+  run's λ and T (``hparams``) against the teacher's logits: precomputed in
+  ``batch["teacher_logits"]``, or, for a stochastic ``online_phi``, the teacher (parameters in
+  ``context``) on a fresh φ(x) drawn from the step's key.
+  """
+
+  def loss_fn(params, batch, key, hparams, context):
+    student_logits = student_apply(params, batch["image"])
+    if not arm.uses_teacher:
+      return losses.distillation_loss(student_logits, None, batch["label"], lam=0)
+    if online_phi is not None:
+      teacher_logits = teacher_apply(context, online_phi(batch["image"], key))
+    else:
+      teacher_logits = batch["teacher_logits"]
+    return losses.distillation_loss(
+      student_logits,
+      teacher_logits,
+      batch["label"],
+      lam=hparams["lam"],
+      temperature=hparams["temperature"],
+      t_squared=t_squared,
+    )
+
+  return loss_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentRuns:
+  """One arm's trained runs: ``grid[r] = (λ, T, seed)`` of run r of ``result``."""
+
+  arm: Arm
+  grid: list[tuple[float, float, int]]
+  result: train.FitResult
+
+
+def _key_config(config, arm, grid, phi_key, teacher_key, num_train, num_test) -> dict:
+  return {
+    "what": "students",
+    "arm": arm.name,
+    "dataset": config.target_dataset,
+    "mapping": config.mapping,
+    "phi_key": phi_key if arm.through_phi else None,
+    "map_options": maps.fixed.map_options(config),
+    "student": checkpoints.training_settings(config.student),
+    "grid": [list(map(float, g)) for g in grid],
+    "t_squared": bool(config.t_squared),
+    "teacher": teacher_key if arm.uses_teacher else None,
+    "num_train": num_train,
+    "num_test": num_test,
+  }
+
+
+def _epoch_logger(config, arm: Arm, num_runs: int):
+  sc, started = config.student, time.perf_counter()
+
+  def log_epoch(epoch, metrics):
+    if "test_accuracy" in metrics and (
+      epoch % 10 == 0 or epoch == sc.epochs or epoch <= sc.eval_every
+    ):
+      logging.info(
+        "%s epoch %d/%d: test accuracy %.4f ± %.4f, test cross-entropy %.4f (%d runs, %.1fs)",
+        arm.name,
+        epoch,
+        sc.epochs,
+        metrics["test_accuracy"].mean(),
+        metrics["test_accuracy"].std(),
+        metrics["test_cross_entropy"].mean(),
+        num_runs,
+        time.perf_counter() - started,
+      )
+
+  return log_epoch
+
+
+def fit_students(
+  config,
+  arm: Arm,
+  *,
+  phi: maps.Map,
+  phi_key: str | None,
+  teacher: TrainedTeacher,
+  small,
+  test,
+  mesh,
+  workdir: str,
+  on_epoch=None,
+) -> StudentRuns:
+  """All runs of one arm on ``small`` (target Small), scored on ``test`` (target Test).
+
+  ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
+  """
+  sc = config.student
+  student = models.from_config(sc)
+  images, labels = small
+  grid = run_grid(config, arm)
+  lam, temperature, seed = (np.asarray(v) for v in zip(*grid))
+  train_data = {"image": images, "label": labels}
+  online_phi = phi if arm.through_phi and phi.stochastic else None
+  if arm.uses_teacher and online_phi is None:  # soft targets computed once for all epochs/runs
+    teacher_inputs = phi.map_array(images, jax.random.key(0)) if arm.through_phi else images
+    train_data["teacher_logits"] = train.predict(
+      teacher.model.apply, teacher.params, teacher_inputs, mesh
+    )
+  key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test[1]))
+  checkpointer = checkpoints.Checkpointer(
+    os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
+  )
+  result = train.fit(
+    name=f"students[{arm.name}]",
+    init_fn=models.init_fn(student, images.shape[1:]),
+    loss_fn=student_loss(
+      student.apply,
+      arm,
+      online_phi=online_phi,
+      teacher_apply=teacher.model.apply,
+      t_squared=bool(config.t_squared),
+    ),
+    metrics_fn=losses.classification_metrics(student.apply),
+    train_data=train_data,
+    test_data={"image": test[0], "label": test[1]},
+    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
+    hparams={"lam": lam, "temperature": temperature},
+    context=teacher.params if online_phi is not None else None,
+    epochs=sc.epochs,
+    batch_size=sc.batch_size,
+    tx=optim.make_optimizer(
+      sc.optimizer, steps_per_epoch=len(labels) // sc.batch_size, epochs=sc.epochs
+    ),
+    mesh=mesh,
+    eval_batch_size=config.eval_batch_size,
+    checkpointer=checkpointer,
+    checkpoint_every=config.checkpoint_every,
+    on_epoch=_chain(_epoch_logger(config, arm, len(grid)), on_epoch),
+    steps_per_call=epochs.choose_steps_per_call(sc.steps_per_call, sc.model),
+    eval_every=sc.eval_every,
+  )
+  checkpointer.close()
+  return StudentRuns(arm=arm, grid=grid, result=result)

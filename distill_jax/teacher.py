@@ -1,0 +1,193 @@
+"""The teacher ``f``: trained once on φ(source Big) (or on source Big as is), then reused.
+
+Its checkpoint lives in ``<cache_dir>/teachers/<key>``, ``key`` a hash of everything the teacher
+depends on (φ only when it is trained through φ or on a source set made by φ), so experiments in
+other workdirs that share a ``--cache_dir`` share the teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from distill_jax import checkpoints
+from distill_jax import data as data_lib
+from distill_jax import epochs
+from distill_jax import losses
+from distill_jax import maps
+from distill_jax import models
+from distill_jax import optim
+from distill_jax import train
+
+TRAIN_ON = ("phi", "source")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedTeacher:
+  """A trained teacher: ``model.apply(params, φ(x))`` gives its logits."""
+
+  model: nn.Module
+  params: Any
+  key: str  # its checkpoint key: the students' keys name their teacher by it
+  info: dict  # for results.json: model, data, final test metrics, checkpoint
+
+
+def _key_config(config, phi_key: str | None, num_train: int, num_test: int) -> dict:
+  through_phi = config.teacher.train_on == "phi"
+  return {
+    "what": "teacher",
+    "dataset": config.source_dataset,
+    "mapping": config.mapping if through_phi else None,
+    "phi_key": phi_key
+    if through_phi or config.source_dataset == data_lib.GENERATED_MNIST
+    else None,
+    "map_options": maps.fixed.map_options(config) if through_phi else None,
+    "teacher": checkpoints.training_settings(config.teacher),
+    "num_train": num_train,
+    "num_test": num_test,
+  }
+
+
+def _epoch_logger(config, test_name: str) -> Callable:
+  tc = config.teacher
+
+  def log_epoch(epoch, metrics):
+    if "test_accuracy" not in metrics:
+      logging.info(
+        "teacher epoch %d/%d: train loss %.4f", epoch, tc.epochs, metrics["train_loss"][0]
+      )
+      return
+    logging.info(
+      "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f",
+      epoch,
+      tc.epochs,
+      metrics["train_loss"][0],
+      test_name,
+      metrics["test_accuracy"][0],
+    )
+
+  return log_epoch
+
+
+def fit_teacher(
+  config, *, phi: maps.Map, phi_key: str | None, big, test, mesh, cache_dir: str, on_epoch=None
+) -> TrainedTeacher:
+  """Trains (or reloads) the teacher on φ(Big) (on Big as is when ``teacher.train_on`` is
+  ``"source"``) and scores it on the test set seen the same way.
+
+  ``big`` / ``test``: ``(images, labels)`` of the source set. ``on_epoch(epoch, metrics)``, if
+  given, is called after each epoch (after the progress log).
+  """
+  tc = config.teacher
+  through_phi = tc.train_on == "phi"
+  if not through_phi:
+    phi = maps.identity_map()
+  model = models.from_config(tc)
+  images, labels = big
+  input_shape = phi.output_shape(images.shape[1:])
+  mapped_test = phi.map_array(test[0], jax.random.key(10_000 + tc.seed))
+  if not phi.stochastic:  # the source set S = φ(Big), computed once instead of every step
+    images = phi.map_array(images, jax.random.key(0))
+
+  def loss_fn(params, batch, key, hparams, context):
+    source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
+    return jnp.mean(losses.cross_entropy(model.apply(params, source_images), batch["label"]))
+
+  key_config = _key_config(config, phi_key, len(labels), len(test[1]))
+  key = checkpoints.config_key(key_config)
+  checkpointer = checkpoints.Checkpointer(os.path.join(cache_dir, "teachers", key), key_config)
+  reused = checkpointer.latest_epoch() == tc.epochs
+  seen = (lambda what: f"phi({what})") if through_phi else (lambda what: what)
+  logging.info(
+    "teacher: %s %s on %s, %d examples%s",
+    tc.model,
+    models.layer_widths(tc),
+    seen(f"{config.source_dataset} Big"),
+    len(labels),
+    " (reusing checkpoint)" if reused else "",
+  )
+  result = train.fit(
+    name="teacher",
+    init_fn=models.init_fn(model, input_shape),
+    loss_fn=loss_fn,
+    metrics_fn=losses.classification_metrics(model.apply),
+    train_data={"image": images, "label": labels},
+    test_data={"image": mapped_test, "label": test[1]},
+    run_keys=jax.random.key(tc.seed)[None],
+    hparams={},
+    epochs=tc.epochs,
+    batch_size=tc.batch_size,
+    tx=optim.make_optimizer(
+      tc.optimizer, steps_per_epoch=len(labels) // tc.batch_size, epochs=tc.epochs
+    ),
+    mesh=mesh,
+    eval_batch_size=config.eval_batch_size,
+    checkpointer=checkpointer,
+    checkpoint_every=1,
+    on_epoch=_chain(_epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch),
+    steps_per_call=epochs.choose_steps_per_call(tc.steps_per_call, tc.model),
+    eval_every=tc.eval_every,
+  )
+  checkpointer.close()
+  info = {
+    "model": tc.model,
+    "layers": list(models.layer_widths(tc)),
+    "trained_on": seen(f"{config.source_dataset} Big"),
+    "evaluated_on": seen(f"{config.source_dataset} test"),
+    "num_test": len(test[1]),
+    "test_accuracy": float(result.history["test_accuracy"][0, -1]),
+    "test_cross_entropy": float(result.history["test_cross_entropy"][0, -1]),
+    "reused_checkpoint": bool(reused),
+    "train_seconds": result.seconds,
+    "checkpoint": checkpointer.directory,
+  }
+  params = jax.tree.map(lambda leaf: leaf[0], result.params)
+  return TrainedTeacher(model=model, params=params, key=key, info=info)
+
+
+def score_through_phi(teacher: TrainedTeacher, phi: maps.Map, test, mesh) -> dict:
+  """How well φ keeps the class: the teacher on φ(target test), scored with the target labels
+  (a stochastic φ draws once, from ``key(1)``)."""
+  images, labels = test
+  logits = train.predict(
+    teacher.model.apply, teacher.params, phi.map_array(images, jax.random.key(1)), mesh
+  )
+  return {
+    "teacher_accuracy_on_phi_target_test": float(np.mean(np.argmax(logits, -1) == labels)),
+    "teacher_cross_entropy_on_phi_target_test": float(
+      np.mean(losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))
+    ),
+    "phi_target_test_size": len(labels),
+  }
+
+
+def validate(config) -> None:
+  """The teacher's own settings (the training ones are checked with the students')."""
+  tc = config.teacher
+  if tc.train_on not in TRAIN_ON:
+    raise ValueError(
+      f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
+      f"is), got {tc.train_on!r}."
+    )
+  if tc.eval_size is not None and tc.eval_size < 1:
+    raise ValueError(
+      f"teacher.eval_size must be >= 1 or None (all test images), got {tc.eval_size}."
+    )
+
+
+def _chain(*callbacks):
+  """One callback calling each given one (None entries skipped) in order."""
+
+  def call_all(*args):
+    for callback in callbacks:
+      if callback is not None:
+        callback(*args)
+
+  return call_all

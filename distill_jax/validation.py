@@ -1,0 +1,100 @@
+"""Checks a whole experiment config once, before any work: every bad value gets a ValueError
+naming the field, the value and the fix.
+
+Each section is checked by the module that owns it (``teacher.validate``, ``optim``, the map
+family's ``validate``, ``models.validate``); this module checks the top level and the datasets,
+and calls them.
+"""
+
+from __future__ import annotations
+
+from distill_jax import data as data_lib
+from distill_jax import losses
+from distill_jax import maps
+from distill_jax import models
+from distill_jax import optim
+from distill_jax import teacher as teacher_lib
+
+IMAGENETTE = "imagenette"
+
+
+def validate_config(config) -> None:
+  """Raises ValueError for the first bad value of ``config``."""
+  family = maps.family_for(config.mapping)  # unknown mapping: the valid names
+  _check_datasets(config)
+  _check_grid(config)
+  for part in ("teacher", "student"):
+    _check_training(config[part], part)
+  teacher_lib.validate(config)
+  family.validate(config)
+  target_shape = data_lib.image_shape(config.target_dataset, config.data.image_size)
+  mapped_shape = tuple(family.output_shape(config, target_shape))
+  if config.teacher.train_on == "source" and mapped_shape != target_shape:
+    raise ValueError(
+      f"a teacher trained on raw source images ({target_shape}) cannot read φ(x) of shape "
+      f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
+    )
+
+
+def _check_datasets(config) -> None:
+  targets = data_lib.DATASET_NAMES
+  if config.target_dataset not in targets:
+    raise ValueError(
+      f"unknown target dataset {config.target_dataset!r}; choose one of {', '.join(targets)}."
+    )
+  sources = (*targets, data_lib.GENERATED_MNIST)
+  if config.source_dataset not in sources:
+    raise ValueError(
+      f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}."
+    )
+  if config.source_dataset == data_lib.GENERATED_MNIST and config.mapping not in (
+    "vae",
+    "generated",
+  ):
+    raise ValueError(
+      "source_dataset='generated_mnist' is made by φ_vae from Fashion-MNIST: it needs "
+      "mapping 'vae' or 'generated' and target_dataset 'fashion_mnist'."
+    )
+  if IMAGENETTE in (config.source_dataset, config.target_dataset):
+    if config.source_dataset != config.target_dataset:
+      raise ValueError(
+        "Imagenette experiments use Imagenette as both source and target set (Big / Small); "
+        f"got source {config.source_dataset!r} and target {config.target_dataset!r}."
+      )
+    if not isinstance(config.data.image_size, int) or config.data.image_size < 8:
+      raise ValueError(
+        f"data.image_size must be an int >= 8 (pixels per side), got {config.data.image_size!r}."
+      )
+
+
+def _check_grid(config) -> None:
+  if not config.lams or not config.temperatures:
+    raise ValueError("lams and temperatures need at least one value each.")
+  for lam in config.lams:
+    losses.check_lam_temperature(float(lam), 1.0)
+  for temperature in config.temperatures:
+    losses.check_lam_temperature(0.0, float(temperature))
+  if config.seeds < 1:
+    raise ValueError(f"seeds must be >= 1, got {config.seeds}.")
+  if config.checkpoint_every < 1 or config.eval_batch_size < 1:
+    raise ValueError(
+      f"checkpoint_every and eval_batch_size must be >= 1; got {config.checkpoint_every}, "
+      f"{config.eval_batch_size}."
+    )
+
+
+def _check_training(section, where: str) -> None:
+  """A ``teacher`` / ``student`` section: model, epochs, batches, optimizer, dispatch."""
+  models.validate(section, where)
+  if section.epochs < 1 or section.batch_size < 1:
+    raise ValueError(
+      f"{where}: epochs and batch_size must be >= 1; got {section.epochs}, {section.batch_size}."
+    )
+  optim.validate_optimizer(section.optimizer, f"{where}.optimizer")
+  if section.steps_per_call is not None and section.steps_per_call < 1:
+    raise ValueError(f"{where}.steps_per_call must be >= 1 or None, got {section.steps_per_call}.")
+  if section.eval_every < 1:
+    raise ValueError(
+      f"{where}.eval_every must be >= 1 (evaluate after every k-th epoch), got "
+      f"{section.eval_every}."
+    )
