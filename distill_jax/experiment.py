@@ -89,24 +89,8 @@ def run_experiment(
     )
   )
 
-  arm_results = {}
   small, test = target["small"], target["test"]
-  for arm in students_lib.arms_for(built.phi, small[0].shape[1:]):
-    runs = students_lib.fit_students(
-      config,
-      arm,
-      phi=built.phi,
-      phi_key=built.key,
-      teacher=teacher,
-      small=small,
-      test=test,
-      mesh=mesh,
-      workdir=workdir,
-    )
-    arm_results.update(
-      report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)
-    )
-
+  arm_results = _train_students(config, built, teacher, small, test, mesh=mesh, workdir=workdir)
   results = {
     "experiment": (
       f"{config.source_dataset} -> {config.target_dataset} through phi = {built.phi.name}"
@@ -126,6 +110,27 @@ def run_experiment(
     "experiment done in %.1fs: %s", results["seconds"]["total"], os.path.join(workdir, "results.md")
   )
   return results
+
+
+def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> dict:
+  """Every arm's students; ``results.json``'s ``arms`` (one entry per arm and λ, T)."""
+  arm_results = {}
+  for arm in students_lib.arms_for(built.phi, small[0].shape[1:]):
+    runs = students_lib.fit_students(
+      config,
+      arm,
+      phi=built.phi,
+      phi_key=built.key,
+      teacher=teacher,
+      small=small,
+      test=test,
+      mesh=mesh,
+      workdir=workdir,
+    )
+    arm_results.update(
+      report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)
+    )
+  return arm_results
 
 
 def _max_sizes(config) -> dict:

@@ -19,13 +19,11 @@ import numpy as np
 from absl import logging
 
 from distill_jax import checkpoints
-from distill_jax import epochs
 from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
-from distill_jax import optim
 from distill_jax import train
-from distill_jax.teacher import TrainedTeacher, _chain
+from distill_jax.teacher import TrainedTeacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,18 +183,12 @@ def fit_students(
     run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
     hparams={"lam": lam, "temperature": temperature},
     context=teacher.params if online_phi is not None else None,
-    epochs=sc.epochs,
-    batch_size=sc.batch_size,
-    tx=optim.make_optimizer(
-      sc.optimizer, steps_per_epoch=len(labels) // sc.batch_size, epochs=sc.epochs
-    ),
     mesh=mesh,
     eval_batch_size=config.eval_batch_size,
     checkpointer=checkpointer,
     checkpoint_every=config.checkpoint_every,
-    on_epoch=_chain(_epoch_logger(config, arm, len(grid)), on_epoch),
-    steps_per_call=epochs.choose_steps_per_call(sc.steps_per_call, sc.model),
-    eval_every=sc.eval_every,
+    on_epoch=train.chain_callbacks(_epoch_logger(config, arm, len(grid)), on_epoch),
+    **train.options_from_config(sc, num_train=len(labels)),
   )
   checkpointer.close()
   return StudentRuns(arm=arm, grid=grid, result=result)

@@ -33,16 +33,15 @@ inside ``fori_loop`` (2.1×; compile + first step 3.8 s vs 5.8 s). So ``loop="au
 default) picks ``"python"`` on CPU and ``"scan"`` on accelerators (not measured there; one
 ``fori_loop`` saves the per-step dispatch).
 
-``stylize_dataset`` maps a whole image array batch by batch with one compiled program (the last
-partial batch is padded), and ``default_style_image`` draws a colourful deterministic pattern, so
-the style needs no image file.
+``default_style_image`` draws a colourful deterministic pattern, so the style needs no image
+file. Mapping whole datasets (chunked, cached on disk) is ``distill_jax.maps.style``'s job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -194,11 +193,7 @@ def _jitted_loss(images, vgg_params, content_images, style_images, weights, sett
   return _loss(images, vgg_params, targets, weights, settings)
 
 
-def transfer_loss(
-  images: jax.Array,
-  content_images: jax.Array,
-  style_images: jax.Array,
-  vgg_params: dict,
+def loss_settings(
   *,
   preprocessing: str,
   content_weight: float,
@@ -207,9 +202,32 @@ def transfer_loss(
   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
   normalize_style: bool = True,
   pool: str = "avg",
+) -> tuple[TransferSettings, tuple[jax.Array, jax.Array]]:
+  """The loss options of ``transfer_loss`` and ``stylize``: ``(settings compiled in, (α, β))``.
+
+  Args:
+    preprocessing: the preprocessing returned with the VGG weights (``"torch"``/``"caffe"``).
+    content_weight, style_weight: α and β of the loss.
+    content_layers, style_layers: VGG19 activations (``relu{b}_{c}``) of each term.
+    normalize_style: per-layer relative style error (use with random weights).
+    pool: ``"avg"`` (Gatys et al. for synthesis) or ``"max"``.
+  """
+  settings = TransferSettings(
+    preprocessing=preprocessing,
+    pool=pool,
+    content_layers=tuple(content_layers),
+    style_layers=tuple(style_layers),
+    normalize_style=bool(normalize_style),
+  )
+  return settings, (jnp.float32(content_weight), jnp.float32(style_weight))
+
+
+def transfer_loss(
+  images: jax.Array, content_images: jax.Array, style_images: jax.Array, vgg_params: dict, **options
 ) -> jax.Array:
-  """The per-image loss ``L(x)`` that ``stylize`` minimizes (same arguments), shape ``[B]``."""
-  settings = _settings(preprocessing, pool, content_layers, style_layers, normalize_style)
+  """The per-image loss ``L(x)`` (module docstring) that ``stylize`` minimizes, shape ``[B]``;
+  ``options`` are ``loss_settings``'s keyword arguments."""
+  settings, weights = loss_settings(**options)
   content_images, style_images = _check_images(content_images, style_images)
   images = jnp.asarray(images, jnp.float32)
   if images.shape != content_images.shape:
@@ -217,7 +235,6 @@ def transfer_loss(
       f"transfer_loss: images {images.shape} and content_images {content_images.shape} must "
       "have the same shape."
     )
-  weights = (jnp.float32(content_weight), jnp.float32(style_weight))
   return _jitted_loss(images, vgg_params, content_images, style_images, weights, settings)
 
 
@@ -226,16 +243,10 @@ def stylize(
   style_images: jax.Array,
   vgg_params: dict,
   *,
-  preprocessing: str,
   steps: int,
   learning_rate: float,
-  content_weight: float,
-  style_weight: float,
-  content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
-  style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-  normalize_style: bool = True,
-  pool: str = "avg",
   loop: str = "auto",
+  **loss_options,
 ) -> jax.Array:
   """Gatys style transfer of a batch: ``steps`` Adam updates on the pixels from the content.
 
@@ -244,21 +255,19 @@ def stylize(
     style_images: ``[H', W', 3]``, ``[1, H', W', 3]`` (one style for all) or ``[B, H', W', 3]``
       (one per content image), RGB in [0, 1]; the size may differ from the content's.
     vgg_params: VGG19 variables (``vgg.load_weights`` / ``vgg.random_weights``).
-    preprocessing: the preprocessing returned with ``vgg_params`` (``"torch"``/``"caffe"``).
     steps: number of Adam updates (0 returns the content images).
     learning_rate: Adam's step size in pixel units (pixels live in [0, 1]).
-    content_weight, style_weight: α and β of the loss.
-    content_layers, style_layers: VGG19 activations (``relu{b}_{c}``) of each term.
-    normalize_style: per-layer relative style error (use with random weights).
-    pool: ``"avg"`` (Gatys et al. for synthesis) or ``"max"``.
     loop: ``"python"`` (a jitted step per iteration), ``"scan"`` (one jitted ``fori_loop``) or
       ``"auto"`` (python on CPU, scan otherwise).
+    **loss_options: the loss (``loss_settings``): ``preprocessing`` (the one returned with
+      ``vgg_params``), ``content_weight``, ``style_weight``, the layers, ``normalize_style``,
+      ``pool``.
 
   Returns:
     ``[B, H, W, 3]`` float32 images in [0, 1]. Deterministic; one compilation per shape and
     settings (the weights, learning rate and step count are not compiled in).
   """
-  settings = _settings(preprocessing, pool, content_layers, style_layers, normalize_style)
+  settings, weights = loss_settings(**loss_options)
   content_images, style_images = _check_images(content_images, style_images)
   if not (isinstance(steps, (int, np.integer)) and steps >= 0):
     raise ValueError(f"stylize: steps must be an integer >= 0, got {steps!r}.")
@@ -266,7 +275,7 @@ def stylize(
     raise ValueError(f"stylize: unknown loop {loop!r}; use one of {', '.join(LOOPS)}.")
   if loop == "auto":
     loop = "python" if jax.default_backend() == "cpu" else "scan"
-  hyper = tuple(jnp.float32(value) for value in (learning_rate, content_weight, style_weight))
+  hyper = (jnp.float32(learning_rate), *weights)
   vgg_params = jax.tree.map(jnp.asarray, vgg_params)  # on device once, not once per step
   if loop == "scan":
     return _stylize_scan(
@@ -277,47 +286,6 @@ def stylize(
   for _ in range(steps):
     images, opt_state = _jitted_step(images, opt_state, vgg_params, targets, hyper, settings)
   return images
-
-
-def stylize_dataset(
-  images: np.ndarray,
-  style_image: np.ndarray,
-  vgg_params: dict,
-  *,
-  batch_size: int,
-  progress: Callable[[int, int], None] | None = None,
-  dtype: str = "float32",
-  **stylize_options,
-) -> np.ndarray:
-  """Stylizes ``images`` ``[N, H, W, 3]`` (uint8, or float in [0, 1]) with one style image,
-  ``batch_size`` at a time.
-
-  Every batch runs the same compiled program (the last partial batch is padded by repeating
-  its last image; the padding is dropped). ``progress(done, total)`` is called after each batch
-  with the number of images done so far. ``stylize_options`` are ``stylize``'s keyword arguments
-  (``preprocessing``, ``steps``, ``learning_rate``, ...). Returns a numpy array of ``dtype``
-  ``"float32"`` (in [0, 1]) or ``"uint8"`` (round(255·x)).
-  """
-  if dtype not in ("float32", "uint8"):
-    raise ValueError(f"stylize_dataset: dtype must be 'float32' or 'uint8', got {dtype!r}.")
-  if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-    raise ValueError(f"stylize_dataset: batch_size must be an integer >= 1, got {batch_size!r}.")
-  images = _as_unit_float(images, "images")
-  style_image = _as_unit_float(style_image, "style_image")
-  total = images.shape[0]
-  outputs = np.empty(images.shape, np.uint8 if dtype == "uint8" else np.float32)
-  for start in range(0, total, batch_size):
-    batch = images[start : start + batch_size]
-    count = batch.shape[0]
-    if count < batch_size:
-      batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - count, axis=0)])
-    stylized = np.asarray(stylize(batch, style_image, vgg_params, **stylize_options))[:count]
-    if dtype == "uint8":
-      stylized = np.round(stylized * 255.0).astype(np.uint8)
-    outputs[start : start + count] = stylized
-    if progress is not None:
-      progress(start + count, total)
-  return outputs
 
 
 def default_style_image(size: int | tuple[int, int]) -> np.ndarray:
@@ -342,16 +310,6 @@ def default_style_image(size: int | tuple[int, int]) -> np.ndarray:
   return (0.5 + 0.5 * np.stack([red, green, blue], axis=-1)).astype(np.float32)
 
 
-def _settings(preprocessing, pool, content_layers, style_layers, normalize_style):
-  return TransferSettings(
-    preprocessing=preprocessing,
-    pool=pool,
-    content_layers=tuple(content_layers),
-    style_layers=tuple(style_layers),
-    normalize_style=bool(normalize_style),
-  )
-
-
 def _check_images(content_images, style_images) -> tuple[jax.Array, jax.Array]:
   content_images = jnp.asarray(content_images, jnp.float32)
   style_images = jnp.asarray(style_images, jnp.float32)
@@ -373,16 +331,3 @@ def _check_images(content_images, style_images) -> tuple[jax.Array, jax.Array]:
       "pass one style image (for all) or one per content image."
     )
   return content_images, style_images
-
-
-def _as_unit_float(images, name: str) -> np.ndarray:
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    return images.astype(np.float32) / 255.0
-  images = images.astype(np.float32)
-  if images.size and not (images.min() >= 0.0 and images.max() <= 1.0):
-    raise ValueError(
-      f"stylize_dataset: float {name} must be in [0, 1], got [{images.min()}, {images.max()}]; "
-      "divide uint8-range values by 255."
-    )
-  return images

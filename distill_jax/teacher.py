@@ -19,11 +19,9 @@ from absl import logging
 
 from distill_jax import checkpoints
 from distill_jax import data as data_lib
-from distill_jax import epochs
 from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
-from distill_jax import optim
 from distill_jax import train
 
 TRAIN_ON = ("phi", "source")
@@ -122,18 +120,14 @@ def fit_teacher(
     test_data={"image": mapped_test, "label": test[1]},
     run_keys=jax.random.key(tc.seed)[None],
     hparams={},
-    epochs=tc.epochs,
-    batch_size=tc.batch_size,
-    tx=optim.make_optimizer(
-      tc.optimizer, steps_per_epoch=len(labels) // tc.batch_size, epochs=tc.epochs
-    ),
     mesh=mesh,
     eval_batch_size=config.eval_batch_size,
     checkpointer=checkpointer,
     checkpoint_every=1,
-    on_epoch=_chain(_epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch),
-    steps_per_call=epochs.choose_steps_per_call(tc.steps_per_call, tc.model),
-    eval_every=tc.eval_every,
+    on_epoch=train.chain_callbacks(
+      _epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch
+    ),
+    **train.options_from_config(tc, num_train=len(labels)),
   )
   checkpointer.close()
   info = {
@@ -180,14 +174,3 @@ def validate(config) -> None:
     raise ValueError(
       f"teacher.eval_size must be >= 1 or None (all test images), got {tc.eval_size}."
     )
-
-
-def _chain(*callbacks):
-  """One callback calling each given one (None entries skipped) in order."""
-
-  def call_all(*args):
-    for callback in callbacks:
-      if callback is not None:
-        callback(*args)
-
-  return call_all

@@ -28,6 +28,8 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
+from distill_jax import epochs as epochs_lib
+from distill_jax import optim
 from distill_jax import parallel
 from distill_jax.checkpoints import Checkpointer
 from distill_jax.epochs import LossFn
@@ -49,6 +51,32 @@ class FitResult:
   params: Params
   history: History
   seconds: float
+
+
+def options_from_config(section, *, num_train: int) -> dict:
+  """``fit``'s ``epochs``, ``batch_size``, ``tx``, ``steps_per_call`` and ``eval_every`` from a
+  ``teacher`` / ``student`` config section (its ``optimizer`` block: ``optim``; the epoch
+  strategy for its model on this backend: ``epochs.choose_steps_per_call``)."""
+  return {
+    "epochs": section.epochs,
+    "batch_size": section.batch_size,
+    "tx": optim.make_optimizer(
+      section.optimizer, steps_per_epoch=num_train // section.batch_size, epochs=section.epochs
+    ),
+    "steps_per_call": epochs_lib.choose_steps_per_call(section.steps_per_call, section.model),
+    "eval_every": section.eval_every,
+  }
+
+
+def chain_callbacks(*callbacks) -> Callable:
+  """One ``on_epoch`` callback calling each given one (None entries skipped) in order."""
+
+  def call_all(*args):
+    for callback in callbacks:
+      if callback is not None:
+        callback(*args)
+
+  return call_all
 
 
 def _chunk(data: Mapping[str, np.ndarray], chunk_size: int):

@@ -149,14 +149,10 @@ def elbo_terms(
 
 
 def negative_elbo(
-  model: TwoDecoderVAE,
-  params,
-  fashion_images: jax.Array,
-  mnist_images: jax.Array,
-  key: jax.Array,
-  prior_std: float = 1.0,
+  model: TwoDecoderVAE, params, fashion_images, mnist_images, key, prior_std: float = 1.0
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean over the batch of −ELBO (one reparameterized sample), and the batch-mean terms."""
+  """Mean over the batch of −ELBO (one reparameterized sample), and the batch-mean terms
+  (arguments as ``elbo_terms``)."""
   terms = elbo_terms(model, params, fashion_images, mnist_images, key, prior_std)
   means = {k: v.mean() for k, v in terms.items()}
   return means.pop("neg_elbo"), means
@@ -204,19 +200,15 @@ def fit_vae(
   fashion_test: tuple[np.ndarray, np.ndarray],
   mnist_train: tuple[np.ndarray, np.ndarray],
   mnist_test: tuple[np.ndarray, np.ndarray],
-  epochs: int,
-  batch_size: int,
-  tx: optax.GradientTransformation,
-  mesh,
   seed: int = 0,
   prior_std: float = 1.0,
-  checkpointer=None,
-  on_epoch=None,
-  steps_per_call: int | None = None,
+  **fit_options,
 ):
   """Trains the VAE with the project's trainer; returns ``train.FitResult`` (one run).
 
-  ``steps_per_call``: see ``train.fit`` (set 1 for the conv encoder on CPU).
+  ``fit_options`` are ``train.fit``'s optimization arguments: ``epochs``, ``batch_size``,
+  ``tx``, ``mesh`` (required), ``checkpointer``, ``on_epoch``, ``steps_per_call`` (1 for the
+  conv encoder on CPU), ``eval_batch_size`` (default: up to 1,000).
 
   Every time a garment of class r is visited, a fresh digit of class r is drawn from MNIST train
   as its pair. The test −ELBO uses fixed pairs from MNIST test (drawn once from ``seed``).
@@ -249,15 +241,8 @@ def fit_vae(
     run_keys=jax.random.key(seed)[None],
     hparams={},
     context=context,
-    epochs=epochs,
-    batch_size=batch_size,
-    tx=tx,
-    mesh=mesh,
-    checkpointer=checkpointer,
     checkpoint_every=1,
-    on_epoch=on_epoch,
-    eval_batch_size=min(1000, len(fashion_test[1])),
-    steps_per_call=steps_per_call,
+    **{"eval_batch_size": min(1000, len(fashion_test[1])), **fit_options},
   )
 
 

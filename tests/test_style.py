@@ -231,42 +231,6 @@ def test_stylize_argument_errors(weights):
     )
 
 
-def test_stylize_dataset_batches_pads_and_reports_progress(weights):
-  variables, preprocessing = weights
-  images = np.round(_content_images(5, 12, seed=2) * 255).astype(np.uint8)
-  style_image = style.default_style_image(12)
-  options = dict(
-    preprocessing=preprocessing,
-    steps=2,
-    learning_rate=0.05,
-    content_weight=1.0,
-    style_weight=5.0,
-    **LIGHT,
-  )
-  calls = []
-  out = style.stylize_dataset(
-    images,
-    style_image,
-    variables,
-    batch_size=2,
-    progress=lambda done, total: calls.append((done, total)),
-    dtype="uint8",
-    **options,
-  )
-  assert calls == [(2, 5), (4, 5), (5, 5)]
-  assert out.shape == images.shape and out.dtype == np.uint8
-  unit = images.astype(np.float32) / 255
-  first = np.asarray(style.stylize(unit[:2], style_image, variables, **options))
-  np.testing.assert_array_equal(out[:2], np.round(first * 255).astype(np.uint8))
-  last = np.asarray(style.stylize(unit[[4, 4]], style_image, variables, **options))  # padded batch
-  np.testing.assert_array_equal(out[4], np.round(last[0] * 255).astype(np.uint8))
-  as_float = style.stylize_dataset(unit[:2], style_image, variables, batch_size=2, **options)
-  assert as_float.dtype == np.float32
-  np.testing.assert_array_equal(as_float, first)
-  with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
-    style.stylize_dataset(unit * 255, style_image, variables, batch_size=2, **options)
-
-
 def test_default_style_image():
   image = style.default_style_image(24)
   assert image.shape == (24, 24, 3) and image.dtype == np.float32
