@@ -62,7 +62,7 @@ def load_fashion(data_dir):
 
 def torch_phi(images_nhwc: np.ndarray) -> torch.Tensor:
   """The dilated conv φ in PyTorch (NCHW)."""
-  kernel = torch.tensor(maps.DILATED_KERNEL)[None, None]
+  kernel = torch.tensor(maps.fixed.DILATED_KERNEL)[None, None]
   x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
   return F.conv2d(x, kernel, dilation=2)
 

@@ -99,7 +99,11 @@ def run_experiment(
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
-    "num_examples": {"big": len(source["big"][1]), "small": len(small[1]), "test": len(test[1])},
+    "num_examples": {
+      "big": len(source["big"].labels),
+      "small": len(small.labels),
+      "test": len(test.labels),
+    },
     "devices": [str(d) for d in mesh.devices.flat],
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
@@ -115,7 +119,7 @@ def run_experiment(
 def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> dict:
   """Every arm's students; ``results.json``'s ``arms`` (one entry per arm and λ, T)."""
   arm_results = {}
-  for arm in students_lib.arms_for(built.phi, small[0].shape[1:]):
+  for arm in students_lib.arms_for(built.phi, small.images.shape[1:]):
     runs = students_lib.fit_students(
       config,
       arm,

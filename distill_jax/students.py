@@ -19,6 +19,7 @@ import numpy as np
 from absl import logging
 
 from distill_jax import checkpoints
+from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
@@ -154,6 +155,7 @@ def fit_students(
   sc = config.student
   student = models.from_config(sc)
   images, labels = small
+  test = data_lib.Split(*test)
   grid = run_grid(config, arm)
   lam, temperature, seed = (np.asarray(v) for v in zip(*grid))
   train_data = {"image": images, "label": labels}
@@ -163,7 +165,7 @@ def fit_students(
     train_data["teacher_logits"] = train.predict(
       teacher.model.apply, teacher.params, teacher_inputs, mesh
     )
-  key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test[1]))
+  key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test.labels))
   checkpointer = checkpoints.Checkpointer(
     os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
   )
@@ -179,7 +181,7 @@ def fit_students(
     ),
     metrics_fn=losses.classification_metrics(student.apply),
     train_data=train_data,
-    test_data={"image": test[0], "label": test[1]},
+    test_data={"image": test.images, "label": test.labels},
     run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
     hparams={"lam": lam, "temperature": temperature},
     context=teacher.params if online_phi is not None else None,

@@ -89,8 +89,9 @@ def fit_teacher(
     phi = maps.identity_map()
   model = models.from_config(tc)
   images, labels = big
+  test = data_lib.Split(*test)
   input_shape = phi.output_shape(images.shape[1:])
-  mapped_test = phi.map_array(test[0], jax.random.key(10_000 + tc.seed))
+  mapped_test = phi.map_array(test.images, jax.random.key(10_000 + tc.seed))
   if not phi.stochastic:  # the source set S = φ(Big), computed once instead of every step
     images = phi.map_array(images, jax.random.key(0))
 
@@ -98,7 +99,7 @@ def fit_teacher(
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
     return jnp.mean(losses.cross_entropy(model.apply(params, source_images), batch["label"]))
 
-  key_config = _key_config(config, phi_key, len(labels), len(test[1]))
+  key_config = _key_config(config, phi_key, len(labels), len(test.labels))
   key = checkpoints.config_key(key_config)
   checkpointer = checkpoints.Checkpointer(os.path.join(cache_dir, "teachers", key), key_config)
   reused = checkpointer.latest_epoch() == tc.epochs
@@ -117,7 +118,7 @@ def fit_teacher(
     loss_fn=loss_fn,
     metrics_fn=losses.classification_metrics(model.apply),
     train_data={"image": images, "label": labels},
-    test_data={"image": mapped_test, "label": test[1]},
+    test_data={"image": mapped_test, "label": test.labels},
     run_keys=jax.random.key(tc.seed)[None],
     hparams={},
     mesh=mesh,
@@ -135,7 +136,7 @@ def fit_teacher(
     "layers": list(models.layer_widths(tc)),
     "trained_on": seen(f"{config.source_dataset} Big"),
     "evaluated_on": seen(f"{config.source_dataset} test"),
-    "num_test": len(test[1]),
+    "num_test": len(test.labels),
     "test_accuracy": float(result.history["test_accuracy"][0, -1]),
     "test_cross_entropy": float(result.history["test_cross_entropy"][0, -1]),
     "reused_checkpoint": bool(reused),

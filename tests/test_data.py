@@ -409,9 +409,11 @@ def test_load_subsets_mnist_family_splits_and_keeps_whole_ones(monkeypatch):
 def test_load_passes_imagenette_options_through(monkeypatch):
   calls = []
 
+  images, labels = np.zeros((2, 48, 48, 3), np.float32), np.zeros(2, np.int32)
+
   def fake_load_imagenette(**kwargs):
     calls.append(kwargs)
-    return "imagenette splits"
+    return {"small": (images, labels)}
 
   monkeypatch.setattr(imagenette, "load_imagenette", fake_load_imagenette)
   limits = {"big": 3}
@@ -424,7 +426,7 @@ def test_load_passes_imagenette_options_through(monkeypatch):
     imagenette_small=20,
     max_sizes=limits,
   )
-  assert result == "imagenette splits"
+  assert result["small"].images is images and result["small"].labels is labels  # a Split
   assert calls == [
     dict(
       data_dir="raw",

@@ -35,7 +35,7 @@ from distill_jax.data.loading import (
   load_splits,
   resolve_data_dir,
 )
-from distill_jax.data.splits import SPLIT_NAMES, subset, subset_positions
+from distill_jax.data.splits import SPLIT_NAMES, Split, subset, subset_positions
 
 __all__ = [
   "DATASET_NAMES",
@@ -46,6 +46,7 @@ __all__ = [
   "IMAGENETTE",
   "IMAGENETTE_SPLITS",
   "SPLIT_NAMES",
+  "Split",
   "DataError",
   "DistillFashionMnist",
   "DistillGeneratedMnist",

@@ -18,7 +18,7 @@ from distill_jax.data import imagenette
 from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES, IMAGE_SHAPE
 from distill_jax.data.errors import FIX_HINT, DataError
 from distill_jax.data.generated import DistillGeneratedMnist, TranslatedSplits
-from distill_jax.data.splits import SPLIT_NAMES, check_max_sizes, check_splits, subset
+from distill_jax.data.splits import SPLIT_NAMES, Split, check_max_sizes, check_splits, subset
 from distill_jax.data.tfds_io import download_and_prepare, read_split
 
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
@@ -30,7 +30,7 @@ DATASET_NAMES = tuple(sorted((*IDX_DATASETS, IMAGENETTE)))  # what `load` reads
 # GeneratedMNIST: 60,000 train + 10,000 test). "small" is the last 1,000 training images.
 IDX_SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
 
-Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labels)
 
 
 def resolve_data_dir(flag_value: str | None) -> str | None:
@@ -61,7 +61,7 @@ def load(
   if name not in DATASET_NAMES:
     raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
   if name == IMAGENETTE:
-    return imagenette.load_imagenette(
+    loaded = imagenette.load_imagenette(
       data_dir=data_dir,
       tfds_dir=tfds_dir,
       image_size=image_size,
@@ -69,6 +69,7 @@ def load(
       small_size=imagenette_small,
       max_sizes=max_sizes,
     )
+    return {split: Split(*arrays) for split, arrays in loaded.items()}
   splits = check_splits(splits)
   limits = check_max_sizes(max_sizes, splits)
   data = load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)

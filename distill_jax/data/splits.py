@@ -8,12 +8,20 @@ splits of its dataset (``loading.IDX_SPLITS``, ``imagenette.IMAGENETTE_SPLITS``)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from distill_jax.data.errors import DataError
 
 SPLIT_NAMES = ("big", "small", "test")
+
+
+class Split(NamedTuple):
+  """One split of a dataset: float32 ``images`` [N, H, W, C] in [0, 1], int32 ``labels`` [N]."""
+
+  images: np.ndarray
+  labels: np.ndarray
 
 
 def check_splits(splits: str | Iterable[str]) -> tuple[str, ...]:
@@ -49,10 +57,8 @@ def subset_positions(count: int, size: int | None, seed: int = 0) -> np.ndarray 
   return np.sort(np.random.default_rng(seed).permutation(count)[:size])
 
 
-def subset(
-  split: tuple[np.ndarray, np.ndarray], size: int | None, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def subset(split: tuple[np.ndarray, np.ndarray], size: int | None, seed: int = 0) -> Split:
   """The ``subset_positions`` pick of (images, labels); the very same arrays when it is all."""
   images, labels = split
   chosen = subset_positions(len(labels), size, seed)
-  return (images, labels) if chosen is None else (images[chosen], labels[chosen])
+  return Split(images, labels) if chosen is None else Split(images[chosen], labels[chosen])

@@ -74,8 +74,8 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
   key_config = {
     "what": "vae",
     "vae": training,
-    "num_train": len(fashion_train[1]),
-    "num_test": len(fashion_test[1]),
+    "num_train": len(fashion_train.labels),
+    "num_test": len(fashion_test.labels),
   }
   key = checkpoints.config_key(key_config)
   checkpointer = checkpoints.Checkpointer(os.path.join(context.cache_dir, "vae", key), key_config)
@@ -84,7 +84,7 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
   logging.info(
     "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
     training["latent_dim"],
-    len(fashion_train[1]),
+    len(fashion_train.labels),
     " (reusing checkpoint)" if reused else "",
   )
   result = vae_lib.fit_vae(
@@ -96,7 +96,7 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     epochs=epochs,
     batch_size=vc.batch_size,
     tx=optim.make_optimizer(
-      vc.optimizer, steps_per_epoch=len(fashion_train[1]) // vc.batch_size, epochs=epochs
+      vc.optimizer, steps_per_epoch=len(fashion_train.labels) // vc.batch_size, epochs=epochs
     ),
     mesh=context.mesh,
     seed=vc.seed,
@@ -140,12 +140,13 @@ def generated_mnist(config, phi: core.Map, vae_key: str, context: core.MapContex
     logging.info("GeneratedMNIST: translating 70,000 Fashion-MNIST images with φ_vae (%s)", mode)
     fashion = context.load("fashion_mnist")
     key = jax.random.key(config.vae.seed)
-    train_images = np.concatenate([fashion["big"][0], fashion["small"][0]])
-    train_labels = np.concatenate([fashion["big"][1], fashion["small"][1]])
-    test_images = phi.map_array(fashion["test"][0], jax.random.fold_in(key, 1))
+    big, small, test = fashion["big"], fashion["small"], fashion["test"]
+    train_images = np.concatenate([big.images, small.images])
+    train_labels = np.concatenate([big.labels, small.labels])
+    test_images = phi.map_array(test.images, jax.random.fold_in(key, 1))
     return {
       "train": (data_lib.to_uint8(phi.map_array(train_images, key)), train_labels),
-      "test": (data_lib.to_uint8(test_images), fashion["test"][1]),
+      "test": (data_lib.to_uint8(test_images), test.labels),
     }
 
   return data_lib.load_generated_mnist(
