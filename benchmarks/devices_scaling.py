@@ -52,9 +52,8 @@ def main():
   from absl import logging as absl_logging
 
   from distill_jax import data as data_lib
-  from distill_jax import maps, parallel
-  from distill_jax import students as students_lib
-  from distill_jax import teacher as teacher_lib
+  import conv_experiment  # benchmarks/conv_experiment.py, next to this script
+  from distill_jax import parallel
   from experiments.configs import default as default_config
 
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
@@ -72,7 +71,6 @@ def main():
   config.teacher.epochs, config.student.epochs = args.teacher_epochs, args.student_epochs
   config.seeds = args.seeds
   config.checkpoint_every = 10**9  # checkpoint only at the end
-  phi = maps.get_map("conv")
   print(
     f"jax {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} devices visible "
     f"({os.cpu_count()} CPU cores); comparing 1 vs {num_devices} devices"
@@ -83,36 +81,26 @@ def main():
     stamps = [time.perf_counter()]
     on_epoch = lambda *_: stamps.append(time.perf_counter())  # noqa: E731
     with tempfile.TemporaryDirectory() as workdir:
-      teacher = teacher_lib.fit_teacher(
-        config,
-        phi=phi,
-        phi_key=None,
-        big=data["big"],
-        test=data["test"],
-        mesh=mesh,
-        cache_dir=workdir,
-        on_epoch=on_epoch,
-      )
+      teacher = conv_experiment.fit_teacher(config, data, mesh, workdir, on_epoch)
       steps = len(data["big"][1]) // config.teacher.batch_size
       teacher_rate = steps * (len(stamps) - 2) / (stamps[-1] - stamps[1])
-      seconds, run_epochs, accuracies = 0.0, 0, {}
-      for arm in students_lib.arms_for(phi, data["small"][0].shape[1:]):
+      seconds, run_epochs = 0.0, 0
+      stamps.clear()
+
+      def start_arm(arm):
+        nonlocal seconds, run_epochs
+        if len(stamps) > 2:  # the previous arm's epochs 2..n
+          seconds += stamps[-1] - stamps[1]
+          run_epochs += config.seeds * (len(stamps) - 2)
         stamps[:] = [time.perf_counter()]
-        result = students_lib.fit_students(
-          config,
-          arm,
-          phi=phi,
-          phi_key=None,
-          teacher=teacher,
-          small=data["small"],
-          test=data["test"],
-          mesh=mesh,
-          workdir=workdir,
-          on_epoch=on_epoch,
-        ).result
-        seconds += stamps[-1] - stamps[1]
-        run_epochs += config.seeds * (len(stamps) - 2)
-        accuracies[arm.name] = float(result.history["test_accuracy"][:, -1].mean())
+
+      results = conv_experiment.fit_students(
+        config, data, teacher, mesh, workdir, on_epoch, before_arm=start_arm
+      )
+      start_arm(None)
+      accuracies = {
+        arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in results.items()
+      }
     return teacher_rate, run_epochs / seconds, teacher.info["test_accuracy"], accuracies
 
   one = run(parallel.make_mesh(1))

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from absl import logging as absl_logging
 from torch import nn
 
+import conv_experiment  # benchmarks/conv_experiment.py, next to this script
 from distill_jax import maps, parallel
-from distill_jax import students as students_lib
-from distill_jax import teacher as teacher_lib
 from distill_jax.data import read_idx_pair
 from experiments.configs import default as default_config
 
@@ -175,38 +174,10 @@ def jax_config(teacher_epochs, student_epochs, seeds):
   return config
 
 
-def jax_teacher(config, data, workdir, mesh, on_epoch=None):
-  return teacher_lib.fit_teacher(
-    config,
-    phi=maps.get_map("conv"),
-    phi_key=None,
-    big=data["big"],
-    test=data["test"],
-    mesh=mesh,
-    cache_dir=workdir,
-    on_epoch=on_epoch,
-  )
-
-
 def jax_students(config, data, teacher, workdir, mesh, on_epoch=None):
-  """Both arms (no_teacher, teacher_phi), all seeds of an arm in one vmapped program."""
-  phi = maps.get_map("conv")
-  results = {}
-  for arm in students_lib.arms_for(phi, data["small"][0].shape[1:]):
-    result = students_lib.fit_students(
-      config,
-      arm,
-      phi=phi,
-      phi_key=None,
-      teacher=teacher,
-      small=data["small"],
-      test=data["test"],
-      mesh=mesh,
-      workdir=workdir,
-      on_epoch=on_epoch,
-    ).result
-    results[arm.name] = float(result.history["test_accuracy"][:, -1].mean())
-  return results
+  """Both arms' mean final test accuracy (all seeds of an arm in one vmapped program)."""
+  results = conv_experiment.fit_students(config, data, teacher, mesh, workdir, on_epoch)
+  return {arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in results.items()}
 
 
 def timed_epochs():
@@ -243,7 +214,7 @@ def main():
   with tempfile.TemporaryDirectory() as workdir:
     jax_stamps, callback = timed_epochs()
     config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
-    jax_trained_teacher = jax_teacher(config, data, workdir, mesh, callback)
+    jax_trained_teacher = conv_experiment.fit_teacher(config, data, mesh, workdir, callback)
   torch_stamps, callback = timed_epochs()
   torch_teacher_model, (torch_teacher_acc, _) = torch_teacher(data, args.teacher_epochs, callback)
   rows.append(
@@ -290,7 +261,9 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
       config = jax_config(10, 100, args.seeds)
       start = time.perf_counter()
-      jax_students(config, data, jax_teacher(config, data, workdir, mesh), workdir, mesh)
+      jax_students(
+        config, data, conv_experiment.fit_teacher(config, data, mesh, workdir), workdir, mesh
+      )
       jax_wall = time.perf_counter() - start
     start = time.perf_counter()
     teacher, _ = torch_teacher(data, 10)
