@@ -137,16 +137,13 @@ def fit(
     checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
       resumes from its latest checkpoint.
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
-    steps_per_call: None (default): the scanned epoch, one jitted program; k: the stepped epoch,
-      jitted programs of k training steps (same numbers; faster for conv nets on CPU; see
-      ``epochs.choose_steps_per_call``).
-    eval_every: evaluate after every k-th epoch and after the last one (the evaluation does not
-      touch the training, so the parameters are the same for any k).
+    steps_per_call: None: the scanned epoch (one jitted program); k: the stepped epoch (jitted
+      programs of k steps; same numbers; for conv nets on CPU, ``epochs.choose_steps_per_call``).
+    eval_every: evaluate after every k-th and the last epoch (parameters are the same for any k).
 
   Returns:
     The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``train_loss``
-    and each ``test_<metric>``; ``test_*`` is NaN after epochs that were not evaluated, and
-    ``on_epoch`` gets no ``test_*`` for them.
+    and each ``test_<metric>`` (NaN after epochs not evaluated; ``on_epoch`` then gets none).
   """
   _check_inputs(name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every)
   init_keys, keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
@@ -155,15 +152,11 @@ def fit(
   train_data, keys, context = put(dict(train_data)), put(keys), put(context)
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
   test = put(_chunk(test_data, eval_batch_size))
+  num_examples = len(next(iter(train_data.values())))
   epoch_fn = make_epoch_fn(
-    loss_fn,
-    metrics_fn,
-    tx,
-    num_examples=len(next(iter(train_data.values()))),
-    batch_size=batch_size,
-    mesh=mesh,
+    loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh,
     steps_per_call=steps_per_call,
-  )
+  )  # fmt: skip
 
   def run_epoch(states, epoch, evaluate):
     return epoch_fn(states, train_data, keys, epoch, hparams, context, test, evaluate=evaluate)
@@ -171,16 +164,9 @@ def fit(
   states, history, start_epoch = _resume(name, checkpointer, states, len(run_keys), epochs)
   started = time.perf_counter()
   states = _epoch_loop(
-    name,
-    run_epoch,
-    states,
-    history,
-    range(start_epoch, epochs),
-    eval_every=eval_every,
-    checkpointer=checkpointer,
-    checkpoint_every=checkpoint_every,
-    on_epoch=on_epoch,
-  )
+    name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
+    checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
+  )  # fmt: skip
   return FitResult(params=states.params, history=history, seconds=time.perf_counter() - started)
 
 
