@@ -9,8 +9,9 @@
    ``<cache_dir>/phi``).
 3. Train the teacher on φ(source Big), or reuse it from ``<cache_dir>/teachers`` (``teacher``);
    score it on φ(target test) with the target labels: how well φ keeps the class.
-4. Per arm, all seeds × λ × T of the students in one vmapped program, resumable from
-   ``<workdir>/students`` (``students``).
+4. Per arm, all teachers × seeds × λ × T of the students in one vmapped program, resumable
+   from ``<workdir>/students`` (``students``); each arm against no_teacher, paired by seed, with
+   intervals over teachers (``effects``).
 5. ``results.json``, ``results.md`` and the figures in ``workdir`` (``report``).
 """
 
@@ -25,6 +26,7 @@ import ml_collections
 from absl import logging
 
 from distill_jax import data as data_lib
+from distill_jax import effects as effects_lib
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import report
@@ -99,6 +101,7 @@ def run_experiment(
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
+    "effects": effects_lib.effects(arm_results),
     "num_examples": {
       "big": len(source["big"].labels),
       "small": len(small.labels),

@@ -2,7 +2,8 @@
 
 * ``curves``: an experiment's per-epoch test metric, mean ± std over seeds per arm;
 * ``vae_latent_grids`` / ``vae_translations``: what the two-decoder VAE behind φ_vae learned;
-* ``style_examples``: the style image(s), then originals above their φ_style versions.
+* ``style_examples``: the style image(s), then originals above their φ_style versions;
+* ``teacher_gains``: each teacher's paired gain per arm, with the effect's interval.
 """
 
 from __future__ import annotations
@@ -134,3 +135,34 @@ def style_examples(images, labels, stylized, style_images, style_of, path: str) 
     axes[1, column].set_title(f"φ_style(x){suffix}", fontsize=8)
   fig.tight_layout()
   return _save(fig, path, dpi=110)
+
+
+def teacher_gains(results: dict, path: str) -> str:
+  """Per arm, each teacher's mean paired gain over ``no_teacher`` (dots) and the effect with
+  its 95% interval (bar), for Δ test accuracy and Δ test cross-entropy: the spread the
+  intervals come from."""
+  effects = results["effects"]
+  plt = _pyplot()
+  labels = list(effects)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(labels)), squeeze=False)
+  for ax, metric in zip(axes[0], ("test_accuracy", "test_cross_entropy")):
+    for row, label in enumerate(labels):
+      effect = effects[label][metric]
+      gains = np.asarray(effect["per_teacher"])
+      ax.scatter(gains, np.full(len(gains), row), s=18, alpha=0.6, color="tab:blue")
+      if effect["low"] is not None:
+        ax.plot([effect["low"], effect["high"]], [row + 0.25] * 2, color="black", lw=2)
+      ax.plot([effect["mean"]], [row + 0.25], marker="D", color="black", ms=5)
+    ax.axvline(0.0, color="gray", lw=1, ls="--")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(-0.6, len(labels) - 0.3)
+    ax.set_xlabel(f"Δ final {metric.replace('_', ' ')} vs no_teacher")
+    ax.grid(alpha=0.3, axis="x")
+  first = effects[labels[0]]["test_accuracy"]
+  fig.suptitle(
+    f"{results['experiment']}: dots = each of {first['teachers']} teacher(s), mean over "
+    f"{first['seeds']} paired seeds; bar = 95% CI over {first['unit'].split(' (')[0]}s",
+    fontsize=9,
+  )
+  fig.tight_layout()
+  return _save(fig, path, dpi=120, bbox_inches="tight")

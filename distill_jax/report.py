@@ -23,20 +23,20 @@ def history_to_json(values: np.ndarray) -> list:
   return [[None if np.isnan(v) else float(v) for v in row] for row in values]
 
 
-def group_runs(
-  arm: str, grid: list[tuple[float, float, int]], history: dict[str, np.ndarray], seconds: float
-) -> dict[str, dict]:
-  """Splits one arm's runs ``(λ, T, seed)`` into entries per (λ, T), keyed by a label."""
-  settings = sorted({(lam, temperature) for lam, temperature, _ in grid})
+def group_runs(arm: str, grid: list, history: dict[str, np.ndarray], seconds: float) -> dict:
+  """Splits one arm's runs (``students.Run``: λ, T, seed, teacher) into entries per (λ, T),
+  keyed by a label; each entry keeps every run's seed and teacher (for the paired effects)."""
+  settings = sorted({(run.lam, run.temperature) for run in grid})
   groups = {}
   for lam, temperature in settings:
-    rows = [i for i, run in enumerate(grid) if run[:2] == (lam, temperature)]
+    rows = [i for i, run in enumerate(grid) if (run.lam, run.temperature) == (lam, temperature)]
     label = arm if len(settings) == 1 else f"{arm}[lam={lam:g},T={temperature:g}]"
     entry = {
       "arm": arm,
       "lam": float(lam),
       "temperature": float(temperature),
-      "seeds": [int(grid[i][2]) for i in rows],
+      "seeds": [int(grid[i].seed) for i in rows],
+      "teachers": [int(grid[i].teacher) for i in rows],
       "train_seconds": seconds,
       "final": {},
     }
@@ -51,56 +51,86 @@ def group_runs(
   return groups
 
 
-def _phi_lines(phi: dict) -> list[str]:
-  """How well φ keeps the class (and, for a learned φ, its VAE's test −ELBO), if measured."""
-  lines = []
-  if "teacher_accuracy_on_phi_target_test" in phi:
-    size = phi.get("phi_target_test_size")
-    lines.append(
-      "φ keeps the class: the teacher on φ(target test)"
-      + (f" ({size} test images)" if size else "")
-      + ", scored with the target labels: "
-      f"accuracy {phi['teacher_accuracy_on_phi_target_test']:.4f}, cross-entropy "
-      f"{phi.get('teacher_cross_entropy_on_phi_target_test', float('nan')):.4f}."
-    )
+def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
+  """The teachers' scores (mean ± std over the K teachers), and the VAE's −ELBO if any."""
+  count = len(teacher.get("seeds", [0]))
+  lines = [
+    f"Teachers: {count} × {teacher['model']} trained on {teacher['trained_on']}; on "
+    f"{teacher['evaluated_on']} ({teacher['num_test']} images): accuracy "
+    f"{teacher['test_accuracy_mean']:.4f} ± {teacher['test_accuracy_std']:.4f}, cross-entropy "
+    f"{teacher['test_cross_entropy_mean']:.4f} ± {teacher['test_cross_entropy_std']:.4f}.",
+    "",
+  ]
+  if "teacher_on_phi_target_test_accuracy_mean" in phi:
+    lines += [
+      f"φ keeps the class: the teachers on φ(target test) ({phi['phi_target_test_size']} "
+      "images), scored with the target labels: accuracy "
+      f"{phi['teacher_on_phi_target_test_accuracy_mean']:.4f} ± "
+      f"{phi['teacher_on_phi_target_test_accuracy_std']:.4f}, cross-entropy "
+      f"{phi['teacher_on_phi_target_test_cross_entropy_mean']:.4f} ± "
+      f"{phi['teacher_on_phi_target_test_cross_entropy_std']:.4f}.",
+      "",
+    ]
   if "test_neg_elbo" in phi:
-    lines.append(
+    lines += [
       f"VAE (latent {phi.get('latent_dim', '?')}): test −ELBO {phi['test_neg_elbo']:.2f} "
-      f"(KL {phi['test_kl']:.2f})."
+      f"(KL {phi['test_kl']:.2f}).",
+      "",
+    ]
+  return lines
+
+
+def _interval_text(effect: dict) -> str:
+  if effect["low"] is None:
+    return f"{effect['mean']:+.4f} [n/a]"
+  return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
+
+
+def effects_table(effects: dict) -> list[str]:
+  """``arm | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict`` rows, and what the unit is."""
+  if not effects:
+    return []
+  lines = [
+    "| arm | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | p (acc / CE) | verdict (acc / CE) |",
+    "|---|---|---|---|---|",
+  ]
+  for label, effect in effects.items():
+    acc, ce = effect["test_accuracy"], effect["test_cross_entropy"]
+    p = " / ".join("n/a" if e["p"] is None else f"{e['p']:.2g}" for e in (acc, ce))
+    lines.append(
+      f"| {label} | {_interval_text(acc)} | {_interval_text(ce)} | {p} | "
+      f"{acc['verdict']} / {ce['verdict']} |"
     )
-  return [*lines, ""] if lines else []
+  first = next(iter(effects.values()))["test_accuracy"]
+  lines += [
+    "",
+    f"Δ = arm − no_teacher, paired by student seed; {first['teachers']} teacher(s) × "
+    f"{first['seeds']} seed(s); intervals: 95% Student t over the unit = {first['unit']}; "
+    "p one-sided in the claimed direction (accuracy up, cross-entropy down).",
+    "",
+  ]
+  return lines
 
 
 def markdown_table(results: dict) -> str:
   arms = results["arms"]
-  baseline = arms.get("no_teacher")
+  first = next(iter(arms.values()))
   lines = [
     f"# {results['experiment']}",
     "",
-    f"Teacher ({results['teacher']['model']}, trained on "
-    f"{results['teacher']['trained_on']}): test accuracy on {results['teacher']['evaluated_on']} "
-    + (f"({results['teacher']['num_test']} images) " if "num_test" in results["teacher"] else "")
-    + f"{results['teacher']['test_accuracy']:.4f}.",
+    *_teacher_lines(results["teacher"], results.get("phi", {})),
+    *effects_table(results.get("effects", {})),
+    f"Students: {len(set(first['seeds']))} seeds per teacher, {len(first['test_accuracy'][0])} "
+    "epochs; final test metrics (mean ± std over all runs of an arm).",
     "",
-    *_phi_lines(results.get("phi", {})),
-    f"Students: {len(next(iter(arms.values()))['seeds'])} seeds, "
-    f"{len(next(iter(arms.values()))['test_accuracy'][0])} epochs; final test metrics "
-    "(mean ± std over seeds).",
-    "",
-    "| arm | λ | T | test accuracy | test cross-entropy | Δ accuracy vs no_teacher |",
+    "| arm | λ | T | runs | test accuracy | test cross-entropy |",
     "|---|---|---|---|---|---|",
   ]
   for label, entry in arms.items():
     acc, ce = entry["final"]["test_accuracy"], entry["final"]["test_cross_entropy"]
-    delta = (
-      f"{acc['mean'] - baseline['final']['test_accuracy']['mean']:+.4f}"
-      if baseline is not None and label != "no_teacher"
-      else ""
-    )
     lines.append(
-      f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | "
-      f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} | "
-      f"{delta} |"
+      f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | {len(entry['seeds'])} | "
+      f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} |"
     )
   lines += [
     "",
@@ -119,3 +149,5 @@ def write(results: dict, workdir: str) -> None:
     f.write(markdown_table(results))
   for metric in CURVES:
     figures.curves(results, metric, os.path.join(workdir, f"{metric}.png"))
+  if results.get("effects"):
+    figures.teacher_gains(results, os.path.join(workdir, "teacher_gains.png"))

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,32 +50,46 @@ def arms_for(phi: maps.Map, image_shape: tuple[int, ...]) -> list[Arm]:
   return arms
 
 
-def run_grid(config, arm: Arm) -> list[tuple[float, float, int]]:
-  """The arm's runs ``(λ, T, seed)``: every λ × T × seed, or one run per seed for no_teacher
-  (λ = 0, where T plays no role)."""
+class Run(NamedTuple):
+  """One student run: its λ, T, seed, and which teacher of the ensemble teaches it (-1: none)."""
+
+  lam: float
+  temperature: float
+  seed: int
+  teacher: int
+
+
+def run_grid(config, arm: Arm, num_teachers: int) -> list[Run]:
+  """The arm's runs: every teacher × λ × T × seed, or one run per seed for no_teacher (λ = 0,
+  where T plays no role). Student seed s starts from the same parameters and sees the same
+  batches in every arm and under every teacher, so runs pair by seed."""
   seeds = [config.seed_offset + s for s in range(config.seeds)]
-  if arm.uses_teacher:
-    return list(itertools.product(config.lams, config.temperatures, seeds))
-  return [(0.0, 1.0, seed) for seed in seeds]
+  if not arm.uses_teacher:
+    return [Run(0.0, 1.0, seed, -1) for seed in seeds]
+  product = itertools.product(range(num_teachers), config.lams, config.temperatures, seeds)
+  return [Run(float(lam), float(t), seed, k) for k, lam, t, seed in product]
 
 
 def student_loss(student_apply, arm: Arm, *, online_phi: maps.Map | None, teacher_apply, t_squared):
   """The students' ``loss_fn(params, batch, key, hparams, context)`` for one arm.
 
   ``no_teacher``: the labels' cross-entropy. Otherwise ``losses.distillation_loss`` with this
-  run's λ and T (``hparams``) against the teacher's logits: precomputed in
-  ``batch["teacher_logits"]``, or, for a stochastic ``online_phi``, the teacher (parameters in
-  ``context``) on a fresh φ(x) drawn from the step's key.
+  run's λ and T (``hparams``) against its teacher's logits (teacher ``hparams["teacher"]`` of
+  the ensemble): precomputed in ``batch["teacher_logits"]`` ``[B, K, classes]``, or, for a
+  stochastic ``online_phi``, that teacher (ensemble parameters in ``context``) on a fresh φ(x)
+  drawn from the step's key.
   """
 
   def loss_fn(params, batch, key, hparams, context):
     student_logits = student_apply(params, batch["image"])
     if not arm.uses_teacher:
       return losses.distillation_loss(student_logits, None, batch["label"], lam=0)
+    k = hparams["teacher"].astype(jnp.int32)
     if online_phi is not None:
-      teacher_logits = teacher_apply(context, online_phi(batch["image"], key))
+      teacher_params = jax.tree.map(lambda leaf: leaf[k], context)
+      teacher_logits = teacher_apply(teacher_params, online_phi(batch["image"], key))
     else:
-      teacher_logits = batch["teacher_logits"]
+      teacher_logits = batch["teacher_logits"][:, k]
     return losses.distillation_loss(
       student_logits,
       teacher_logits,
@@ -89,10 +104,10 @@ def student_loss(student_apply, arm: Arm, *, online_phi: maps.Map | None, teache
 
 @dataclasses.dataclass(frozen=True)
 class StudentRuns:
-  """One arm's trained runs: ``grid[r] = (λ, T, seed)`` of run r of ``result``."""
+  """One arm's trained runs: ``grid[r]`` describes run r of ``result``."""
 
   arm: Arm
-  grid: list[tuple[float, float, int]]
+  grid: list[Run]
   result: train.FitResult
 
 
@@ -156,15 +171,13 @@ def fit_students(
   student = models.from_config(sc)
   images, labels = small
   test = data_lib.Split(*test)
-  grid = run_grid(config, arm)
-  lam, temperature, seed = (np.asarray(v) for v in zip(*grid))
+  grid = run_grid(config, arm, teacher.count)
+  lam, temperature, seed, teacher_index = (np.asarray(v) for v in zip(*grid))
   train_data = {"image": images, "label": labels}
   online_phi = phi if arm.through_phi and phi.stochastic else None
   if arm.uses_teacher and online_phi is None:  # soft targets computed once for all epochs/runs
     teacher_inputs = phi.map_array(images, jax.random.key(0)) if arm.through_phi else images
-    train_data["teacher_logits"] = train.predict(
-      teacher.model.apply, teacher.params, teacher_inputs, mesh
-    )
+    train_data["teacher_logits"] = teacher.logits(teacher_inputs, mesh)
   key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test.labels))
   checkpointer = checkpoints.Checkpointer(
     os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
@@ -183,7 +196,7 @@ def fit_students(
     train_data=train_data,
     test_data={"image": test.images, "label": test.labels},
     run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
-    hparams={"lam": lam, "temperature": temperature},
+    hparams={"lam": lam, "temperature": temperature, "teacher": teacher_index},
     context=teacher.params if online_phi is not None else None,
     mesh=mesh,
     eval_batch_size=config.eval_batch_size,

@@ -1,4 +1,7 @@
-"""The teacher ``f``: trained once on φ(source Big) (or on source Big as is), then reused.
+"""The teachers ``f_k``: an ensemble of ``teacher.count`` = K independently seeded teachers
+(seeds ``teacher.seed`` … ``+ K − 1``), trained at once in one vmapped program on φ(source Big)
+(or on source Big as is), then reused. The teacher is a random draw like a student seed: the
+effects are measured over teachers (``effects.py``).
 
 Its checkpoint lives in ``<cache_dir>/teachers/<key>``, ``key`` a hash of everything the teacher
 depends on (φ only when it is trained through φ or on a source set made by φ), so experiments in
@@ -29,12 +32,28 @@ TRAIN_ON = ("phi", "source")
 
 @dataclasses.dataclass(frozen=True)
 class TrainedTeacher:
-  """A trained teacher: ``model.apply(params, φ(x))`` gives its logits."""
+  """K trained teachers: ``model.apply(member(k), φ(x))`` gives teacher k's logits."""
 
   model: nn.Module
-  params: Any
-  key: str  # its checkpoint key: the students' keys name their teacher by it
-  info: dict  # for results.json: model, data, final test metrics, checkpoint
+  params: Any  # every leaf has a leading teacher axis K
+  key: str  # the ensemble's checkpoint key: the students' keys name their teachers by it
+  info: dict  # for results.json: model, data, seeds, per-teacher final test metrics, checkpoint
+
+  @property
+  def count(self) -> int:
+    return int(jax.tree.leaves(self.params)[0].shape[0])
+
+  def member(self, k: int):
+    """Teacher k's parameters."""
+    return jax.tree.map(lambda leaf: leaf[k], self.params)
+
+  def logits(self, images: np.ndarray, mesh) -> np.ndarray:
+    """Every teacher's logits on ``images``: ``[N, K, classes]`` (examples first, so that a
+    batch of examples gathers every teacher's soft targets)."""
+    per_teacher = [
+      train.predict(self.model.apply, self.member(k), images, mesh) for k in range(self.count)
+    ]
+    return np.stack(per_teacher, axis=1)
 
 
 def _key_config(config, phi_key: str | None, num_train: int, num_test: int) -> dict:
@@ -57,18 +76,20 @@ def _epoch_logger(config, test_name: str) -> Callable:
   tc = config.teacher
 
   def log_epoch(epoch, metrics):
+    loss = metrics["train_loss"].mean()
     if "test_accuracy" not in metrics:
-      logging.info(
-        "teacher epoch %d/%d: train loss %.4f", epoch, tc.epochs, metrics["train_loss"][0]
-      )
+      logging.info("teacher epoch %d/%d: train loss %.4f", epoch, tc.epochs, loss)
       return
+    accuracy = metrics["test_accuracy"]
     logging.info(
-      "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f",
+      "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f ± %.4f (%d teachers)",
       epoch,
       tc.epochs,
-      metrics["train_loss"][0],
+      loss,
       test_name,
-      metrics["test_accuracy"][0],
+      accuracy.mean(),
+      accuracy.std(),
+      len(accuracy),
     )
 
   return log_epoch
@@ -77,8 +98,10 @@ def _epoch_logger(config, test_name: str) -> Callable:
 def fit_teacher(
   config, *, phi: maps.Map, phi_key: str | None, big, test, mesh, cache_dir: str, on_epoch=None
 ) -> TrainedTeacher:
-  """Trains (or reloads) the teacher on φ(Big) (on Big as is when ``teacher.train_on`` is
-  ``"source"``) and scores it on the test set seen the same way.
+  """Trains (or reloads) the K teachers on φ(Big) (on Big as is when ``teacher.train_on`` is
+  ``"source"``) and scores them on the test set seen the same way. Teacher k is the run of seed
+  ``teacher.seed + k``: the same numbers whatever K is (runs are independent); a stochastic φ
+  draws fresh noise per teacher and step.
 
   ``big`` / ``test``: ``(images, labels)`` of the source set. ``on_epoch(epoch, metrics)``, if
   given, is called after each epoch (after the progress log).
@@ -105,7 +128,8 @@ def fit_teacher(
   reused = checkpointer.latest_epoch() == tc.epochs
   seen = (lambda what: f"phi({what})") if through_phi else (lambda what: what)
   logging.info(
-    "teacher: %s %s on %s, %d examples%s",
+    "teacher: %d × %s %s on %s, %d examples%s",
+    tc.count,
     tc.model,
     models.layer_widths(tc),
     seen(f"{config.source_dataset} Big"),
@@ -119,7 +143,7 @@ def fit_teacher(
     metrics_fn=losses.classification_metrics(model.apply),
     train_data={"image": images, "label": labels},
     test_data={"image": mapped_test, "label": test.labels},
-    run_keys=jax.random.key(tc.seed)[None],
+    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds(config))),
     hparams={},
     mesh=mesh,
     eval_batch_size=config.eval_batch_size,
@@ -137,28 +161,44 @@ def fit_teacher(
     "trained_on": seen(f"{config.source_dataset} Big"),
     "evaluated_on": seen(f"{config.source_dataset} test"),
     "num_test": len(test.labels),
-    "test_accuracy": float(result.history["test_accuracy"][0, -1]),
-    "test_cross_entropy": float(result.history["test_cross_entropy"][0, -1]),
+    "seeds": seeds(config),
+    **_per_teacher("test_", {k: v[:, -1] for k, v in result.history.items()}),
     "reused_checkpoint": bool(reused),
     "train_seconds": result.seconds,
     "checkpoint": checkpointer.directory,
   }
-  params = jax.tree.map(lambda leaf: leaf[0], result.params)
-  return TrainedTeacher(model=model, params=params, key=key, info=info)
+  return TrainedTeacher(model=model, params=result.params, key=key, info=info)
+
+
+def seeds(config) -> list[int]:
+  """The teachers' seeds: ``teacher.seed`` … ``teacher.seed + teacher.count − 1``."""
+  return [config.teacher.seed + k for k in range(config.teacher.count)]
+
+
+def _per_teacher(prefix: str, final: dict) -> dict:
+  """``{prefix}accuracy`` / ``cross_entropy``: one value per teacher, and their mean and std."""
+  out = {}
+  for metric in ("accuracy", "cross_entropy"):
+    values = np.asarray(final[f"test_{metric}"], np.float64)
+    out[f"{prefix}{metric}"] = [float(v) for v in values]
+    out[f"{prefix}{metric}_mean"] = float(values.mean())
+    out[f"{prefix}{metric}_std"] = float(values.std())
+  return out
 
 
 def score_through_phi(teacher: TrainedTeacher, phi: maps.Map, test, mesh) -> dict:
-  """How well φ keeps the class: the teacher on φ(target test), scored with the target labels
-  (a stochastic φ draws once, from ``key(1)``)."""
+  """How well φ keeps the class: each teacher on φ(target test), scored with the target labels
+  (a stochastic φ draws once, from ``key(1)``); per teacher, mean and std."""
   images, labels = test
-  logits = train.predict(
-    teacher.model.apply, teacher.params, phi.map_array(images, jax.random.key(1)), mesh
-  )
-  return {
-    "teacher_accuracy_on_phi_target_test": float(np.mean(np.argmax(logits, -1) == labels)),
-    "teacher_cross_entropy_on_phi_target_test": float(
-      np.mean(losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))
+  logits = teacher.logits(phi.map_array(images, jax.random.key(1)), mesh)  # [N, K, C]
+  final = {
+    "test_accuracy": np.mean(np.argmax(logits, -1) == labels[:, None], axis=0),
+    "test_cross_entropy": np.mean(
+      losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)[:, None]), axis=0
     ),
+  }
+  return {
+    **_per_teacher("teacher_on_phi_target_test_", final),
     "phi_target_test_size": len(labels),
   }
 
@@ -171,6 +211,8 @@ def validate(config) -> None:
       f"teacher.train_on must be 'phi' (train on φ(source Big)) or 'source' (on source Big as "
       f"is), got {tc.train_on!r}."
     )
+  if not isinstance(tc.count, int) or tc.count < 1:
+    raise ValueError(f"teacher.count must be an int >= 1 (teachers trained), got {tc.count!r}.")
   if tc.eval_size is not None and tc.eval_size < 1:
     raise ValueError(
       f"teacher.eval_size must be >= 1 or None (all test images), got {tc.eval_size}."

@@ -163,10 +163,15 @@ def fit(
 
   states, history, start_epoch = _resume(name, checkpointer, states, len(run_keys), epochs)
   started = time.perf_counter()
-  states = _epoch_loop(
-    name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
-    checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
-  )  # fmt: skip
+  try:
+    states = _epoch_loop(
+      name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
+      checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
+    )  # fmt: skip
+  except BaseException:  # an error or Ctrl-C: finish writing the epochs already saved
+    if checkpointer is not None:
+      checkpointer.wait()
+    raise
   return FitResult(params=states.params, history=history, seconds=time.perf_counter() - started)
 
 

@@ -9,11 +9,9 @@ can be set with ``--config.<name>=...``. Writes results.json, results.md and fig
 
 import difflib
 import importlib.util
-import logging as std_logging
 import os
 import sys
 
-import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -24,6 +22,7 @@ from distill_jax import experiment
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import validation
+from experiments import cli_setup
 
 CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -125,7 +124,10 @@ _MAPPING = flags.DEFINE_enum(
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
-_SEEDS = flags.DEFINE_integer("seeds", None, "Student seeds per arm (default 5).")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Student seeds per teacher and arm (default 5).")
+_TEACHERS = flags.DEFINE_integer(
+  "teachers", None, "Teachers K, seeds teacher.seed … + K − 1 (config teacher.count; default 5)."
+)
 _LAM = flags.DEFINE_list("lam", None, "Distillation weight(s) λ >= 0, e.g. 1 or 0.5,1,2.")
 _TEMPERATURE = flags.DEFINE_list("temperature", None, "Temperature(s) T > 0, e.g. 1 or 1,2,4.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default runs/<mapping>).")
@@ -156,23 +158,10 @@ def _floats(name: str, values: list[str]) -> tuple[float, ...]:
     raise app.UsageError(f"--{name} takes numbers separated by commas, got {','.join(values)!r}.")
 
 
-class _ProgressOnly(std_logging.Filter):
-  """Shows this project's INFO logs and everyone's warnings; hides orbax/tfds/jax chatter."""
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or any(
-      part in record.pathname for part in ("/distill_jax/", "/experiments/")
-    )
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_ProgressOnly())
-  # Reuse XLA compilations across runs (seconds per program on CPU); $JAX_COMPILATION_CACHE_DIR
-  # overrides the folder.
-  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
+  cli_setup.setup()
   parallel.initialize_distributed()
   config = _CONFIG.value
   try:
@@ -188,6 +177,8 @@ def main(argv):
       config.teacher.epochs = _TEACHER_EPOCHS.value
     if _SEEDS.value is not None:
       config.seeds = _SEEDS.value
+    if _TEACHERS.value is not None:
+      config.teacher.count = _TEACHERS.value
     if _LAM.value is not None:
       config.lams = _floats("lam", _LAM.value)
     if _TEMPERATURE.value is not None:

@@ -29,6 +29,7 @@ def experiment_config(mapping):
 def tiny_config(mapping):
   config = experiment_config(mapping)
   config.seeds = 2
+  config.teacher.count = 1
   config.teacher.epochs = 1
   config.teacher.hidden = (32,)
   config.student.epochs = 3
@@ -47,6 +48,7 @@ def tfds_dir(tmp_path_factory):
 
 def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_path):
   config = tiny_config("conv")
+  config.teacher.count = 2  # 2 teachers × 2 seeds for teacher_phi, paired with no_teacher
   results = experiment.run_experiment(
     config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
   )
@@ -56,9 +58,16 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
   saved = json.loads((tmp_path / "results.json").read_text())
   for entry in saved["arms"].values():
     acc = np.asarray(entry["test_accuracy"])
-    assert acc.shape == (2, 3) and np.all(np.isfinite(acc))
-    assert np.all(np.isfinite(entry["test_cross_entropy"]))
-  assert 0.1 < saved["teacher"]["test_accuracy"] <= 1.0
+    assert acc.shape == (len(entry["seeds"]), 3) and np.all(np.isfinite(acc))
+  assert saved["arms"]["teacher_phi"]["teachers"] == [0, 0, 1, 1]
+  assert saved["arms"]["teacher_phi"]["seeds"] == [0, 1, 0, 1]
+  effect = saved["effects"]["teacher_phi"]["test_accuracy"]
+  assert effect["teachers"] == 2 and effect["seeds"] == 2 and effect["unit"] == "teacher"
+  assert effect["verdict"] in ("holds", "fails", "inconclusive") and len(effect["per_teacher"]) == 2
+  assert "| teacher_phi | " in (tmp_path / "results.md").read_text()
+  assert (tmp_path / "teacher_gains.png").stat().st_size > 0
+  assert len(saved["teacher"]["test_accuracy"]) == 2 and saved["teacher"]["seeds"] == [0, 1]
+  assert 0.1 < saved["teacher"]["test_accuracy_mean"] <= 1.0
   assert saved["teacher"]["evaluated_on"] == "phi(fashion_mnist test)"
   assert not saved["teacher"]["reused_checkpoint"]
 
@@ -191,7 +200,7 @@ def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   assert results["teacher"]["trained_on"] == "mnist Big"
   assert results["teacher"]["checkpoint"].startswith(cache_dir)
   assert np.isfinite(results["phi"]["test_neg_elbo"])
-  assert 0.0 <= results["phi"]["teacher_accuracy_on_phi_target_test"] <= 1.0
+  assert 0.0 <= results["phi"]["teacher_on_phi_target_test_accuracy_mean"] <= 1.0
   for name in ("vae_translations.png", "vae_latent_grid.png", "results.md"):
     assert (workdir / name).stat().st_size > 0
   assert len(os.listdir(os.path.join(cache_dir, "vae"))) == 2  # the map's VAE and the 2-D one
@@ -226,7 +235,10 @@ def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   # GeneratedMNIST's teacher on its own test set ≈ the same teacher on φ(Fashion test)
   # (uint8 rounding is the only difference; the first 1,000 test images in both).
   assert (
-    abs(results["teacher"]["test_accuracy"] - results["phi"]["teacher_accuracy_on_phi_target_test"])
+    abs(
+      results["teacher"]["test_accuracy_mean"]
+      - results["phi"]["teacher_on_phi_target_test_accuracy_mean"]
+    )
     <= 0.01
   )
 

@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 
+from distill_jax import effects
 from distill_jax import report
+from distill_jax.students import Run
 
 
 def _results():
@@ -12,21 +14,26 @@ def _results():
     m: np.arange(12, dtype=np.float32).reshape(4, 3) / 10
     for m in ("train_loss", "test_accuracy", "test_cross_entropy")
   }
-  grid = [(1.0, 1.0, 0), (1.0, 1.0, 1), (2.0, 1.0, 0), (2.0, 1.0, 1)]
-  arms = report.group_runs(
-    "no_teacher", [(0.0, 1.0, 0), (0.0, 1.0, 1)], {m: v[:2] for m, v in history.items()}, 1.0
-  )
+  grid = [Run(1.0, 1.0, 0, 0), Run(1.0, 1.0, 1, 0), Run(2.0, 1.0, 0, 0), Run(2.0, 1.0, 1, 0)]
+  baseline = [Run(0.0, 1.0, 0, -1), Run(0.0, 1.0, 1, -1)]
+  arms = report.group_runs("no_teacher", baseline, {m: v[:2] for m, v in history.items()}, 1.0)
   arms.update(report.group_runs("teacher_phi", grid, history, 2.0))
   return {
     "experiment": "toy",
     "arms": arms,
+    "effects": effects.effects(arms),
     "devices": ["cpu:0"],
     "seconds": {"total": 3.0},
     "teacher": {
       "model": "mlp",
       "trained_on": "phi(toy)",
       "evaluated_on": "phi(toy test)",
-      "test_accuracy": 0.9,
+      "num_test": 100,
+      "seeds": [0],
+      "test_accuracy_mean": 0.9,
+      "test_accuracy_std": 0.0,
+      "test_cross_entropy_mean": 0.3,
+      "test_cross_entropy_std": 0.0,
     },
   }
 
@@ -47,8 +54,11 @@ def test_write_outputs(tmp_path):
   loaded = json.loads((tmp_path / "results.json").read_text())
   assert loaded["arms"].keys() == results["arms"].keys()
   table = (tmp_path / "results.md").read_text()
-  assert "| teacher_phi[lam=2,T=1] | 2 | 1 |" in table
-  assert "+0.6000" in table  # Δ accuracy vs no_teacher: 0.95 - 0.35
+  assert "| teacher_phi[lam=2,T=1] | 2 | 1 | 2 |" in table
+  # Δ accuracy vs no_teacher, paired by seed: (0.8 - 0.2, 1.1 - 0.5), one teacher: n/a interval
+  # (both differences equal 0.6: no spread to estimate)
+  assert "| teacher_phi[lam=2,T=1] | +0.6000 [n/a] |" in table
+  assert "student seed (one teacher" in table
   assert "φ keeps the class" not in table  # no φ measurements given
 
   for name in ("test_accuracy.png", "test_cross_entropy.png"):
@@ -58,14 +68,17 @@ def test_write_outputs(tmp_path):
 def test_markdown_reports_phi_quality():
   results = _results()
   results["phi"] = {
-    "teacher_accuracy_on_phi_target_test": 0.8512,
-    "teacher_cross_entropy_on_phi_target_test": 0.61,
+    "teacher_on_phi_target_test_accuracy_mean": 0.8512,
+    "teacher_on_phi_target_test_accuracy_std": 0.002,
+    "teacher_on_phi_target_test_cross_entropy_mean": 0.61,
+    "teacher_on_phi_target_test_cross_entropy_std": 0.01,
+    "phi_target_test_size": 10000,
     "latent_dim": 16,
     "test_neg_elbo": 420.37,
     "test_kl": 14.78,
   }
   table = report.markdown_table(results)
-  assert "accuracy 0.8512, cross-entropy 0.6100" in table
+  assert "accuracy 0.8512 ± 0.0020, cross-entropy 0.6100 ± 0.0100" in table
   assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table
 
 
@@ -75,11 +88,11 @@ def test_unevaluated_epochs_are_null_in_json_and_skipped_in_figures(tmp_path):
     for m in ("test_accuracy", "test_cross_entropy")
   }
   history["train_loss"] = np.ones((2, 3), np.float32)
-  arms = report.group_runs("no_teacher", [(0.0, 1.0, 0), (0.0, 1.0, 1)], history, 1.0)
+  arms = report.group_runs("no_teacher", [Run(0.0, 1.0, 0, -1), Run(0.0, 1.0, 1, -1)], history, 1.0)
   entry = arms["no_teacher"]
   assert entry["test_accuracy"][0][0] is None and entry["test_accuracy"][1][2] == np.float32(0.8)
   assert abs(entry["final"]["test_accuracy"]["mean"] - 0.7) < 1e-6
-  results = {**_results(), "arms": arms}
+  results = {**_results(), "arms": arms, "effects": {}}
   report.write(results, str(tmp_path))
   text = (tmp_path / "results.json").read_text()
   assert "NaN" not in text and json.loads(text)["arms"]["no_teacher"]["test_accuracy"][0][0] is None

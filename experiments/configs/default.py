@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.source_dataset = "fashion_mnist"  # the teacher's set (Big / Test)
   config.target_dataset = "fashion_mnist"  # the students' set (Small / Test)
-  config.seeds = 5  # student runs per arm, trained at once with vmap
+  config.seeds = 5  # student seeds per teacher and arm; all K × seeds runs of an arm at once
   config.seed_offset = 0  # seeds are seed_offset, ..., seed_offset + seeds - 1
   config.lams = (1.0,)  # distillation weights λ (a grid is vmapped too)
   config.temperatures = (1.0,)  # temperatures T
@@ -54,7 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher.epochs = 10
   config.teacher.batch_size = 64
   config.teacher.optimizer = optim.default_optimizer_config(learning_rate=1e-3)
-  config.teacher.seed = 0
+  config.teacher.seed = 0  # teachers are seeds teacher.seed, ..., teacher.seed + count - 1
+  config.teacher.count = 5  # K teachers, trained at once with vmap: the teacher is a random draw
 
   config.student = ml_collections.ConfigDict()
   config.student.model = "linear"

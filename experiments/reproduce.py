@@ -1,0 +1,241 @@
+"""Every claim of the talk, reproduced by one command, with intervals and verdicts.
+
+  python -m experiments.reproduce --data_dir=../shared/data --workdir=runs/reproduce
+
+runs the six experiments in order — identity, noise, conv, vae, generated and style (its CPU
+config) — each from its config file (as ``python -m experiments.distill --mapping=<name>``),
+into ``<workdir>/<name>``, sharing ``<workdir>/cache`` (teachers, VAEs, stylized sets) so a
+rerun reuses finished work. It then writes ``<workdir>/REPORT.md`` and ``report.json``: the
+claims table (each experiment's claim, Δ accuracy and Δ cross-entropy of ``teacher_phi``
+against ``no_teacher`` with 95% intervals over teachers, and the verdict), the teachers' scores
+on φ(test), wall times, figures and the exact configurations. ``--quick`` shrinks everything
+(subsets, one or two epochs, two teachers × two seeds) to check the pipeline in about a minute;
+its numbers mean nothing. ``--only=conv,style`` runs a subset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+
+import jax
+from absl import app
+from absl import flags
+from absl import logging
+
+from distill_jax import data as data_lib
+from distill_jax import experiment
+from distill_jax import report
+from distill_jax import validation
+from experiments import cli_setup
+
+# The talk's experiments, in its order, each with its claim in one sentence.
+CLAIMS = {
+  "identity": "A teacher trained on Fashion-MNIST-Big improves a student trained on "
+  "Fashion-MNIST-Small (φ = identity).",
+  "noise": "A teacher trained on noisy images x + N(0, 0.1) improves the student through φ_noise.",
+  "conv": "A teacher trained on images seen through a fixed dilated convolution improves the "
+  "student through φ_conv.",
+  "vae": "A teacher trained on MNIST improves a Fashion-MNIST student through the VAE map φ_vae "
+  "(clothes → digits).",
+  "generated": "A teacher trained on GeneratedMNIST (φ_vae's digits) improves the Fashion-MNIST "
+  "student through φ_vae.",
+  "style": "A teacher trained on style-transferred Imagenette improves an Imagenette student "
+  "through φ_style.",
+}
+CLAIMED_ARM = "teacher_phi"  # the arm each claim is about (f(φ(x)) against no_teacher)
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output folder.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "As for experiments.distill (offline data).")
+_TFDS_DIR = flags.DEFINE_string(
+  "tfds_dir", None, "Prepared datasets (default ~/tensorflow_datasets)."
+)
+_QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes: checks the pipeline, numbers mean nothing.")
+_ONLY = flags.DEFINE_list("only", list(CLAIMS), "Experiments to run (default: all six, in order).")
+
+
+def experiment_config(name: str):
+  """The config ``python -m experiments.distill --mapping=<name>`` runs."""
+  module = name if name in ("vae", "generated", "style") else "default"
+  config = importlib.import_module(f"experiments.configs.{module}").get_config()
+  config.mapping = name
+  return config
+
+
+def shrink(config) -> None:
+  """``--quick``: subsets, one teacher epoch, two student epochs, two teachers × two seeds."""
+  config.seeds, config.teacher.count = 2, 2
+  config.teacher.epochs, config.student.epochs = 1, 2
+  config.teacher.batch_size, config.student.batch_size = 16, 10
+  config.teacher.hidden, config.teacher.features, config.teacher.dense = (32,), (4, 8), 16
+  config.student.features, config.student.dense = (4,), 16
+  config.data.max_big, config.data.max_small, config.data.max_test = 400, 100, 200
+  config.data.image_size, config.data.imagenette_small = 16, 20
+  config.teacher.eval_size = None
+  config.eval_batch_size, config.checkpoint_every = 100, 1
+  if "vae" in config:
+    config.vae.epochs, config.vae.figure_epochs = 1, 1
+    config.vae.encoder_hidden, config.vae.decoder_hidden = (32,), (32,)
+  if "style" in config:
+    config.style.steps, config.style.batch_size = 1, 64
+
+
+def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False) -> dict:
+  """Runs the experiments ``names`` (validated first, all of them, before any work) and writes
+  REPORT.md / report.json; returns the report."""
+  configs = {}
+  for name in names:
+    if name not in CLAIMS:
+      raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(CLAIMS)}.")
+    configs[name] = experiment_config(name)
+    if quick:
+      shrink(configs[name])
+    validation.validate_config(configs[name])
+  entries = {}
+  for index, (name, config) in enumerate(configs.items(), start=1):
+    logging.info("reproduce [%d/%d]: %s — %s", index, len(configs), name, CLAIMS[name])
+    started = time.perf_counter()
+    results = experiment.run_experiment(
+      config,
+      os.path.join(workdir, name),
+      data_dir=data_dir,
+      tfds_dir=tfds_dir,
+      cache_dir=os.path.join(workdir, "cache"),
+    )
+    seconds = time.perf_counter() - started
+    entries[name] = _entry(name, results, seconds, os.path.join(workdir, name))
+    effect = entries[name]["effect"]
+    if effect:
+      logging.info(
+        "reproduce [%d/%d]: %s done in %.0f s: Δ accuracy %+.4f (%s), Δ cross-entropy %+.4f (%s)",
+        index,
+        len(configs),
+        name,
+        entries[name]["wall_seconds"],
+        effect["test_accuracy"]["mean"],
+        effect["test_accuracy"]["verdict"],
+        effect["test_cross_entropy"]["mean"],
+        effect["test_cross_entropy"]["verdict"],
+      )
+  reproduction = {
+    "command": "python -m experiments.reproduce" + (" --quick" if quick else ""),
+    "quick": quick,
+    "jax": jax.__version__,
+    "devices": [str(d) for d in jax.devices()],
+    "experiments": entries,
+  }
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(reproduction, f, indent=1)
+  with open(os.path.join(workdir, "REPORT.md"), "w") as f:
+    f.write(markdown(reproduction))
+  return reproduction
+
+
+def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
+  return {
+    "claim": CLAIMS[name],
+    "experiment": results["experiment"],
+    "effect": results["effects"].get(CLAIMED_ARM),
+    "effects": results["effects"],
+    "teacher": {k: v for k, v in results["teacher"].items() if k != "checkpoint"},
+    "phi": {k: v for k, v in results["phi"].items() if k != "checkpoint"},
+    "wall_seconds": seconds,
+    "figures": [os.path.join(name, f) for f in sorted(os.listdir(folder)) if f.endswith(".png")],
+    "config": results["config"],
+  }
+
+
+def _interval(effect: dict) -> str:
+  if effect["low"] is None:
+    return f"{effect['mean']:+.4f} [n/a]"
+  return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
+
+
+def claims_table(experiments: dict) -> list[str]:
+  """``experiment | claim | Δ acc [CI] | Δ CE [CI] | verdict`` for ``teacher_phi``."""
+  lines = [
+    "| experiment | the talk's claim | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | "
+    "verdict (acc / CE) | teachers × seeds |",
+    "|---|---|---|---|---|---|",
+  ]
+  for name, entry in experiments.items():
+    acc, ce = entry["effect"]["test_accuracy"], entry["effect"]["test_cross_entropy"]
+    lines.append(
+      f"| {name} | {entry['claim']} | {_interval(acc)} | {_interval(ce)} | "
+      f"{acc['verdict']} / {ce['verdict']} | {acc['teachers']} × {acc['seeds']} |"
+    )
+  return lines
+
+
+def markdown(reproduction: dict) -> str:
+  """REPORT.md: the claims table, then per experiment its teachers, effects and figures."""
+  experiments = reproduction["experiments"]
+  lines = [
+    "# Reproducing the talk's claims",
+    "",
+    f"`{reproduction['command']}` — jax {reproduction['jax']} on "
+    f"{', '.join(reproduction['devices'])}."
+    + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else ""),
+    "",
+    "Δ = `teacher_phi` − `no_teacher` in final test accuracy and cross-entropy, paired by "
+    "student seed; 95% Student-t intervals with the teacher as the unit (with one teacher: "
+    "over student seeds only). Verdict: *holds* if the interval excludes 0 in the claimed "
+    "direction (accuracy up, cross-entropy down), *fails* if it excludes 0 the other way, else "
+    "*inconclusive*. Single runs differ across machines (float summation order), so only "
+    "intervals over teachers and seeds are comparable between machines.",
+    "",
+    *claims_table(experiments),
+    "",
+  ]
+  for name, entry in experiments.items():
+    teacher, phi = entry["teacher"], entry["phi"]
+    lines += [
+      f"## {name}: {entry['experiment']}",
+      "",
+      f"Wall time {entry['wall_seconds']:.0f} s. Teachers on φ(target test): accuracy "
+      f"{phi['teacher_on_phi_target_test_accuracy_mean']:.4f} ± "
+      f"{phi['teacher_on_phi_target_test_accuracy_std']:.4f}, cross-entropy "
+      f"{phi['teacher_on_phi_target_test_cross_entropy_mean']:.4f} ± "
+      f"{phi['teacher_on_phi_target_test_cross_entropy_std']:.4f} ({len(teacher['seeds'])} "
+      f"teachers: {teacher['model']} on {teacher['trained_on']}).",
+      "",
+      *report.effects_table(entry["effects"]),
+      " ".join(f"![]({path})" for path in entry["figures"]),
+      "",
+      "<details><summary>configuration</summary>",
+      "",
+      "```json",
+      json.dumps(entry["config"], indent=1),
+      "```",
+      "",
+      "</details>",
+      "",
+    ]
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli_setup.setup()
+  tfds_dir = _TFDS_DIR.value or os.environ.get(
+    "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")
+  )
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  try:
+    run_all(
+      _ONLY.value,
+      workdir=_WORKDIR.value,
+      data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
+      tfds_dir=tfds_dir,
+      quick=_QUICK.value,
+    )
+  except (ValueError, data_lib.DataError) as error:
+    raise SystemExit(f"error: {error}") from None
+  logging.info("report: %s", os.path.join(_WORKDIR.value, "REPORT.md"))
+
+
+if __name__ == "__main__":
+  app.run(main)

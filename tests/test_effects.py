@@ -1,0 +1,95 @@
+"""Effects: paired differences, t intervals and p-values against an independent computation."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from distill_jax import effects
+
+
+def _entry(finals, seeds, teachers=None):
+  """A results.json arm entry whose runs end at ``finals`` (two epochs each)."""
+  rows = [[0.0, float(v)] for v in finals]
+  entry = {
+    "seeds": list(seeds),
+    "test_accuracy": rows,
+    "test_cross_entropy": [[0.0, -float(v)] for v in finals],
+  }
+  if teachers is not None:
+    entry["teachers"] = list(teachers)
+  return entry
+
+
+def _t_interval_by_hand(x, confidence=0.95):
+  """mean ± t_{(1+c)/2, n−1} · sd / √n, and the one-sided p of H1: mean > 0."""
+  x = np.asarray(x, np.float64)
+  n, mean, sem = len(x), x.mean(), x.std(ddof=1) / np.sqrt(len(x))
+  half = scipy.stats.t.ppf((1 + confidence) / 2, n - 1) * sem
+  return mean - half, mean + half, scipy.stats.t.sf(mean / sem, n - 1)
+
+
+def test_paired_differences_pair_by_seed_whatever_the_run_order():
+  baseline = _entry([0.50, 0.60, 0.70], seeds=[0, 1, 2])
+  # teacher 1's runs come first and seeds are shuffled: pairing must use the seed, not the row.
+  arm = _entry(
+    [0.71, 0.52, 0.63, 0.55, 0.74, 0.61], seeds=[2, 0, 1, 0, 2, 1], teachers=[1, 1, 1, 0, 0, 0]
+  )
+  d = effects.paired_differences(arm, baseline, "test_accuracy")
+  np.testing.assert_allclose(d, [[0.02, 0.03, 0.01], [0.05, 0.01, 0.04]], atol=1e-12)
+  with pytest.raises(ValueError, match="every teacher needs a run"):
+    effects.paired_differences(_entry([0.6], seeds=[0], teachers=[0]), baseline, "test_accuracy")
+
+
+def test_interval_and_p_match_the_t_distribution():
+  units = [0.012, -0.004, 0.009, 0.015, 0.003]
+  low, high, p = _t_interval_by_hand(units)
+  got = effects.interval(units, "greater")
+  assert got["mean"] == pytest.approx(np.mean(units))
+  assert got["low"] == pytest.approx(low) and got["high"] == pytest.approx(high)
+  assert got["p"] == pytest.approx(p)
+  less = effects.interval(units, "less")
+  assert less["p"] == pytest.approx(1 - p)
+  assert effects.interval([0.1], "greater")["low"] is None  # one unit: no interval
+
+
+@pytest.mark.parametrize(
+  "low,high,alternative,want",
+  [
+    (0.001, 0.01, "greater", "holds"),
+    (-0.01, -0.001, "greater", "fails"),
+    (-0.01, 0.01, "greater", "inconclusive"),
+    (-0.05, -0.01, "less", "holds"),
+    (0.01, 0.05, "less", "fails"),
+    (None, None, "less", "inconclusive"),
+  ],
+)
+def test_verdicts(low, high, alternative, want):
+  assert effects.verdict({"low": low, "high": high}, alternative) == want
+
+
+def test_arm_effect_uses_teachers_as_units():
+  rng = np.random.default_rng(0)
+  base = rng.normal(0.8, 0.01, size=4)
+  gains = np.array([0.010, 0.002, 0.007])  # per teacher
+  finals = [base[s] + gains[k] + rng.normal(0, 0.001) for k in range(3) for s in range(4)]
+  arm = _entry(finals, seeds=[0, 1, 2, 3] * 3, teachers=[0] * 4 + [1] * 4 + [2] * 4)
+  effect = effects.arm_effect(arm, _entry(base, seeds=[0, 1, 2, 3]))["test_accuracy"]
+  d = np.asarray(finals).reshape(3, 4) - base
+  low, high, p = _t_interval_by_hand(d.mean(axis=1))
+  assert effect["unit"] == "teacher" and effect["teachers"] == 3 and effect["seeds"] == 4
+  assert (
+    effect["n"] == 3 and effect["low"] == pytest.approx(low) and effect["p"] == pytest.approx(p)
+  )
+  np.testing.assert_allclose(effect["per_teacher"], d.mean(axis=1))
+
+
+def test_one_teacher_falls_back_to_seeds_and_says_so():
+  base = [0.80, 0.81, 0.79]
+  arm = _entry([0.82, 0.82, 0.80], seeds=[0, 1, 2], teachers=[0, 0, 0])
+  effect = effects.arm_effect(arm, _entry(base, seeds=[0, 1, 2]))
+  assert effect["test_accuracy"]["unit"].startswith("student seed (one teacher")
+  assert effect["test_accuracy"]["n"] == 3
+  low, high, _ = _t_interval_by_hand([0.02, 0.01, 0.01])
+  assert effect["test_accuracy"]["low"] == pytest.approx(low)
+  assert effect["test_cross_entropy"]["claimed"] == "less"
+  assert effects.effects({"teacher_phi": arm}) == {}  # no baseline: nothing to compare
