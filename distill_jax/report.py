@@ -80,7 +80,8 @@ def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
   return lines
 
 
-def _interval_text(effect: dict) -> str:
+def interval_text(effect: dict) -> str:
+  """``+0.0053 [+0.0014, +0.0093]``: an effect and its interval (``[n/a]`` without one)."""
   if effect["low"] is None:
     return f"{effect['mean']:+.4f} [n/a]"
   return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
@@ -98,7 +99,7 @@ def effects_table(effects: dict) -> list[str]:
     acc, ce = effect["test_accuracy"], effect["test_cross_entropy"]
     p = " / ".join("n/a" if e["p"] is None else f"{e['p']:.2g}" for e in (acc, ce))
     lines.append(
-      f"| {label} | {_interval_text(acc)} | {_interval_text(ce)} | {p} | "
+      f"| {label} | {interval_text(acc)} | {interval_text(ce)} | {p} | "
       f"{acc['verdict']} / {ce['verdict']} |"
     )
   first = next(iter(effects.values()))["test_accuracy"]

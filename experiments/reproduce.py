@@ -147,12 +147,6 @@ def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
   }
 
 
-def _interval(effect: dict) -> str:
-  if effect["low"] is None:
-    return f"{effect['mean']:+.4f} [n/a]"
-  return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
-
-
 def claims_table(experiments: dict) -> list[str]:
   """``experiment | claim | Δ acc [CI] | Δ CE [CI] | verdict`` for ``teacher_phi``."""
   lines = [
@@ -163,7 +157,7 @@ def claims_table(experiments: dict) -> list[str]:
   for name, entry in experiments.items():
     acc, ce = entry["effect"]["test_accuracy"], entry["effect"]["test_cross_entropy"]
     lines.append(
-      f"| {name} | {entry['claim']} | {_interval(acc)} | {_interval(ce)} | "
+      f"| {name} | {entry['claim']} | {report.interval_text(acc)} | {report.interval_text(ce)} | "
       f"{acc['verdict']} / {ce['verdict']} | {acc['teachers']} × {acc['seeds']} |"
     )
   return lines
