@@ -70,6 +70,7 @@ def main():
   config.mapping = "conv"
   config.teacher.epochs, config.student.epochs = args.teacher_epochs, args.student_epochs
   config.seeds = args.seeds
+  config.teacher.count = 1  # one teacher: N devices vs 1 on the same work
   config.checkpoint_every = 10**9  # checkpoint only at the end
   print(
     f"jax {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} devices visible "
@@ -101,7 +102,7 @@ def main():
       accuracies = {
         arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in results.items()
       }
-    return teacher_rate, run_epochs / seconds, teacher.info["test_accuracy"], accuracies
+    return teacher_rate, run_epochs / seconds, teacher.info["test_accuracy_mean"], accuracies
 
   one = run(parallel.make_mesh(1))
   many = run(parallel.make_mesh(num_devices))

@@ -18,9 +18,11 @@ Students: CNN (16, 32) + dense 64 on raw Small, 40 epochs, 5 seeds; arms ``no_te
 
 (``--mapping=style`` picks this file too.)
 
-Expected (measured cold on the 2-core CPU, random ranVGG weights, 24 min 30 s): teacher on
-φ_style(1,000 test images) 0.529; final student test accuracy no_teacher 0.2924 ± 0.0132,
-teacher 0.2798 ± 0.0151, teacher_phi 0.3109 ± 0.0150 (BUILD_NOTES.md, "Experiments (issue 4)").
+Expected (measured cold on the 2-core CPU inside ``python -m experiments.reproduce``, random
+ranVGG weights, one teacher × 5 seeds, 19 min): teacher on φ_style(1,000 test images) 0.536;
+teacher_phi − no_teacher +0.0280 [+0.0113, +0.0448] accuracy, −0.057 [−0.075, −0.039]
+cross-entropy (interval over student seeds; docs/REPORT.md). One teacher, because on this CPU
+each CNN teacher costs ~3 minutes and each arm's students ~2.5 minutes per teacher.
 GPU: style_gpu.py.
 """
 
