@@ -1,6 +1,7 @@
 """Every figure the experiments write (all matplotlib lives here, drawn off-screen).
 
-* ``curves``: an experiment's per-epoch test metric, mean ± std over seeds per arm;
+* ``curves``: an experiment's per-epoch test metric per arm, mean ± std over all its runs
+  (teachers × seeds);
 * ``vae_latent_grids`` / ``vae_translations``: what the two-decoder VAE behind φ_vae learned;
 * ``style_examples``: the style image(s), then originals above their φ_style versions;
 * ``teacher_gains``: each teacher's paired gain per arm, with the effect's interval.
@@ -28,7 +29,8 @@ def _save(fig, path: str, **options) -> str:
 
 
 def curves(results: dict, metric: str, path: str) -> str:
-  """Mean ± std over seeds per epoch: all epochs (left) and the second half zoomed (right).
+  """Mean ± std over all runs of an arm (teachers × seeds) per epoch: all epochs (left) and
+  the second half zoomed (right).
 
   The zoomed panel's y-range fits ``no_teacher`` and the ``teacher_phi`` arms (the comparison
   the experiment is about); other arms far from them run off its edge but stay in the left
@@ -50,7 +52,7 @@ def curves(results: dict, metric: str, path: str) -> str:
       zoom_range += [(mean - std)[half:].min(), (mean + std)[half:].max()]
     style = {"color": colors[index % len(colors)], "linestyle": "-" if index < 10 else "--"}
     for ax, start in ((full, 0), (zoom, half)):
-      ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} seeds)", **style)
+      ax.plot(epochs[start:], mean[start:], label=f"{label} ({len(values)} runs)", **style)
       ax.fill_between(
         epochs[start:], (mean - std)[start:], (mean + std)[start:], color=style["color"], alpha=0.2
       )
@@ -63,7 +65,7 @@ def curves(results: dict, metric: str, path: str) -> str:
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-  fig.suptitle(f"{results['experiment']}: mean ± std over seeds", fontsize=10)
+  fig.suptitle(f"{results['experiment']}: mean ± std over runs (teachers × seeds)", fontsize=10)
   zoom.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
   fig.tight_layout()
   return _save(fig, path, dpi=120, bbox_inches="tight")
