@@ -9,6 +9,14 @@
   Imagenette.
 
 Every model maps NHWC images ``[N, H, W, C]`` to logits ``[N, num_classes]``.
+
+Initialization (``init``), for every Dense and Conv layer with ``fan_in`` inputs per output
+(``in_features`` for Dense, ``kh · kw · in_channels`` for Conv):
+
+* ``flax``: Flax's defaults, kernel ~ lecun_normal (truncated normal, Var = 1 / fan_in), bias = 0.
+* ``torch``: PyTorch's defaults for ``nn.Linear`` / ``nn.Conv2d`` (``kaiming_uniform_(a=√5)``
+  and its bias rule): kernel and bias ~ U(−1/√fan_in, 1/√fan_in), i.e. Var = 1 / (3 fan_in).
+  The reference (PyTorch) code of the talk uses these.
 """
 
 from __future__ import annotations
@@ -16,7 +24,30 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+INIT_NAMES = ("flax", "torch")
+
+
+def symmetric_uniform(bound: float):
+  """A Flax initializer drawing U(−bound, bound) for every entry."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+  return init
+
+
+def layer_init(init: str, fan_in: int) -> dict:
+  """``kernel_init`` / ``bias_init`` keyword arguments of a layer with ``fan_in`` inputs per
+  output under the scheme ``init`` (see the module docstring); ``{}`` keeps Flax's defaults."""
+  if init == "flax":
+    return {}
+  if init == "torch":
+    bound = 1.0 / float(fan_in) ** 0.5
+    return {"kernel_init": symmetric_uniform(bound), "bias_init": symmetric_uniform(bound)}
+  raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_NAMES)}.")
 
 
 class MLP(nn.Module):
@@ -24,13 +55,14 @@ class MLP(nn.Module):
 
   hidden: Sequence[int] = (256, 128, 64, 64)
   num_classes: int = 10
+  init_scheme: str = "flax"  # "flax" | "torch" (see the module docstring)
 
   @nn.compact
   def __call__(self, images):
     x = images.reshape(images.shape[0], -1)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
+      x = nn.relu(nn.Dense(width, **layer_init(self.init_scheme, x.shape[-1]))(x))
+    return nn.Dense(self.num_classes, **layer_init(self.init_scheme, x.shape[-1]))(x)
 
 
 class CNN(nn.Module):
@@ -40,16 +72,18 @@ class CNN(nn.Module):
   dense: int = 256
   num_classes: int = 10
   global_pool: bool = False  # average over space before the dense layers (any input size)
+  init_scheme: str = "flax"  # "flax" | "torch" (see the module docstring)
 
   @nn.compact
   def __call__(self, images):
     x = images
     for width in self.features:
-      x = nn.relu(nn.Conv(width, kernel_size=(3, 3))(x))
+      conv_init = layer_init(self.init_scheme, 3 * 3 * x.shape[-1])
+      x = nn.relu(nn.Conv(width, kernel_size=(3, 3), **conv_init)(x))
       x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
     x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(self.dense)(x))
-    return nn.Dense(self.num_classes)(x)
+    x = nn.relu(nn.Dense(self.dense, **layer_init(self.init_scheme, x.shape[-1]))(x))
+    return nn.Dense(self.num_classes, **layer_init(self.init_scheme, x.shape[-1]))(x)
 
 
 MODEL_NAMES = ("mlp", "linear", "cnn")
@@ -63,16 +97,23 @@ def get_model(
   features: Sequence[int] = (32, 64),
   dense: int = 256,
   global_pool: bool = False,
+  init: str = "flax",
 ) -> nn.Module:
   """Builds the model ``name`` (one of ``MODEL_NAMES``); ``hidden`` is for ``mlp``,
-  ``features``, ``dense`` and ``global_pool`` for ``cnn``."""
+  ``features``, ``dense`` and ``global_pool`` for ``cnn``; ``init`` is one of ``INIT_NAMES``."""
+  if init not in INIT_NAMES:
+    raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_NAMES)}.")
   if name == "mlp":
-    return MLP(hidden=tuple(hidden), num_classes=num_classes)
+    return MLP(hidden=tuple(hidden), num_classes=num_classes, init_scheme=init)
   if name == "linear":
-    return MLP(hidden=(), num_classes=num_classes)
+    return MLP(hidden=(), num_classes=num_classes, init_scheme=init)
   if name == "cnn":
     return CNN(
-      features=tuple(features), dense=dense, num_classes=num_classes, global_pool=global_pool
+      features=tuple(features),
+      dense=dense,
+      num_classes=num_classes,
+      global_pool=global_pool,
+      init_scheme=init,
     )
   raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
@@ -85,6 +126,7 @@ def from_config(part_config) -> nn.Module:
     features=part_config.features,
     dense=part_config.dense,
     global_pool=part_config.global_pool,
+    init=part_config.init,
   )
 
 
@@ -105,4 +147,9 @@ def validate(part_config, where: str) -> None:
   if part_config.model not in MODEL_NAMES:
     raise ValueError(
       f"unknown {where} model {part_config.model!r}; choose one of {', '.join(MODEL_NAMES)}."
+    )
+  if part_config.init not in INIT_NAMES:
+    raise ValueError(
+      f"unknown {where} init {part_config.init!r}; set --config.{where}.init to one of "
+      f"{', '.join(INIT_NAMES)}."
     )
