@@ -1,0 +1,272 @@
+"""Parity with PyTorch: the same K teachers × S students in distill-jax and in plain PyTorch.
+
+  pip install -e '.[test]'   # includes torch==2.13.0 (CPU)
+  python benchmarks/parity_pytorch.py --data_dir=../shared/data                 # K = 5, ~25 min
+  python benchmarks/parity_pytorch.py --data_dir=../shared/data --maps=conv --teachers=20
+  python benchmarks/parity_pytorch.py --data_dir=../shared/data --smoke         # seconds
+
+For each map φ (identity, noise, conv), distill-jax runs the experiment through the library
+(``experiment.run_experiment`` with ``teacher.count = K``, ``seeds = S``, once per
+``--jax_inits`` scheme) and ``benchmarks/torch_reference.py`` runs the same design in PyTorch as
+a user would write it. Per framework it prints the teachers' accuracy on φ(test) (mean ± sd) and
+the gain of ``teacher_phi`` over ``no_teacher`` (paired by student seed, averaged per teacher)
+in test accuracy and cross-entropy, with 95% t intervals over the K teachers, for two
+estimators: the final epoch (``final``) and the mean of the last 10 epochs (``last10``), and
+whether the intervals of distill-jax and PyTorch overlap.
+
+Diagnostics (the spread of the gain): ``sd(d_k)`` is the spread of the K per-teacher gains,
+``seed part`` the part of it that student-seed noise alone explains (√(mean_k var_s(d_ks) / S)),
+``r(teacher acc)`` the Pearson correlation of d_k with the teacher's accuracy, and Levene's test
+(``scipy.stats.levene``) compares the spread of d_k between each distill-jax scheme and PyTorch.
+
+``--json=path`` writes everything (per-teacher numbers included); the last line printed is a
+JSON summary. Not a test: no assertions (``tests/test_benchmarks.py`` runs ``--smoke``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.stats
+import torch
+from absl import logging as absl_logging
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch_reference  # noqa: E402  benchmarks/torch_reference.py
+from distill_jax import effects  # noqa: E402
+from distill_jax import experiment  # noqa: E402
+from experiments.configs import default as default_config  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = ("test_accuracy", "test_cross_entropy")
+ESTIMATORS = {"final": 1, "last10": 10}  # name -> epochs averaged at the end
+SMOKE = dict(teachers=2, seeds=2, teacher_epochs=1, student_epochs=3)
+SMOKE_SIZES = {"big": 640, "small": 200, "test": 500}
+
+
+def jax_run(map_name, args, init, workdir, tfds_dir, max_sizes) -> dict:
+  """The experiment through distill-jax, in the framework-neutral form of ``torch_reference.run``."""
+  config = default_config.get_config()
+  config.mapping = map_name
+  config.teacher.count = args.teachers
+  config.seeds = args.seeds
+  config.teacher.epochs = args.teacher_epochs
+  config.student.epochs = args.student_epochs
+  config.teacher.init = config.student.init = init
+  config.checkpoint_every = 10**9  # only at the end
+  for split, size in max_sizes.items():
+    config.data[f"max_{split}"] = size
+  results = experiment.run_experiment(
+    config,
+    os.path.join(workdir, f"jax_{init}", map_name),
+    data_dir=args.data_dir,
+    tfds_dir=tfds_dir,
+    cache_dir=os.path.join(workdir, f"jax_{init}", "cache"),
+  )
+  out = {"teachers": [], "arms": {"no_teacher": [], "teacher_phi": []}}
+  info = results["teacher"]
+  for seed, accuracy, cross_entropy in zip(
+    info["seeds"], info["test_accuracy"], info["test_cross_entropy"]
+  ):
+    out["teachers"].append(
+      {"seed": seed, "test_accuracy": accuracy, "test_cross_entropy": cross_entropy}
+    )
+  base = results["arms"]["no_teacher"]
+  order = np.argsort(base["seeds"])
+  out["arms"]["no_teacher"] = [{m: base[m][i] for m in METRICS} for i in order]
+  taught = results["arms"]["teacher_phi"]
+  for teacher_seed in info["seeds"]:
+    runs = sorted(
+      (seed, {m: taught[m][i] for m in METRICS})
+      for i, (seed, k) in enumerate(zip(taught["seeds"], taught["teachers"]))
+      if k == teacher_seed
+    )
+    out["arms"]["teacher_phi"].append([run for _, run in runs])
+  out["seconds"] = results["seconds"]["total"]
+  return out
+
+
+def gains(run: dict, metric: str, last: int) -> np.ndarray:
+  """``d[k, s]``: teacher_phi (teacher k, seed s) − no_teacher (seed s), each the mean of the
+  last ``last`` epochs of ``metric``."""
+  end = lambda history: float(np.mean(history[metric][-last:]))  # noqa: E731
+  base = np.array([end(h) for h in run["arms"]["no_teacher"]])
+  taught = np.array([[end(h) for h in per_teacher] for per_teacher in run["arms"]["teacher_phi"]])
+  return taught - base[None, :]
+
+
+def summarize(run: dict) -> dict:
+  """Teachers' accuracy, and per metric and estimator the interval over teachers and the
+  spread diagnostics."""
+  teacher_acc = np.array([t["test_accuracy"] for t in run["teachers"]])
+  out = {
+    "teacher_accuracy": teacher_acc.tolist(),
+    "teacher_accuracy_mean": float(teacher_acc.mean()),
+    "teacher_accuracy_sd": float(teacher_acc.std(ddof=1)) if teacher_acc.size > 1 else None,
+  }
+  for metric, alternative in effects.CLAIMED.items():
+    for estimator, last in ESTIMATORS.items():
+      d = gains(run, metric, last)
+      per_teacher = d.mean(axis=1)
+      result = effects.interval(per_teacher, alternative)
+      result["verdict"] = effects.verdict(result, alternative)
+      result["per_teacher"] = per_teacher.tolist()
+      result["sd"] = float(per_teacher.std(ddof=1)) if per_teacher.size > 1 else None
+      if d.shape[1] > 1:  # what student-seed noise alone gives the per-teacher means
+        result["seed_part_sd"] = float(np.sqrt(d.var(axis=1, ddof=1).mean() / d.shape[1]))
+      if per_teacher.size > 2 and np.ptp(teacher_acc) > 0 and np.ptp(per_teacher) > 0:
+        result["r_teacher_accuracy"] = float(scipy.stats.pearsonr(teacher_acc, per_teacher)[0])
+      out[f"{metric}/{estimator}"] = result
+  return out
+
+
+def overlap(a: dict, b: dict) -> bool | None:
+  if a["low"] is None or b["low"] is None:
+    return None
+  return a["low"] <= b["high"] and b["low"] <= a["high"]
+
+
+def fmt(effect: dict) -> str:
+  if effect["low"] is None:
+    return f"{effect['mean']:+.4f} [no interval]"
+  return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
+
+
+def report(summaries: dict) -> str:
+  """The printed tables: one row per (map, framework)."""
+  lines = [
+    "| map | framework | teachers on φ(test) | Δacc final | Δacc last10 | ΔCE final | ΔCE last10 |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for map_name, per_framework in summaries.items():
+    for framework, s in per_framework.items():
+      sd = s["teacher_accuracy_sd"]
+      teachers = f"{s['teacher_accuracy_mean']:.4f} ± {sd:.4f}" if sd is not None else "—"
+      cells = [fmt(s[f"{m}/{e}"]) for m in METRICS for e in ESTIMATORS]
+      lines.append(f"| {map_name} | {framework} | {teachers} | " + " | ".join(cells) + " |")
+  lines += [
+    "",
+    "Spread of the per-teacher accuracy gain d_k (sd over teachers; the part student-seed noise",
+    "alone explains; Pearson r with the teacher's accuracy; Levene p against PyTorch):",
+    "",
+    "| map | framework | estimator | sd(d_k) | seed part | r(teacher acc) | Levene p vs pytorch |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for map_name, per_framework in summaries.items():
+    reference = per_framework.get("pytorch")
+    for framework, s in per_framework.items():
+      for estimator in ESTIMATORS:
+        e = s[f"test_accuracy/{estimator}"]
+        levene = "—"
+        theirs = reference[f"test_accuracy/{estimator}"]["per_teacher"] if reference else []
+        if framework != "pytorch" and min(len(e["per_teacher"]), len(theirs)) >= 3:
+          levene = f"{scipy.stats.levene(e['per_teacher'], theirs).pvalue:.3f}"
+        cells = [
+          f"{e[k]:.4f}" if e.get(k) is not None else "—"
+          for k in ("sd", "seed_part_sd", "r_teacher_accuracy")
+        ]
+        lines.append(
+          f"| {map_name} | {framework} | {estimator} | " + " | ".join(cells) + f" | {levene} |"
+        )
+  return "\n".join(lines)
+
+
+def overlaps(summaries: dict) -> dict:
+  """``{map: {jax framework: {metric/estimator: intervals overlap with PyTorch's}}}``."""
+  out = {}
+  for map_name, per_framework in summaries.items():
+    reference = per_framework.get("pytorch")
+    if reference is None:
+      continue
+    out[map_name] = {
+      framework: {key: overlap(s[key], reference[key]) for key in s if "/" in key}
+      for framework, s in per_framework.items()
+      if framework != "pytorch"
+    }
+  return out
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
+  parser.add_argument("--maps", default="identity,noise,conv")
+  parser.add_argument("--teachers", type=int, default=5)
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--teacher_epochs", type=int, default=10)
+  parser.add_argument("--student_epochs", type=int, default=100)
+  parser.add_argument("--jax_inits", default="torch,flax", help="distill-jax init schemes")
+  parser.add_argument("--no_pytorch", action="store_true", help="distill-jax side only")
+  parser.add_argument(
+    "--torch_drop_last", action="store_true", help="PyTorch drops partial batches"
+  )
+  parser.add_argument("--workdir", default=None, help="default: a temporary directory")
+  parser.add_argument("--tfds_dir", default=None, help="default: <workdir>/tfds")
+  parser.add_argument("--json", default=None, help="write the full results here")
+  parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for the tests")
+  args = parser.parse_args(argv)
+  max_sizes = {}
+  if args.smoke:
+    for name, value in SMOKE.items():
+      setattr(args, name, value)
+    max_sizes = SMOKE_SIZES
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  torch.set_num_threads(os.cpu_count() or 1)
+  with tempfile.TemporaryDirectory() as scratch:
+    workdir = args.workdir or scratch
+    tfds_dir = args.tfds_dir or os.path.join(workdir, "tfds")
+    torch_data = torch_reference.load_fashion_mnist(args.data_dir, max_sizes)
+    runs, seconds = {}, {}
+    for map_name in args.maps.split(","):
+      runs[map_name] = {}
+      for init in [i for i in args.jax_inits.split(",") if i]:
+        start = time.perf_counter()
+        runs[map_name][f"jax-{init}"] = jax_run(map_name, args, init, workdir, tfds_dir, max_sizes)
+        seconds[f"{map_name}/jax-{init}"] = time.perf_counter() - start
+        print(
+          f"{map_name}: distill-jax (init {init}) {seconds[f'{map_name}/jax-{init}']:.0f} s",
+          flush=True,
+        )
+      if not args.no_pytorch:
+        start = time.perf_counter()
+        runs[map_name]["pytorch"] = torch_reference.run(
+          map_name,
+          torch_data,
+          teachers=args.teachers,
+          seeds=args.seeds,
+          teacher_epochs=args.teacher_epochs,
+          student_epochs=args.student_epochs,
+          drop_last=args.torch_drop_last,
+          log=lambda line: print(line, flush=True),
+        )
+        seconds[f"{map_name}/pytorch"] = time.perf_counter() - start
+        print(f"{map_name}: pytorch {seconds[f'{map_name}/pytorch']:.0f} s", flush=True)
+  summaries = {m: {f: summarize(run) for f, run in per.items()} for m, per in runs.items()}
+  print(
+    f"\nK = {args.teachers} teachers × S = {args.seeds} student seeds, teacher "
+    f"{args.teacher_epochs} epochs, students {args.student_epochs} epochs; teacher_phi − "
+    "no_teacher, 95% t interval over teachers:\n"
+  )
+  print(report(summaries))
+  summary = {
+    "teachers": args.teachers,
+    "seeds": args.seeds,
+    "overlap_with_pytorch": overlaps(summaries),
+    "seconds": seconds,
+  }
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({**summary, "args": vars(args), "summaries": summaries, "runs": runs}, f)
+  print(json.dumps(summary))
+  return summaries
+
+
+if __name__ == "__main__":
+  main()
