@@ -1,0 +1,125 @@
+"""The benchmarks run (smoke sizes) and their PyTorch reference computes what the library does."""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from distill_jax import maps
+from distill_jax.data import read_idx_pair
+from experiments.configs import default as default_config
+from tests.conftest import REPO_ROOT
+
+torch = pytest.importorskip("torch")  # the test / bench extras install torch==2.13.0 (CPU)
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import parity_pytorch  # noqa: E402
+import torch_reference  # noqa: E402
+
+
+def test_reference_reads_the_same_data(shared_data_dir):
+  data = torch_reference.load_fashion_mnist(shared_data_dir)
+  folder = os.path.join(shared_data_dir, "fashion_mnist")
+  images, labels = read_idx_pair(
+    os.path.join(folder, "t10k-images-idx3-ubyte.gz"),
+    os.path.join(folder, "t10k-labels-idx1-ubyte.gz"),
+  )
+  test_x, test_y = data["test"]
+  np.testing.assert_array_equal(test_x[:, 0].numpy(), images.astype(np.float32) / 255.0)
+  np.testing.assert_array_equal(test_y.numpy(), labels)
+  assert [len(data[s][1]) for s in ("big", "small", "test")] == [59000, 1000, 10000]
+
+
+def test_reference_maps_match_the_library():
+  images = np.random.default_rng(0).random((3, 28, 28, 1), np.float32)
+  nchw = torch.from_numpy(images).permute(0, 3, 1, 2)
+  want = maps.get_map("conv").map_array(images, jax.random.key(0))
+  got = torch_reference.phi("conv", nchw).permute(0, 2, 3, 1).numpy()
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_array_equal(torch_reference.phi("identity", nchw), nchw)
+  torch.manual_seed(0)
+  noise = torch_reference.phi("noise", torch.zeros(200, 1, 28, 28))
+  assert float(noise.var()) == pytest.approx(torch_reference.NOISE_VARIANCE, rel=0.02)
+  assert torch_reference.NOISE_VARIANCE == default_config.get_config().maps.noise.variance
+
+
+def test_reference_batches_keep_or_drop_the_partial_batch():
+  generator = torch.Generator().manual_seed(0)
+  kept = torch_reference.batches(10, 4, generator, drop_last=False)
+  assert [len(b) for b in kept] == [4, 4, 2]
+  assert sorted(torch.cat(kept).tolist()) == list(range(10))
+  dropped = torch_reference.batches(10, 4, generator, drop_last=True)
+  assert [len(b) for b in dropped] == [4, 4]
+
+
+def test_reference_student_without_teacher_is_the_lambda_zero_student():
+  rng = np.random.default_rng(0)
+  data = {
+    "small": (torch.from_numpy(rng.random((40, 1, 4, 4), np.float32)), torch.arange(40) % 10),
+    "test": (torch.from_numpy(rng.random((20, 1, 4, 4), np.float32)), torch.arange(20) % 10),
+  }
+  soft = torch.from_numpy(rng.normal(size=(40, 10)).astype(np.float32))
+  alone = torch_reference.train_student(data, 3, epochs=2, batch_size=8)
+  zero = torch_reference.train_student(data, 3, soft_logits=soft, lam=0.0, epochs=2, batch_size=8)
+  taught = torch_reference.train_student(data, 3, soft_logits=soft, epochs=2, batch_size=8)
+  assert alone == zero  # same seed: same init and batches; λ = 0 removes the soft term
+  assert alone != taught
+
+
+def test_gains_and_summary_from_known_runs():
+  """Per-teacher gains of a hand-made run: d[k, s] = taught(k, s) − alone(s), last-n means."""
+  history = lambda acc: {"test_accuracy": acc, "test_cross_entropy": [1 - a for a in acc]}  # noqa: E731
+  run = {
+    "teachers": [{"test_accuracy": a} for a in (0.8, 0.9, 0.85)],
+    "arms": {
+      "no_teacher": [history([0.5, 0.6]), history([0.5, 0.7])],
+      "teacher_phi": [
+        [history([0.6, 0.7]), history([0.6, 0.8])],  # +0.1, +0.1
+        [history([0.5, 0.8]), history([0.5, 0.7])],  # +0.2, 0.0
+        [history([0.5, 0.65]), history([0.5, 0.75])],  # +0.05, +0.05
+      ],
+    },
+  }
+  np.testing.assert_allclose(
+    parity_pytorch.gains(run, "test_accuracy", 1), [[0.1, 0.1], [0.2, 0.0], [0.05, 0.05]]
+  )
+  np.testing.assert_allclose(parity_pytorch.gains(run, "test_accuracy", 2)[1], [0.1, 0.0])
+  summary = parity_pytorch.summarize(run)
+  final = summary["test_accuracy/final"]
+  assert final["per_teacher"] == pytest.approx([0.1, 0.1, 0.05])
+  assert final["sd"] == pytest.approx(np.std([0.1, 0.1, 0.05], ddof=1))
+  # seed part: √(mean_k var_s(d_ks) / S) = √(((0 + 0.02 + 0) / 3) / 2)
+  assert final["seed_part_sd"] == pytest.approx(np.sqrt(0.02 / 3 / 2))
+  assert summary["test_cross_entropy/final"]["per_teacher"] == pytest.approx([-0.1, -0.1, -0.05])
+
+
+def test_parity_smoke(shared_data_dir, tmp_path):
+  """The documented command in smoke mode: both frameworks, intervals, overlaps, JSON."""
+  out = tmp_path / "parity.json"
+  summaries = parity_pytorch.main(
+    [
+      f"--data_dir={shared_data_dir}",
+      "--smoke",
+      "--maps=conv",
+      "--jax_inits=torch",
+      f"--workdir={tmp_path}",
+      f"--json={out}",
+    ]
+  )
+  saved = json.loads(out.read_text())
+  assert set(summaries["conv"]) == {"jax-torch", "pytorch"}
+  for framework, summary in summaries["conv"].items():
+    assert len(summary["teacher_accuracy"]) == 2  # smoke: K = 2
+    assert all(0.0 <= a <= 1.0 for a in summary["teacher_accuracy"])
+    effect = summary["test_accuracy/final"]
+    assert len(effect["per_teacher"]) == 2 and np.isfinite(effect["mean"])
+  runs = saved["runs"]["conv"]
+  for framework in ("jax-torch", "pytorch"):
+    assert len(runs[framework]["arms"]["teacher_phi"]) == 2  # teachers
+    assert len(runs[framework]["arms"]["teacher_phi"][0]) == 2  # seeds
+    assert len(runs[framework]["arms"]["no_teacher"][0]["test_accuracy"]) == 3  # epochs
+  assert set(saved["overlap_with_pytorch"]["conv"]["jax-torch"]) == {
+    f"{m}/{e}" for m in parity_pytorch.METRICS for e in parity_pytorch.ESTIMATORS
+  }
