@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from absl import logging as absl_logging
-from torch import nn
 
 import conv_experiment  # benchmarks/conv_experiment.py, next to this script
-from distill_jax import maps, parallel
+import torch_reference  # benchmarks/torch_reference.py: the plain PyTorch implementation
+from distill_jax import parallel
 from distill_jax.data import read_idx_pair
 from experiments.configs import default as default_config
 
@@ -61,23 +61,11 @@ def load_fashion(data_dir):
 
 def torch_phi(images_nhwc: np.ndarray) -> torch.Tensor:
   """The dilated conv φ in PyTorch (NCHW)."""
-  kernel = torch.tensor(maps.fixed.DILATED_KERNEL)[None, None]
-  x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)
-  return F.conv2d(x, kernel, dilation=2)
+  return torch_reference.phi("conv", torch.from_numpy(images_nhwc).permute(0, 3, 1, 2))
 
 
-def torch_mlp(in_features, hidden):
-  layers, width = [nn.Flatten()], in_features
-  for h in hidden:
-    layers += [nn.Linear(width, h), nn.ReLU()]
-    width = h
-  return nn.Sequential(*layers, nn.Linear(width, 10))
-
-
-def torch_evaluate(model, x, y):
-  with torch.no_grad():
-    logits = model(x)
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
+torch_mlp = torch_reference.mlp
+torch_evaluate = torch_reference.evaluate
 
 
 def torch_fit(

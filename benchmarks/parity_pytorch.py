@@ -4,6 +4,7 @@
   python benchmarks/parity_pytorch.py --data_dir=../shared/data                 # K = 5, ~25 min
   python benchmarks/parity_pytorch.py --data_dir=../shared/data --maps=conv --teachers=20
   python benchmarks/parity_pytorch.py --data_dir=../shared/data --smoke         # seconds
+  python benchmarks/parity_pytorch.py --from_json=a.json,b.json   # tables of saved runs
 
 For each map φ (identity, noise, conv), distill-jax runs the experiment through the library
 (``experiment.run_experiment`` with ``teacher.count = K``, ``seeds = S``, once per
@@ -107,6 +108,7 @@ def summarize(run: dict) -> dict:
   """Teachers' accuracy, and per metric and estimator the interval over teachers and the
   spread diagnostics."""
   teacher_acc = np.array([t["test_accuracy"] for t in run["teachers"]])
+  teacher_ce = np.array([t.get("test_cross_entropy", np.nan) for t in run["teachers"]])
   out = {
     "teacher_accuracy": teacher_acc.tolist(),
     "teacher_accuracy_mean": float(teacher_acc.mean()),
@@ -122,8 +124,11 @@ def summarize(run: dict) -> dict:
       result["sd"] = float(per_teacher.std(ddof=1)) if per_teacher.size > 1 else None
       if d.shape[1] > 1:  # what student-seed noise alone gives the per-teacher means
         result["seed_part_sd"] = float(np.sqrt(d.var(axis=1, ddof=1).mean() / d.shape[1]))
-      if per_teacher.size > 2 and np.ptp(teacher_acc) > 0 and np.ptp(per_teacher) > 0:
-        result["r_teacher_accuracy"] = float(scipy.stats.pearsonr(teacher_acc, per_teacher)[0])
+      if per_teacher.size > 2 and np.ptp(per_teacher) > 0:
+        for name, values in (("accuracy", teacher_acc), ("cross_entropy", teacher_ce)):
+          if np.isfinite(values).all() and np.ptp(values) > 0:
+            r = scipy.stats.pearsonr(values, per_teacher)[0]
+            result[f"r_teacher_{name}"] = float(r)
       out[f"{metric}/{estimator}"] = result
   return out
 
@@ -155,10 +160,12 @@ def report(summaries: dict) -> str:
   lines += [
     "",
     "Spread of the per-teacher accuracy gain d_k (sd over teachers; the part student-seed noise",
-    "alone explains; Pearson r with the teacher's accuracy; Levene p against PyTorch):",
+    "alone explains; Pearson r with the teacher's test accuracy and cross-entropy; Levene p",
+    "against PyTorch):",
     "",
-    "| map | framework | estimator | sd(d_k) | seed part | r(teacher acc) | Levene p vs pytorch |",
-    "|---|---|---|---|---|---|---|",
+    "| map | framework | estimator | sd(d_k) | seed part | r(teacher acc) | r(teacher CE) "
+    "| Levene p vs pytorch |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for map_name, per_framework in summaries.items():
     reference = per_framework.get("pytorch")
@@ -171,7 +178,7 @@ def report(summaries: dict) -> str:
           levene = f"{scipy.stats.levene(e['per_teacher'], theirs).pvalue:.3f}"
         cells = [
           f"{e[k]:.4f}" if e.get(k) is not None else "—"
-          for k in ("sd", "seed_part_sd", "r_teacher_accuracy")
+          for k in ("sd", "seed_part_sd", "r_teacher_accuracy", "r_teacher_cross_entropy")
         ]
         lines.append(
           f"| {map_name} | {framework} | {estimator} | " + " | ".join(cells) + f" | {levene} |"
@@ -211,7 +218,19 @@ def main(argv=None):
   parser.add_argument("--tfds_dir", default=None, help="default: <workdir>/tfds")
   parser.add_argument("--json", default=None, help="write the full results here")
   parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for the tests")
+  parser.add_argument(
+    "--from_json", default=None, help="no training: the tables of runs saved with --json (merged)"
+  )
   args = parser.parse_args(argv)
+  if args.from_json:
+    runs = {}
+    for path in args.from_json.split(","):
+      with open(path) as f:
+        runs.update(json.load(f)["runs"])
+    summaries = {m: {f: summarize(run) for f, run in per.items()} for m, per in runs.items()}
+    print(report(summaries))
+    print(json.dumps({"overlap_with_pytorch": overlaps(summaries)}))
+    return summaries
   max_sizes = {}
   if args.smoke:
     for name, value in SMOKE.items():

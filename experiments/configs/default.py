@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.teacher.global_pool = True
   # Layer initialization: "torch" (PyTorch's nn.Linear / nn.Conv2d defaults, as the reference
   # code) or "flax" (lecun_normal kernels, zero biases); see distill_jax/models.py.
-  config.teacher.init = "flax"
+  config.teacher.init = "torch"
   # None: the epochs module picks (1 for a cnn on CPU, else the whole epoch in one program);
   # k: k steps per jitted call. Same numbers either way.
   config.teacher.steps_per_call = ml_collections.FieldReference(None, field_type=int)
@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.student.features = (16, 32)  # cnn only: a smaller CNN than the teacher's
   config.student.dense = 64
   config.student.global_pool = True
-  config.student.init = "flax"
+  config.student.init = "torch"
   config.student.steps_per_call = ml_collections.FieldReference(None, field_type=int)
   config.student.eval_every = 1  # the curves then have a point every k epochs
   config.student.epochs = 100
