@@ -62,6 +62,7 @@ def jax_run(map_name, args, init, workdir, tfds_dir, max_sizes) -> dict:
   config.teacher.epochs = args.teacher_epochs
   config.student.epochs = args.student_epochs
   config.teacher.init = config.student.init = init
+  config.student_seeds = "shared" if args.shared_seeds else "per_teacher"
   config.checkpoint_every = 10**9  # only at the end
   for split, size in max_sizes.items():
     config.data[f"max_{split}"] = size
@@ -81,27 +82,30 @@ def jax_run(map_name, args, init, workdir, tfds_dir, max_sizes) -> dict:
       {"seed": seed, "test_accuracy": accuracy, "test_cross_entropy": cross_entropy}
     )
   base = results["arms"]["no_teacher"]
-  order = np.argsort(base["seeds"])
-  out["arms"]["no_teacher"] = [{m: base[m][i] for m in METRICS} for i in order]
+  out["arms"]["no_teacher"] = [
+    {"seed": seed, **{m: base[m][i] for m in METRICS}} for i, seed in enumerate(base["seeds"])
+  ]
   taught = results["arms"]["teacher_phi"]
-  for teacher_seed in info["seeds"]:
-    runs = sorted(
-      (seed, {m: taught[m][i] for m in METRICS})
-      for i, (seed, k) in enumerate(zip(taught["seeds"], taught["teachers"]))
-      if k == teacher_seed
+  for k in range(len(info["seeds"])):  # the run grid numbers teachers 0 … K − 1
+    out["arms"]["teacher_phi"].append(
+      [
+        {"seed": seed, **{m: taught[m][i] for m in METRICS}}
+        for i, (seed, teacher) in enumerate(zip(taught["seeds"], taught["teachers"]))
+        if teacher == k
+      ]
     )
-    out["arms"]["teacher_phi"].append([run for _, run in runs])
   out["seconds"] = results["seconds"]["total"]
   return out
 
 
 def gains(run: dict, metric: str, last: int) -> np.ndarray:
-  """``d[k, s]``: teacher_phi (teacher k, seed s) − no_teacher (seed s), each the mean of the
-  last ``last`` epochs of ``metric``."""
+  """``d[k, j]``: teacher k's j-th teacher_phi run − the no_teacher run of the same seed, each
+  the mean of the last ``last`` epochs of ``metric``."""
   end = lambda history: float(np.mean(history[metric][-last:]))  # noqa: E731
-  base = np.array([end(h) for h in run["arms"]["no_teacher"]])
-  taught = np.array([[end(h) for h in per_teacher] for per_teacher in run["arms"]["teacher_phi"]])
-  return taught - base[None, :]
+  base = {h["seed"]: end(h) for h in run["arms"]["no_teacher"]}
+  return np.array(
+    [[end(h) - base[h["seed"]] for h in per_teacher] for per_teacher in run["arms"]["teacher_phi"]]
+  )
 
 
 def summarize(run: dict) -> dict:
@@ -209,10 +213,15 @@ def main(argv=None):
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--teacher_epochs", type=int, default=10)
   parser.add_argument("--student_epochs", type=int, default=100)
-  parser.add_argument("--jax_inits", default="torch,flax", help="distill-jax init schemes")
+  parser.add_argument(
+    "--jax_inits", default="torch", help="distill-jax init schemes, e.g. torch,flax"
+  )
   parser.add_argument("--no_pytorch", action="store_true", help="distill-jax side only")
   parser.add_argument(
     "--torch_drop_last", action="store_true", help="PyTorch drops partial batches"
+  )
+  parser.add_argument(
+    "--shared_seeds", action="store_true", help="the same S student seeds under every teacher"
   )
   parser.add_argument("--workdir", default=None, help="default: a temporary directory")
   parser.add_argument("--tfds_dir", default=None, help="default: <workdir>/tfds")
@@ -263,6 +272,7 @@ def main(argv=None):
           teacher_epochs=args.teacher_epochs,
           student_epochs=args.student_epochs,
           drop_last=args.torch_drop_last,
+          shared_seeds=args.shared_seeds,
           log=lambda line: print(line, flush=True),
         )
         seconds[f"{map_name}/pytorch"] = time.perf_counter() - start

@@ -12,7 +12,9 @@ by default), evaluation on the whole test set after every epoch under ``torch.no
   ``no_teacher``: cross-entropy; arm ``teacher_phi``: cross-entropy − λ Σ_r f_r(φ(x)) log g_r(x)
   at temperature T (λ = 1, T = 1), the teacher's logits on φ(x) precomputed for a fixed φ and
   computed on a fresh φ(x) every batch for noise. A seed fixes the student's initialization and
-  batch order, so ``teacher_phi`` run (k, s) pairs with ``no_teacher`` run s.
+  batch order, so a ``teacher_phi`` run pairs with the ``no_teacher`` run of its seed. Teacher
+  k's students use seeds k·S … k·S + S − 1 (``shared_seeds=False``, as distill-jax's default
+  ``student_seeds = "per_teacher"``) or 0 … S − 1 under every teacher (``shared_seeds=True``).
 
 ``run(map_name, data, ...)`` returns every teacher's test metrics and every student run's
 per-epoch test accuracy and cross-entropy.
@@ -171,14 +173,20 @@ def run(
   lam=1.0,
   temperature=1.0,
   drop_last=False,
+  shared_seeds=False,
   log=print,
 ) -> dict:
   """K teachers × S students: ``{"teachers": [{"seed", "test_accuracy", "test_cross_entropy"}],
-  "arms": {"no_teacher": [history per seed], "teacher_phi": [[history per seed] per teacher]}}``."""
+  "arms": {"no_teacher": [run per seed], "teacher_phi": [[run per seed] per teacher]}}``, a run
+  being ``{"seed", "test_accuracy": [per epoch], "test_cross_entropy": [per epoch]}``."""
   out = {"teachers": [], "arms": {"no_teacher": [], "teacher_phi": []}}
   student_kw = dict(epochs=student_epochs, lam=lam, temperature=temperature, drop_last=drop_last)
-  for seed in range(seeds):
-    out["arms"]["no_teacher"].append(train_student(data, seed, **student_kw))
+  seeds_of = [
+    list(range(seeds)) if shared_seeds else list(range(k * seeds, (k + 1) * seeds))
+    for k in range(teachers)
+  ]
+  for seed in sorted({s for teacher_seeds in seeds_of for s in teacher_seeds}):
+    out["arms"]["no_teacher"].append({"seed": seed, **train_student(data, seed, **student_kw)})
   for k in range(teachers):
     model, (accuracy, cross_entropy) = train_teacher(
       map_name, data, teacher_seed + k, epochs=teacher_epochs, drop_last=drop_last
@@ -188,14 +196,11 @@ def run(
       {"seed": teacher_seed + k, "test_accuracy": accuracy, "test_cross_entropy": cross_entropy}
     )
     if map_name == "noise":
-      runs = [
-        train_student(data, s, teacher_fn=lambda x: model(phi("noise", x)), **student_kw)
-        for s in range(seeds)
-      ]
+      teaching = {"teacher_fn": lambda x: model(phi("noise", x))}
     else:
       with torch.no_grad():
-        soft_logits = model(phi(map_name, data["small"][0]))
-      runs = [train_student(data, s, soft_logits=soft_logits, **student_kw) for s in range(seeds)]
+        teaching = {"soft_logits": model(phi(map_name, data["small"][0]))}
+    runs = [{"seed": s, **train_student(data, s, **teaching, **student_kw)} for s in seeds_of[k]]
     out["arms"]["teacher_phi"].append(runs)
     log(f"  pytorch {map_name}: teacher {k} on φ(test) {accuracy:.4f}")
   return out

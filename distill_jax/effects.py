@@ -1,17 +1,25 @@
 """What teaching does: each arm against ``no_teacher``, paired by student seed, with intervals in
 which the teacher is the unit of replication.
 
-For an arm with K teachers and S student seeds, the final test metric of run (k, s) is paired
-with ``no_teacher``'s run of the same seed s (same initialization, same batches):
+For an arm with K teachers and S student seeds per teacher, the test metric of run (k, s) —
+the mean over its last n evaluated epochs, ``n = config.effect_epochs`` (1: the final epoch)
+— is paired with ``no_teacher``'s run of the same seed (same initialization, same batches):
 
     d_ks = m(arm, k, s) − m(no_teacher, s),      d_k = (1/S) Σ_s d_ks      (teacher k's gain)
 
 The effect is the mean of the K teacher gains d_k with a 95% Student-t interval over the K
 teachers (``scipy.stats.ttest_1samp(d_k, 0).confidence_interval``) and a one-sided p-value in
 the direction the method claims (accuracy up: H1 mean > 0; cross-entropy down: H1 mean < 0).
-Treating teachers, not runs, as the units keeps the teacher draw's variance in the interval
-(student seeds only sharpen each d_k). With one teacher the units are the S paired seed
-differences d_s, and the interval says nothing about other teacher draws: ``unit`` says so.
+Teachers are the units, so the teacher draw's variance is in the interval. With each teacher's
+own student seeds (``student_seeds = "per_teacher"``, the default) the d_k are independent and
+each carries its seeds' noise, so the interval covers teachers and student seeds; with seeds
+shared by all teachers, the seeds' noise is common to every d_k and the interval misses it
+(``unit`` says so). With one teacher the units are the S paired seed differences d_s, and the
+interval says nothing about other teacher draws: ``unit`` says so too.
+
+Why the last n epochs: a linear student's test accuracy moves ±0.002-0.003 from one epoch to
+the next late in training, as large as the effect; averaging 10 epochs removes that noise
+(measured in BUILD_NOTES, "Parity with PyTorch").
 
 Verdict per metric: ``holds`` when the interval excludes 0 on the claimed side, ``fails`` when
 it excludes 0 on the other side, ``inconclusive`` otherwise (or with fewer than two units).
@@ -27,27 +35,43 @@ CLAIMED = {"test_accuracy": "greater", "test_cross_entropy": "less"}
 CONFIDENCE = 0.95
 
 
-def final_values(entry: dict, metric: str) -> np.ndarray:
-  """The last epoch's ``metric`` of every run of a ``results.json`` arm entry."""
-  return np.asarray([row[-1] for row in entry[metric]], np.float64)
+def final_values(entry: dict, metric: str, last_epochs: int = 1) -> np.ndarray:
+  """Per run of a ``results.json`` arm entry: the mean of ``metric`` over its last
+  ``last_epochs`` epochs, skipping epochs that were not evaluated (null)."""
+  out = []
+  for row in entry[metric]:
+    window = np.asarray([np.nan if v is None else v for v in row[-last_epochs:]], np.float64)
+    out.append(np.nanmean(window) if np.isfinite(window).any() else np.nan)
+  return np.asarray(out, np.float64)
 
 
-def paired_differences(entry: dict, baseline: dict, metric: str) -> np.ndarray:
-  """``d[k, s]``: run (teacher k, seed s) minus ``no_teacher``'s run of seed s; ``[K, S]``.
+def paired_differences(entry: dict, baseline: dict, metric: str, last_epochs: int = 1):
+  """``d[k, j]``: teacher k's j-th run (its seeds in increasing order) minus ``no_teacher``'s
+  run of the same seed; ``[K, S]``. Teachers in the order of their first run; every teacher
+  needs the same number of runs, each seed a ``no_teacher`` run."""
+  base = dict(zip(baseline["seeds"], final_values(baseline, metric, last_epochs)))
+  values = final_values(entry, metric, last_epochs)
+  teacher_of = entry.get("teachers", [0] * len(values))
+  by_teacher: dict[int, list] = {}
+  for value, teacher, seed in zip(values, teacher_of, entry["seeds"]):
+    if seed not in base:
+      raise ValueError(
+        f"paired_differences: seed {seed} has no no_teacher run; every student seed needs one."
+      )
+    by_teacher.setdefault(teacher, []).append((seed, value - base[seed]))
+  counts = {len(runs) for runs in by_teacher.values()}
+  if len(counts) != 1:
+    raise ValueError("paired_differences: every teacher needs the same number of student runs.")
+  return np.asarray([[d for _, d in sorted(runs)] for runs in by_teacher.values()])
 
-  Teachers in the order of their first run, seeds in ``baseline``'s order; every (k, s) must be
-  present exactly once.
-  """
-  base = dict(zip(baseline["seeds"], final_values(baseline, metric)))
-  values = final_values(entry, metric)
-  teachers = list(dict.fromkeys(entry.get("teachers", [0] * len(values))))
-  seeds = list(base)
-  d = np.full((len(teachers), len(seeds)), np.nan)
-  for value, teacher, seed in zip(values, entry.get("teachers", [0] * len(values)), entry["seeds"]):
-    d[teachers.index(teacher), seeds.index(seed)] = value - base[seed]
-  if np.isnan(d).any():
-    raise ValueError("paired_differences: every teacher needs a run of every no_teacher seed.")
-  return d
+
+def seeds_shared(entry: dict) -> bool:
+  """Whether all teachers of an arm entry taught the same student seeds (two or more)."""
+  by_teacher: dict[int, set] = {}
+  for teacher, seed in zip(entry.get("teachers", []), entry["seeds"]):
+    by_teacher.setdefault(teacher, set()).add(seed)
+  sets = list(by_teacher.values())
+  return len(sets) >= 2 and all(s == sets[0] for s in sets)
 
 
 def interval(units: np.ndarray, alternative: str, confidence: float = CONFIDENCE) -> dict:
@@ -75,16 +99,23 @@ def verdict(effect: dict, alternative: str) -> str:
   return "holds" if claimed_side else "fails" if other_side else "inconclusive"
 
 
-def arm_effect(entry: dict, baseline: dict) -> dict:
-  """Per metric of ``CLAIMED``: the effect, its interval, p, verdict and per-teacher gains."""
+def arm_effect(entry: dict, baseline: dict, last_epochs: int = 1) -> dict:
+  """Per metric of ``CLAIMED``: the effect, its interval, p, verdict and per-teacher gains,
+  each run's metric averaged over its last ``last_epochs`` epochs."""
   effect = {}
+  if entry.get("teachers") and len(set(entry["teachers"])) >= 2:
+    unit = "teacher"
+    if seeds_shared(entry):
+      unit += " (student seeds shared by all teachers: their noise is not covered)"
+  else:
+    unit = "student seed (one teacher: other draws not covered)"
   for metric, alternative in CLAIMED.items():
-    d = paired_differences(entry, baseline, metric)
-    by_teacher = d.shape[0] >= 2
-    units = d.mean(axis=1) if by_teacher else d[0]
+    d = paired_differences(entry, baseline, metric, last_epochs)
+    units = d.mean(axis=1) if d.shape[0] >= 2 else d[0]
     result = interval(units, alternative)
     result.update(
-      unit="teacher" if by_teacher else "student seed (one teacher: other draws not covered)",
+      unit=unit,
+      last_epochs=last_epochs,
       claimed=alternative,
       verdict=verdict(result, alternative),
       per_teacher=[float(v) for v in d.mean(axis=1)],
@@ -95,11 +126,14 @@ def arm_effect(entry: dict, baseline: dict) -> dict:
   return effect
 
 
-def effects(arms: dict) -> dict:
-  """``results.json``'s ``effects``: every arm entry but ``no_teacher`` against it."""
+def effects(arms: dict, last_epochs: int = 1) -> dict:
+  """``results.json``'s ``effects``: every arm entry but ``no_teacher`` against it, each run's
+  metric averaged over its last ``last_epochs`` epochs."""
   baseline = arms.get("no_teacher")
   if baseline is None:
     return {}
   return {
-    label: arm_effect(entry, baseline) for label, entry in arms.items() if label != "no_teacher"
+    label: arm_effect(entry, baseline, last_epochs)
+    for label, entry in arms.items()
+    if label != "no_teacher"
   }

@@ -101,7 +101,7 @@ def run_experiment(
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
-    "effects": effects_lib.effects(arm_results),
+    "effects": effects_lib.effects(arm_results, config.effect_epochs),
     "num_examples": {
       "big": len(source["big"].labels),
       "small": len(small.labels),

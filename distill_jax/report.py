@@ -106,23 +106,31 @@ def effects_table(effects: dict) -> list[str]:
   lines += [
     "",
     f"Δ = arm − no_teacher, paired by student seed; {first['teachers']} teacher(s) × "
-    f"{first['seeds']} seed(s); intervals: 95% Student t over the unit = {first['unit']}; "
-    "p one-sided in the claimed direction (accuracy up, cross-entropy down).",
+    f"{first['seeds']} seed(s); each run's metric {_window_text(first)}; intervals: 95% "
+    f"Student t over the unit = {first['unit']}; p one-sided in the claimed direction (accuracy "
+    "up, cross-entropy down).",
     "",
   ]
   return lines
 
 
+def _window_text(effect: dict) -> str:
+  n = effect.get("last_epochs", 1)
+  return "at the final epoch" if n == 1 else f"averaged over its last {n} epochs"
+
+
 def markdown_table(results: dict) -> str:
   arms = results["arms"]
   first = next(iter(arms.values()))
+  config = results.get("config", {})
   lines = [
     f"# {results['experiment']}",
     "",
     *_teacher_lines(results["teacher"], results.get("phi", {})),
     *effects_table(results.get("effects", {})),
-    f"Students: {len(set(first['seeds']))} seeds per teacher, {len(first['test_accuracy'][0])} "
-    "epochs; final test metrics (mean ± std over all runs of an arm).",
+    f"Students: {config.get('seeds', len(set(first['seeds'])))} seeds per teacher "
+    f"({config.get('student_seeds', 'shared')}), {len(first['test_accuracy'][0])} epochs; "
+    "final test metrics (mean ± std over all runs of an arm).",
     "",
     "| arm | λ | T | runs | test accuracy | test cross-entropy |",
     "|---|---|---|---|---|---|",

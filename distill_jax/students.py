@@ -59,15 +59,34 @@ class Run(NamedTuple):
   teacher: int
 
 
+STUDENT_SEED_DESIGNS = ("per_teacher", "shared")
+
+
+def student_seeds(config, teacher: int) -> list[int]:
+  """Teacher k's student seeds. ``config.student_seeds``:
+
+  * ``per_teacher`` (default): ``seed_offset + k·S + s`` for s < S, each teacher its own S
+    seeds (and ``no_teacher`` all K·S of them), so the K per-teacher gains are independent and
+    the t interval over teachers covers student-seed noise too;
+  * ``shared``: ``seed_offset + s`` under every teacher (fewer ``no_teacher`` runs; the seeds'
+    noise is then common to all teachers and not in an interval over teachers).
+  """
+  block = teacher * config.seeds if config.student_seeds == "per_teacher" else 0
+  return [config.seed_offset + block + s for s in range(config.seeds)]
+
+
 def run_grid(config, arm: Arm, num_teachers: int) -> list[Run]:
-  """The arm's runs: every teacher × λ × T × seed, or one run per seed for no_teacher (λ = 0,
-  where T plays no role). Student seed s starts from the same parameters and sees the same
-  batches in every arm and under every teacher, so runs pair by seed."""
-  seeds = [config.seed_offset + s for s in range(config.seeds)]
+  """The arm's runs: every teacher × λ × T × that teacher's seeds, or one run per seed for
+  no_teacher (λ = 0, where T plays no role). Student seed s starts from the same parameters
+  and sees the same batches in every arm, so runs pair with no_teacher by seed."""
   if not arm.uses_teacher:
+    seeds = sorted({seed for k in range(num_teachers) for seed in student_seeds(config, k)})
     return [Run(0.0, 1.0, seed, -1) for seed in seeds]
-  product = itertools.product(range(num_teachers), config.lams, config.temperatures, seeds)
-  return [Run(float(lam), float(t), seed, k) for k, lam, t, seed in product]
+  return [
+    Run(float(lam), float(t), seed, k)
+    for k, lam, t in itertools.product(range(num_teachers), config.lams, config.temperatures)
+    for seed in student_seeds(config, k)
+  ]
 
 
 def student_loss(student_apply, arm: Arm, *, online_phi: maps.Map | None, teacher_apply, t_squared):

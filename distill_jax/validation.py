@@ -13,6 +13,7 @@ from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
 from distill_jax import optim
+from distill_jax import students
 from distill_jax import teacher as teacher_lib
 
 IMAGENETTE = "imagenette"
@@ -76,6 +77,16 @@ def _check_grid(config) -> None:
     losses.check_lam_temperature(0.0, float(temperature))
   if config.seeds < 1:
     raise ValueError(f"seeds must be >= 1, got {config.seeds}.")
+  if config.student_seeds not in students.STUDENT_SEED_DESIGNS:
+    raise ValueError(
+      f"unknown student_seeds {config.student_seeds!r}; set --config.student_seeds to one of "
+      f"{', '.join(students.STUDENT_SEED_DESIGNS)}."
+    )
+  if not isinstance(config.effect_epochs, int) or config.effect_epochs < 1:
+    raise ValueError(
+      f"effect_epochs must be an int >= 1 (the effects average each run's last n epochs), got "
+      f"{config.effect_epochs!r}."
+    )
   if config.checkpoint_every < 1 or config.eval_batch_size < 1:
     raise ValueError(
       f"checkpoint_every and eval_batch_size must be >= 1; got {config.checkpoint_every}, "

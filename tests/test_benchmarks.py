@@ -70,15 +70,18 @@ def test_reference_student_without_teacher_is_the_lambda_zero_student():
 
 def test_gains_and_summary_from_known_runs():
   """Per-teacher gains of a hand-made run: d[k, s] = taught(k, s) − alone(s), last-n means."""
-  history = lambda acc: {"test_accuracy": acc, "test_cross_entropy": [1 - a for a in acc]}  # noqa: E731
+
+  def history(seed, acc):
+    return {"seed": seed, "test_accuracy": acc, "test_cross_entropy": [1 - a for a in acc]}
+
   run = {
     "teachers": [{"test_accuracy": a} for a in (0.8, 0.9, 0.85)],
-    "arms": {
-      "no_teacher": [history([0.5, 0.6]), history([0.5, 0.7])],
+    "arms": {  # no_teacher listed in another order: pairing goes by seed
+      "no_teacher": [history(1, [0.5, 0.7]), history(0, [0.5, 0.6])],
       "teacher_phi": [
-        [history([0.6, 0.7]), history([0.6, 0.8])],  # +0.1, +0.1
-        [history([0.5, 0.8]), history([0.5, 0.7])],  # +0.2, 0.0
-        [history([0.5, 0.65]), history([0.5, 0.75])],  # +0.05, +0.05
+        [history(0, [0.6, 0.7]), history(1, [0.6, 0.8])],  # +0.1, +0.1
+        [history(0, [0.5, 0.8]), history(1, [0.5, 0.7])],  # +0.2, 0.0
+        [history(0, [0.5, 0.65]), history(1, [0.5, 0.75])],  # +0.05, +0.05
       ],
     },
   }
@@ -117,8 +120,10 @@ def test_parity_smoke(shared_data_dir, tmp_path):
     assert len(effect["per_teacher"]) == 2 and np.isfinite(effect["mean"])
   runs = saved["runs"]["conv"]
   for framework in ("jax-torch", "pytorch"):
-    assert len(runs[framework]["arms"]["teacher_phi"]) == 2  # teachers
-    assert len(runs[framework]["arms"]["teacher_phi"][0]) == 2  # seeds
+    taught = runs[framework]["arms"]["teacher_phi"]
+    # Each teacher its own student seeds (both frameworks), each paired with a no_teacher run.
+    assert [[r["seed"] for r in per_teacher] for per_teacher in taught] == [[0, 1], [2, 3]]
+    assert [r["seed"] for r in runs[framework]["arms"]["no_teacher"]] == [0, 1, 2, 3]
     assert len(runs[framework]["arms"]["no_teacher"][0]["test_accuracy"]) == 3  # epochs
   assert set(saved["overlap_with_pytorch"]["conv"]["jax-torch"]) == {
     f"{m}/{e}" for m in parity_pytorch.METRICS for e in parity_pytorch.ESTIMATORS

@@ -36,8 +36,32 @@ def test_paired_differences_pair_by_seed_whatever_the_run_order():
   )
   d = effects.paired_differences(arm, baseline, "test_accuracy")
   np.testing.assert_allclose(d, [[0.02, 0.03, 0.01], [0.05, 0.01, 0.04]], atol=1e-12)
-  with pytest.raises(ValueError, match="every teacher needs a run"):
-    effects.paired_differences(_entry([0.6], seeds=[0], teachers=[0]), baseline, "test_accuracy")
+  with pytest.raises(ValueError, match="seed 7 has no no_teacher run"):
+    effects.paired_differences(_entry([0.6], seeds=[7], teachers=[0]), baseline, "test_accuracy")
+  uneven = _entry([0.6, 0.6, 0.6], seeds=[0, 1, 2], teachers=[0, 0, 1])
+  with pytest.raises(ValueError, match="same number of student runs"):
+    effects.paired_differences(uneven, baseline, "test_accuracy")
+
+
+def test_paired_differences_with_each_teacher_its_own_seeds():
+  """student_seeds = per_teacher: teacher k's runs pair with no_teacher's runs of its seeds."""
+  baseline = _entry([0.50, 0.60, 0.70, 0.80], seeds=[3, 2, 1, 0])
+  arm = _entry([0.81, 0.72, 0.63, 0.54], seeds=[0, 1, 2, 3], teachers=[0, 0, 1, 1])
+  d = effects.paired_differences(arm, baseline, "test_accuracy")
+  np.testing.assert_allclose(d, [[0.01, 0.02], [0.03, 0.04]], atol=1e-12)
+  assert not effects.seeds_shared(arm)
+  assert effects.arm_effect(arm, baseline)["test_accuracy"]["unit"] == "teacher"
+
+
+def test_last_epochs_average_the_evaluated_epochs():
+  entry = {"seeds": [0], "test_accuracy": [[0.1, 0.5, None, 0.7]]}
+  assert effects.final_values(entry, "test_accuracy")[0] == pytest.approx(0.7)
+  assert effects.final_values(entry, "test_accuracy", 3)[0] == pytest.approx(0.6)  # null skipped
+  assert effects.final_values(entry, "test_accuracy", 10)[0] == pytest.approx(1.3 / 3)
+  base = {"seeds": [0], "test_accuracy": [[0.0, 0.4, None, 0.4]], "test_cross_entropy": [[1.0]]}
+  arm = {**entry, "teachers": [0], "test_cross_entropy": [[1.0]]}
+  effect = effects.arm_effect(arm, base, last_epochs=3)["test_accuracy"]
+  assert effect["mean"] == pytest.approx(0.2) and effect["last_epochs"] == 3
 
 
 def test_interval_and_p_match_the_t_distribution():
@@ -76,7 +100,9 @@ def test_arm_effect_uses_teachers_as_units():
   effect = effects.arm_effect(arm, _entry(base, seeds=[0, 1, 2, 3]))["test_accuracy"]
   d = np.asarray(finals).reshape(3, 4) - base
   low, high, p = _t_interval_by_hand(d.mean(axis=1))
-  assert effect["unit"] == "teacher" and effect["teachers"] == 3 and effect["seeds"] == 4
+  # The same 4 seeds under every teacher: the unit says their noise is not covered.
+  assert effect["unit"].startswith("teacher (student seeds shared")
+  assert effect["teachers"] == 3 and effect["seeds"] == 4
   assert (
     effect["n"] == 3 and effect["low"] == pytest.approx(low) and effect["p"] == pytest.approx(p)
   )

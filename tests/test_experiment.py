@@ -60,9 +60,12 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
     acc = np.asarray(entry["test_accuracy"])
     assert acc.shape == (len(entry["seeds"]), 3) and np.all(np.isfinite(acc))
   assert saved["arms"]["teacher_phi"]["teachers"] == [0, 0, 1, 1]
-  assert saved["arms"]["teacher_phi"]["seeds"] == [0, 1, 0, 1]
+  # student_seeds = per_teacher: teacher k teaches seeds 2k, 2k + 1; no_teacher runs all four.
+  assert saved["arms"]["teacher_phi"]["seeds"] == [0, 1, 2, 3]
+  assert saved["arms"]["no_teacher"]["seeds"] == [0, 1, 2, 3]
   effect = saved["effects"]["teacher_phi"]["test_accuracy"]
   assert effect["teachers"] == 2 and effect["seeds"] == 2 and effect["unit"] == "teacher"
+  assert effect["last_epochs"] == config.effect_epochs
   assert effect["verdict"] in ("holds", "fails", "inconclusive") and len(effect["per_teacher"]) == 2
   assert "| teacher_phi | " in (tmp_path / "results.md").read_text()
   assert (tmp_path / "teacher_gains.png").stat().st_size > 0

@@ -112,16 +112,35 @@ def test_students_pair_by_seed_across_arms_and_teachers(tmp_path):
       workdir=str(tmp_path),
     )
   base = runs["no_teacher"]
-  assert [run.seed for run in base.grid] == [0, 1]
+  base_seeds = [run.seed for run in base.grid]
+  assert base_seeds == [0, 1, 2, 3]  # per_teacher seeds: teacher k teaches seeds 2k, 2k + 1
   for name in ("teacher", "teacher_phi"):
     taught = runs[name]
-    assert [(run.teacher, run.seed) for run in taught.grid] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [(run.teacher, run.seed) for run in taught.grid] == [(0, 0), (0, 1), (1, 2), (1, 3)]
     for row, run in enumerate(taught.grid):
       np.testing.assert_allclose(
         taught.result.history["test_cross_entropy"][row],
-        base.result.history["test_cross_entropy"][run.seed],
+        base.result.history["test_cross_entropy"][base_seeds.index(run.seed)],
         rtol=1e-6,
       )
+
+
+@pytest.mark.parametrize(
+  "design,teacher_seeds,no_teacher_seeds",
+  [
+    ("per_teacher", [[5, 6], [7, 8], [9, 10]], [5, 6, 7, 8, 9, 10]),
+    ("shared", [[5, 6]] * 3, [5, 6]),
+  ],
+)
+def test_student_seed_designs(design, teacher_seeds, no_teacher_seeds):
+  config = _config(count=3)
+  config.seed_offset, config.student_seeds, config.lams = 5, design, (0.5, 1.0)
+  taught_arm, alone_arm = students.Arm("teacher_phi", True, True), students.Arm("x", False, False)
+  grid = students.run_grid(config, taught_arm, num_teachers=3)
+  for k in range(3):
+    for lam in (0.5, 1.0):
+      assert [r.seed for r in grid if r.teacher == k and r.lam == lam] == teacher_seeds[k]
+  assert [r.seed for r in students.run_grid(config, alone_arm, 3)] == no_teacher_seeds
 
 
 def test_teacher_count_is_validated():

@@ -32,7 +32,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.source_dataset = "fashion_mnist"  # the teacher's set (Big / Test)
   config.target_dataset = "fashion_mnist"  # the students' set (Small / Test)
   config.seeds = 5  # student seeds per teacher and arm; all K × seeds runs of an arm at once
-  config.seed_offset = 0  # seeds are seed_offset, ..., seed_offset + seeds - 1
+  config.seed_offset = 0  # teacher k's student seeds: seed_offset + k * seeds + (0 ... seeds - 1)
+  # "per_teacher": each teacher its own student seeds, so the per-teacher gains are independent
+  # and the interval over teachers covers seed noise too; "shared": the same seeds under every
+  # teacher (distill_jax/students.py).
+  config.student_seeds = "per_teacher"
+  # The effects compare each run's mean test metric over its last n epochs (1: the final epoch,
+  # which moves ±0.002-0.003 in accuracy from one epoch to the next; distill_jax/effects.py).
+  config.effect_epochs = 10
   config.lams = (1.0,)  # distillation weights λ (a grid is vmapped too)
   config.temperatures = (1.0,)  # temperatures T
   config.t_squared = False  # Hinton's T² factor on the soft term
