@@ -7,9 +7,11 @@
   python benchmarks/parity_pytorch.py --from_json=a.json,b.json   # tables of saved runs
 
 For each map φ (identity, noise, conv), distill-jax runs the experiment through the library
-(``experiment.run_experiment`` with ``teacher.count = K``, ``seeds = S``, once per
-``--jax_inits`` scheme) and ``benchmarks/torch_reference.py`` runs the same design in PyTorch as
-a user would write it. Per framework it prints the teachers' accuracy on φ(test) (mean ± sd) and
+(``experiment.run_experiment``: the default config with ``teacher.count = K``, ``seeds = S``,
+once per ``--jax_inits`` scheme, default ``torch``) and ``benchmarks/torch_reference.py`` runs
+the same design in PyTorch as a user would write it. Both give each teacher its own S student
+seeds (``--shared_seeds``: the same S under every teacher) and pair every taught run with the
+``no_teacher`` run of its seed. Per framework it prints the teachers' accuracy on φ(test) (mean ± sd) and
 the gain of ``teacher_phi`` over ``no_teacher`` (paired by student seed, averaged per teacher)
 in test accuracy and cross-entropy, with 95% t intervals over the K teachers, for two
 estimators: the final epoch (``final``) and the mean of the last 10 epochs (``last10``), and
@@ -17,7 +19,8 @@ whether the intervals of distill-jax and PyTorch overlap.
 
 Diagnostics (the spread of the gain): ``sd(d_k)`` is the spread of the K per-teacher gains,
 ``seed part`` the part of it that student-seed noise alone explains (√(mean_k var_s(d_ks) / S)),
-``r(teacher acc)`` the Pearson correlation of d_k with the teacher's accuracy, and Levene's test
+``r(teacher acc)`` / ``r(teacher CE)`` the Pearson correlation of d_k with the teacher's test
+accuracy / cross-entropy, and Levene's test
 (``scipy.stats.levene``) compares the spread of d_k between each distill-jax scheme and PyTorch.
 
 ``--json=path`` writes everything (per-teacher numbers included); the last line printed is a
