@@ -52,6 +52,7 @@ from experiments.configs import default as default_config  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ("test_accuracy", "test_cross_entropy")
 ESTIMATORS = {"final": 1, "last10": 10}  # name -> epochs averaged at the end
+BLOCK = 5  # with K >= 2 · BLOCK teachers: sd(d_k) within each block of 5 (what K = 5 would show)
 SMOKE = dict(teachers=2, seeds=2, teacher_epochs=1, student_epochs=3)
 SMOKE_SIZES = {"big": 640, "small": 200, "test": 500}
 
@@ -102,12 +103,15 @@ def jax_run(map_name, args, init, workdir, tfds_dir, max_sizes) -> dict:
 
 
 def gains(run: dict, metric: str, last: int) -> np.ndarray:
-  """``d[k, j]``: teacher k's j-th teacher_phi run − the no_teacher run of the same seed, each
+  """``d[k, j]``: teacher k's j-th teacher_phi run (by seed) − the no_teacher run of that seed, each
   the mean of the last ``last`` epochs of ``metric``."""
   end = lambda history: float(np.mean(history[metric][-last:]))  # noqa: E731
   base = {h["seed"]: end(h) for h in run["arms"]["no_teacher"]}
   return np.array(
-    [[end(h) - base[h["seed"]] for h in per_teacher] for per_teacher in run["arms"]["teacher_phi"]]
+    [
+      [end(h) - base[h["seed"]] for h in sorted(per_teacher, key=lambda h: h["seed"])]
+      for per_teacher in run["arms"]["teacher_phi"]
+    ]
   )
 
 
@@ -116,7 +120,10 @@ def summarize(run: dict) -> dict:
   spread diagnostics."""
   teacher_acc = np.array([t["test_accuracy"] for t in run["teachers"]])
   teacher_ce = np.array([t.get("test_cross_entropy", np.nan) for t in run["teachers"]])
+  seed_sets = [sorted(h["seed"] for h in runs) for runs in run["arms"]["teacher_phi"]]
+  shared = len(seed_sets) >= 2 and all(seeds == seed_sets[0] for seeds in seed_sets)
   out = {
+    "shared_seeds": shared,
     "teacher_accuracy": teacher_acc.tolist(),
     "teacher_accuracy_mean": float(teacher_acc.mean()),
     "teacher_accuracy_sd": float(teacher_acc.std(ddof=1)) if teacher_acc.size > 1 else None,
@@ -129,8 +136,14 @@ def summarize(run: dict) -> dict:
       result["verdict"] = effects.verdict(result, alternative)
       result["per_teacher"] = per_teacher.tolist()
       result["sd"] = float(per_teacher.std(ddof=1)) if per_teacher.size > 1 else None
+      if per_teacher.size >= 2 * BLOCK:
+        blocks = per_teacher[: per_teacher.size // BLOCK * BLOCK].reshape(-1, BLOCK)
+        result["block_sds"] = blocks.std(axis=1, ddof=1).tolist()
       if d.shape[1] > 1:  # what student-seed noise alone gives the per-teacher means
         result["seed_part_sd"] = float(np.sqrt(d.var(axis=1, ddof=1).mean() / d.shape[1]))
+        if shared:  # noise of the S seeds common to every teacher: missing from the interval
+          result["shared_seed_se"] = float(d.mean(axis=0).std(ddof=1) / np.sqrt(d.shape[1]))
+          result["teacher_se"] = float(per_teacher.std(ddof=1) / np.sqrt(per_teacher.size))
       if per_teacher.size > 2 and np.ptp(per_teacher) > 0:
         for name, values in (("accuracy", teacher_acc), ("cross_entropy", teacher_ce)):
           if np.isfinite(values).all() and np.ptp(values) > 0:
@@ -168,11 +181,12 @@ def report(summaries: dict) -> str:
     "",
     "Spread of the per-teacher accuracy gain d_k (sd over teachers; the part student-seed noise",
     "alone explains; Pearson r with the teacher's test accuracy and cross-entropy; Levene p",
-    "against PyTorch):",
+    "against PyTorch; with shared seeds, the standard error of the interval over teachers and",
+    "the one the seeds common to all teachers add, sd_s(mean_k d_ks)/√S, which it misses):",
     "",
     "| map | framework | estimator | sd(d_k) | seed part | r(teacher acc) | r(teacher CE) "
-    "| Levene p vs pytorch |",
-    "|---|---|---|---|---|---|---|---|",
+    "| Levene p vs pytorch | se over teachers | shared-seed se |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for map_name, per_framework in summaries.items():
     reference = per_framework.get("pytorch")
@@ -187,9 +201,33 @@ def report(summaries: dict) -> str:
           f"{e[k]:.4f}" if e.get(k) is not None else "—"
           for k in ("sd", "seed_part_sd", "r_teacher_accuracy", "r_teacher_cross_entropy")
         ]
+        shared = [
+          f"{e[k]:.4f}" if e.get(k) is not None else "—" for k in ("teacher_se", "shared_seed_se")
+        ]
         lines.append(
-          f"| {map_name} | {framework} | {estimator} | " + " | ".join(cells) + f" | {levene} |"
+          f"| {map_name} | {framework} | {estimator} | "
+          + " | ".join([*cells, levene, *shared])
+          + " |"
         )
+  blocks = [
+    f"| {map_name} | {framework} | {estimator} | "
+    + " ".join(f"{v:.4f}" for v in s[f"test_accuracy/{estimator}"]["block_sds"])
+    + " |"
+    for map_name, per_framework in summaries.items()
+    for framework, s in per_framework.items()
+    for estimator in ESTIMATORS
+    if "block_sds" in s[f"test_accuracy/{estimator}"]
+  ]
+  if blocks:
+    lines += [
+      "",
+      f"sd(d_k) of accuracy within each block of {BLOCK} consecutive teachers (what K = {BLOCK} "
+      "would have shown):",
+      "",
+      "| map | framework | estimator | sd per block |",
+      "|---|---|---|---|",
+      *blocks,
+    ]
   return "\n".join(lines)
 
 

@@ -96,6 +96,9 @@ def test_gains_and_summary_from_known_runs():
   # seed part: √(mean_k var_s(d_ks) / S) = √(((0 + 0.02 + 0) / 3) / 2)
   assert final["seed_part_sd"] == pytest.approx(np.sqrt(0.02 / 3 / 2))
   assert summary["test_cross_entropy/final"]["per_teacher"] == pytest.approx([-0.1, -0.1, -0.05])
+  # Seeds 0 and 1 under every teacher: the seed means (0.35/3, 0.15/3) give the common part.
+  assert summary["shared_seeds"]
+  assert final["shared_seed_se"] == pytest.approx(np.std([0.35 / 3, 0.15 / 3], ddof=1) / np.sqrt(2))
 
 
 def test_parity_smoke(shared_data_dir, tmp_path):
