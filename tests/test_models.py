@@ -65,7 +65,7 @@ def _layers(params):
     ("mlp", (28, 28, 1), (784, 256, 128, 64, 64)),
     ("linear", (24, 24, 1), (576,)),
     # cnn (8, 16) → dense 32: convs see 3·3·C inputs, the dense layers the flattened map.
-    ("cnn", (28, 28, 3), (3 * 3 * 3, 3 * 3 * 8, 7 * 7 * 16, 32)),
+    ("cnn", (8, 8, 3), (3 * 3 * 3, 3 * 3 * 8, 2 * 2 * 16, 32)),
   ],
 )
 def test_torch_init_bounds(name, input_shape, fan_ins):
