@@ -173,9 +173,11 @@ def markdown(reproduction: dict) -> str:
     f"{', '.join(reproduction['devices'])}."
     + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else ""),
     "",
-    "Δ = `teacher_phi` − `no_teacher` in final test accuracy and cross-entropy, paired by "
-    "student seed; 95% Student-t intervals with the teacher as the unit (with one teacher: "
-    "over student seeds only). Verdict: *holds* if the interval excludes 0 in the claimed "
+    "Δ = `teacher_phi` − `no_teacher` in test accuracy and cross-entropy (each run's mean "
+    "over its last `effect_epochs` epochs, see each configuration; 1 = the final epoch), "
+    "paired by student seed; each teacher teaches its own student seeds (`student_seeds`); "
+    "95% Student-t intervals with the teacher as the unit (with one teacher: over student "
+    "seeds only). Verdict: *holds* if the interval excludes 0 in the claimed "
     "direction (accuracy up, cross-entropy down), *fails* if it excludes 0 the other way, else "
     "*inconclusive*. Single runs differ across machines (float summation order), so only "
     "intervals over teachers and seeds are comparable between machines.",
