@@ -318,6 +318,9 @@ def main(argv=None):
         )
         seconds[f"{map_name}/pytorch"] = time.perf_counter() - start
         print(f"{map_name}: pytorch {seconds[f'{map_name}/pytorch']:.0f} s", flush=True)
+      if args.json:  # every finished map is kept, should a later one be interrupted
+        with open(args.json, "w") as f:
+          json.dump({"args": vars(args), "runs": runs, "seconds": seconds}, f)
   summaries = {m: {f: summarize(run) for f, run in per.items()} for m, per in runs.items()}
   print(
     f"\nK = {args.teachers} teachers × S = {args.seeds} student seeds, teacher "
