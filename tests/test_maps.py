@@ -45,6 +45,19 @@ def test_noise_statistics_and_freshness():
     maps.get_map("noise", variance=-1.0)
 
 
+def test_noise_clip_as_the_authors_code():
+  """clip=True: φ(x) = clip(x + ε, 0, 1); the same ε as unclipped for the same key."""
+  x = jnp.full((32, 28, 28, 1), 0.05)
+  key = jax.random.key(3)
+  free = np.asarray(maps.get_map("noise", variance=0.0064)(x, key))
+  clipped = np.asarray(maps.get_map("noise", variance=0.0064, clip=True)(x, key))
+  assert free.min() < 0 and (free > 1).sum() == 0  # 0.05 − 0.08·N goes below 0 often
+  np.testing.assert_array_equal(clipped, np.clip(free, 0.0, 1.0))
+  np.testing.assert_allclose(np.std(free - 0.05), 0.08, rtol=0.03)
+  with pytest.raises(ValueError, match="clip must be True or False"):
+    maps.get_map("noise", clip="yes")
+
+
 def test_conv_shape_and_values():
   x = _images()
   phi = maps.get_map("conv")

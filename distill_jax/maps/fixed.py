@@ -1,7 +1,9 @@
 """The fixed maps φ, named by ``config.mapping`` with options from ``config.maps.<name>``:
 
 * ``identity``: φ(x) = x.
-* ``noise``: φ(x) = x + ε, ε ~ N(0, σ² I), σ² = ``variance`` (0.1 by default), fresh per key.
+* ``noise``: φ(x) = x + ε, ε ~ N(0, σ² I), σ² = ``variance`` (0.1 by default, the talk's
+  N(0, 1/10)), fresh per key; ``clip=True`` clips φ(x) to [0, 1]. The authors' code differs
+  from the talk: it adds 0.08·N(0, 1) and clips, i.e. ``variance=0.0064, clip=True``.
 * ``conv``: the fixed 3×3 kernel [[1,0,1],[0,1,0],[1,0,1]] with dilation 2 (effective 5×5) and
   VALID padding: 28×28 → 24×24 (576 features).
 
@@ -27,14 +29,18 @@ def identity_map() -> core.Map:
   return core.Map("identity", lambda images, key: images, stochastic=False)
 
 
-def noise_map(variance: float = 0.1) -> core.Map:
-  """φ(x) = x + ε with ε ~ N(0, variance·I), fresh for every key."""
+def noise_map(variance: float = 0.1, clip: bool = False) -> core.Map:
+  """φ(x) = x + ε with ε ~ N(0, variance·I), fresh for every key; clipped to [0, 1] when
+  ``clip`` (the authors' code: ``variance=0.0064, clip=True``)."""
   if not variance >= 0:
     raise ValueError(f"noise variance must be >= 0, got {variance}.")
+  if not isinstance(clip, bool):
+    raise ValueError(f"noise clip must be True or False, got {clip!r}.")
   std = float(np.sqrt(variance))
 
   def add_noise(images, key):
-    return images + std * jax.random.normal(key, images.shape, images.dtype)
+    noisy = images + std * jax.random.normal(key, images.shape, images.dtype)
+    return jnp.clip(noisy, 0.0, 1.0) if clip else noisy
 
   return core.Map("noise", add_noise, stochastic=True)
 
