@@ -63,17 +63,30 @@ class ConvEncoder(nn.Module):
 ENCODERS = {"mlp": Encoder, "conv": ConvEncoder}
 
 
+def clamp_logits(logits: jax.Array, clamp: float) -> jax.Array:
+  """Bernoulli logits whose probabilities lie in [clamp, 1 − clamp] (0: unchanged), i.e. the
+  logits clipped to ±log((1 − clamp) / clamp). Like clamping probabilities (the authors'
+  code, clamp 0.01), the gradient is 0 outside the range."""
+  if clamp == 0:
+    return logits
+  bound = float(np.log((1.0 - clamp) / clamp))
+  return jnp.clip(logits, -bound, bound)
+
+
 class Decoder(nn.Module):
-  """Latents → Bernoulli logits of a 28×28×1 image."""
+  """Latents → Bernoulli logits of a 28×28×1 image (probabilities clamped to [c, 1 − c] when
+  ``clamp`` = c > 0)."""
 
   hidden: Sequence[int] = (256, 512)
+  clamp: float = 0.0
 
   @nn.compact
   def __call__(self, z):
     h = z
     for width in self.hidden:
       h = nn.relu(nn.Dense(width)(h))
-    return nn.Dense(int(np.prod(IMAGE_SHAPE)))(h).reshape(z.shape[0], *IMAGE_SHAPE)
+    logits = nn.Dense(int(np.prod(IMAGE_SHAPE)))(h).reshape(z.shape[0], *IMAGE_SHAPE)
+    return clamp_logits(logits, self.clamp)
 
 
 class TwoDecoderVAE(nn.Module):
@@ -87,6 +100,7 @@ class TwoDecoderVAE(nn.Module):
   encoder_hidden: Sequence[int] = (512, 256)
   decoder_hidden: Sequence[int] = (256, 512)
   encoder_type: str = "mlp"
+  decoder_clamp: float = 0.0  # decoder probabilities in [c, 1 − c]; the authors' code: 0.01
 
   def setup(self):
     if self.encoder_type not in ENCODERS:
@@ -94,8 +108,8 @@ class TwoDecoderVAE(nn.Module):
         f"unknown VAE encoder_type {self.encoder_type!r}; choose one of {sorted(ENCODERS)}."
       )
     self.encoder = ENCODERS[self.encoder_type](self.latent_dim, tuple(self.encoder_hidden))
-    self.mnist_decoder = Decoder(tuple(self.decoder_hidden))
-    self.fashion_decoder = Decoder(tuple(self.decoder_hidden))
+    self.mnist_decoder = Decoder(tuple(self.decoder_hidden), self.decoder_clamp)
+    self.fashion_decoder = Decoder(tuple(self.decoder_hidden), self.decoder_clamp)
 
   def __call__(self, images, key):
     """Returns ``(mean, log_var, mnist_logits, fashion_logits)`` for a sampled z."""

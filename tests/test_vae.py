@@ -159,3 +159,33 @@ def test_latent_grid_values():
   q = 1.6448536  # Φ⁻¹(0.95)
   np.testing.assert_allclose(grid[:, 0], [-q, 0, q] * 3, atol=1e-5)
   np.testing.assert_allclose(grid[:, 1], [q] * 3 + [0] * 3 + [-q] * 3, atol=1e-5)
+
+
+def test_decoder_clamp_as_the_authors_code():
+  """decoder_clamp = 0.01: probabilities in [0.01, 0.99], as clamping them would give, with a
+  zero gradient outside; 0 leaves the logits alone."""
+  logits = jnp.array([-10.0, -1.0, 0.0, 2.0, 10.0])
+  clamped = vae.clamp_logits(logits, 0.01)
+  np.testing.assert_allclose(
+    jax.nn.sigmoid(clamped), jnp.clip(jax.nn.sigmoid(logits), 0.01, 0.99), rtol=1e-5
+  )
+  np.testing.assert_array_equal(vae.clamp_logits(logits, 0.0), logits)
+  grad = jax.grad(lambda x: vae.clamp_logits(x, 0.01).sum())(logits)
+  np.testing.assert_array_equal(grad, [0.0, 1.0, 1.0, 1.0, 0.0])
+  model = vae.TwoDecoderVAE(
+    latent_dim=2, encoder_hidden=(8,), decoder_hidden=(8,), decoder_clamp=0.01
+  )
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(1))
+  z = jnp.full((3, 2), 50.0)  # far out: raw logits would saturate
+  probabilities = jax.nn.sigmoid(model.apply(params, z, method=vae.TwoDecoderVAE.decode_mnist))
+  assert float(probabilities.min()) >= 0.01 - 1e-6 and float(probabilities.max()) <= 0.99 + 1e-6
+
+
+def test_decoder_clamp_is_validated():
+  from experiments.configs import vae as vae_config
+  from distill_jax import validation
+
+  config = vae_config.get_config()
+  config.vae.decoder_clamp = 0.5
+  with pytest.raises(ValueError, match=r"vae.decoder_clamp must be in \[0, 0.5\)"):
+    validation.validate_config(config)

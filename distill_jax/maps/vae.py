@@ -27,6 +27,7 @@ from distill_jax.maps import core
 # The settings that change the VAE's training (``sample`` only changes how φ reads it).
 TRAINING_FIELDS = (
   "encoder_type",
+  "decoder_clamp",
   "latent_dim",
   "encoder_hidden",
   "decoder_hidden",
@@ -67,6 +68,7 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     encoder_hidden=tuple(vc.encoder_hidden),
     decoder_hidden=tuple(vc.decoder_hidden),
     encoder_type=vc.encoder_type,
+    decoder_clamp=float(vc.decoder_clamp),
   )
   fashion, mnist = context.load("fashion_mnist"), context.load("mnist")
   fashion_train = data_lib.subset(fashion["big"], config.data.max_big)
@@ -192,6 +194,11 @@ def validate(config) -> None:
     raise ValueError(f"vae.steps_per_call must be >= 1 or None, got {vc.steps_per_call}.")
   if not vc.prior_std > 0:
     raise ValueError(f"vae.prior_std must be > 0, got {vc.prior_std}.")
+  if not 0 <= vc.decoder_clamp < 0.5:
+    raise ValueError(
+      f"vae.decoder_clamp must be in [0, 0.5) (decoder probabilities in [c, 1 - c]; 0: off; "
+      f"the authors' code: 0.01), got {vc.decoder_clamp}."
+    )
   if vc.figure_latent_dim not in (0, 2):
     raise ValueError(
       f"vae.figure_latent_dim must be 2 (draw the latent grid) or 0 (skip it), got "

@@ -29,6 +29,8 @@ def vae_section() -> ml_collections.ConfigDict:
   vae.batch_size = 100
   vae.optimizer = optim.default_optimizer_config(learning_rate=1e-3)
   vae.prior_std = 1.0
+  # Decoder probabilities clamped to [c, 1 - c]: 0 (off) as the talk; the authors' code: 0.01.
+  vae.decoder_clamp = 0.0
   vae.sample = False  # φ_vae decodes the encoder mean (True: a sampled z)
   # A second, 2-D VAE (other settings as above) draws the latent-grid figure; 0: no figure.
   vae.figure_latent_dim = 2
