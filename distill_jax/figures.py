@@ -147,6 +147,8 @@ def teacher_gains(results: dict, path: str) -> str:
   plt = _pyplot()
   labels = list(effects)
   fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(labels)), squeeze=False)
+  last = effects[labels[0]]["test_accuracy"].get("last_epochs", 1)
+  score = "final" if last == 1 else f"last-{last}-epoch"
   for ax, metric in zip(axes[0], ("test_accuracy", "test_cross_entropy")):
     for row, label in enumerate(labels):
       effect = effects[label][metric]
@@ -158,7 +160,7 @@ def teacher_gains(results: dict, path: str) -> str:
     ax.axvline(0.0, color="gray", lw=1, ls="--")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(-0.6, len(labels) - 0.3)
-    ax.set_xlabel(f"Δ final {metric.replace('_', ' ')} vs no_teacher")
+    ax.set_xlabel(f"Δ {score} {metric.replace('_', ' ')} vs no_teacher")
     ax.grid(alpha=0.3, axis="x")
   first = effects[labels[0]]["test_accuracy"]
   fig.suptitle(
