@@ -83,6 +83,7 @@ def run_experiment(
     test=data_lib.subset(source["test"], eval_size),
     mesh=mesh,
     cache_dir=cache_dir,
+    source_key=built.source_key,
   )
   phi_info = dict(built.info)
   phi_info.update(

@@ -56,9 +56,11 @@ class TrainedTeacher:
     return np.stack(per_teacher, axis=1)
 
 
-def _key_config(config, phi_key: str | None, num_train: int, num_test: int) -> dict:
+def _key_config(
+  config, phi_key: str | None, num_train: int, num_test: int, source_key: str | None = None
+) -> dict:
   through_phi = config.teacher.train_on == "phi"
-  return {
+  key_config = {
     "what": "teacher",
     "dataset": config.source_dataset,
     "mapping": config.mapping if through_phi else None,
@@ -70,6 +72,9 @@ def _key_config(config, phi_key: str | None, num_train: int, num_test: int) -> d
     "num_train": num_train,
     "num_test": num_test,
   }
+  if source_key is not None:  # a source set made by φ (GeneratedMNIST): its recipe and VAE
+    key_config["source_key"] = source_key
+  return key_config
 
 
 def _epoch_logger(config, test_name: str) -> Callable:
@@ -96,7 +101,16 @@ def _epoch_logger(config, test_name: str) -> Callable:
 
 
 def fit_teacher(
-  config, *, phi: maps.Map, phi_key: str | None, big, test, mesh, cache_dir: str, on_epoch=None
+  config,
+  *,
+  phi: maps.Map,
+  phi_key: str | None,
+  big,
+  test,
+  mesh,
+  cache_dir: str,
+  on_epoch=None,
+  source_key: str | None = None,
 ) -> TrainedTeacher:
   """Trains (or reloads) the K teachers on φ(Big) (on Big as is when ``teacher.train_on`` is
   ``"source"``) and scores them on the test set seen the same way. Teacher k is the run of seed
@@ -108,7 +122,8 @@ def fit_teacher(
   (BUILD_NOTES, "Parity with PyTorch"). Results are reproducible for a given config; compare
   teachers as a distribution. A stochastic φ draws fresh noise per teacher and step.
 
-  ``big`` / ``test``: ``(images, labels)`` of the source set. ``on_epoch(epoch, metrics)``, if
+  ``big`` / ``test``: ``(images, labels)`` of the source set; ``source_key`` names a source set
+  made by φ (GeneratedMNIST), which then enters the cache key. ``on_epoch(epoch, metrics)``, if
   given, is called after each epoch (after the progress log).
   """
   tc = config.teacher
@@ -127,7 +142,7 @@ def fit_teacher(
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
     return jnp.mean(losses.cross_entropy(model.apply(params, source_images), batch["label"]))
 
-  key_config = _key_config(config, phi_key, len(labels), len(test.labels))
+  key_config = _key_config(config, phi_key, len(labels), len(test.labels), source_key)
   key = checkpoints.config_key(key_config)
   checkpointer = checkpoints.Checkpointer(os.path.join(cache_dir, "teachers", key), key_config)
   reused = checkpointer.latest_epoch() == tc.epochs

@@ -49,12 +49,12 @@ def _check_datasets(config) -> None:
       f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}."
     )
   if config.source_dataset == data_lib.GENERATED_MNIST and config.mapping not in (
-    "vae",
     "generated",
+    "generated_full",
   ):
     raise ValueError(
       "source_dataset='generated_mnist' is made by φ_vae from Fashion-MNIST: it needs "
-      "mapping 'vae' or 'generated' and target_dataset 'fashion_mnist'."
+      "mapping 'generated' or 'generated_full' and target_dataset 'fashion_mnist'."
     )
   if IMAGENETTE in (config.source_dataset, config.target_dataset):
     if config.source_dataset != config.target_dataset:

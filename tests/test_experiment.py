@@ -13,7 +13,7 @@ from distill_jax import validation
 from distill_jax.maps import style as style_maps
 from tests.conftest import REPO_ROOT
 
-CONFIG_FILES = ("default", "vae", "generated", "style", "style_gpu")
+CONFIG_FILES = ("default", "vae", "generated", "generated_full", "style", "style_gpu")
 
 
 def experiment_config(mapping):
@@ -38,6 +38,9 @@ def tiny_config(mapping):
   config.data.max_test = 1000
   config.eval_batch_size = 500
   config.checkpoint_every = 2
+  if "generated" in config:  # 200 Small images × 10 draws
+    config.generated.samples_per_image = 10
+    config.generated.split = (1_400, 200, 400)
   return config
 
 
@@ -114,7 +117,22 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("identity", lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
     ("identity", lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset"),
     ("identity", lambda c: setattr(c, "target_dataset", "generated_mnist"), "unknown target"),
-    ("identity", lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'vae'"),
+    (
+      "identity",
+      lambda c: setattr(c, "source_dataset", "generated_mnist"),
+      "needs mapping 'generated' or 'generated_full'",
+    ),
+    ("vae", lambda c: setattr(c, "source_dataset", "generated_mnist"), "needs mapping 'generated'"),
+    ("generated", lambda c: setattr(c, "source_dataset", "mnist"), "exactly when the mapping"),
+    ("generated", lambda c: setattr(c.generated, "samples_per_image", 0), "samples_per_image"),
+    ("generated", lambda c: setattr(c.generated, "pixels", "binary"), "unknown generated.pixels"),
+    ("generated", lambda c: setattr(c.generated, "split", (1, 2)), "three ints"),
+    ("generated", lambda c: setattr(c.generated, "split", (60_000, 0, 10_000)), "three ints"),
+    (
+      "generated",
+      lambda c: setattr(c.generated, "split", (59_000, 1_000, 9_000)),
+      "adding up to 2,000",
+    ),
     ("generated", lambda c: setattr(c.vae, "latent_dim", 0), "vae:"),
     ("vae", lambda c: setattr(c.vae, "prior_std", 0.0), "prior_std"),
     ("vae", lambda c: setattr(c.vae, "steps_per_call", 0), "steps_per"),
@@ -220,11 +238,75 @@ def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   )
 
 
-def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
+@pytest.fixture(scope="module")
+def generated_cache_dir(tmp_path_factory):
+  """One cache for both GeneratedMNIST recipes: they share the tiny VAE (trained once)."""
+  return str(tmp_path_factory.mktemp("generated_cache"))
+
+
+def test_generated_end_to_end_from_small(shared_data_dir, tfds_dir, generated_cache_dir, tmp_path):
+  """The talk's GeneratedMNIST at its sizes: 70 draws per FashionMNIST-Small image, every
+  generated image made from Small, split 59,000 / 1,000 / 10,000."""
+  from distill_jax import data as data_lib
+
   config = tiny_vae_config("generated")
+  config.data.max_small = None  # all of FashionMNIST-Small: the talk's 1,000 × 70
+  config.generated.samples_per_image = 70
+  config.generated.split = (59_000, 1_000, 10_000)
   config.vae.figure_latent_dim = 0  # no latent grid: one VAE
   results = experiment.run_experiment(
-    config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
+    config,
+    str(tmp_path),
+    data_dir=shared_data_dir,
+    tfds_dir=tfds_dir,
+    cache_dir=generated_cache_dir,
+  )
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert results["teacher"]["trained_on"] == "generated_mnist Big"
+  assert results["num_examples"] == {"big": 2000, "small": 1000, "test": 1000}  # data.max_*
+  name = results["phi"]["generated_mnist"]
+  vae_key = os.path.basename(results["phi"]["checkpoint"])
+  assert name.startswith(f"vae_{vae_key}_small_")
+  assert results["phi"]["generated_samples_per_image"] == 70
+
+  provenance = {
+    split: data_lib.generated_mnist_provenance(name, tfds_dir=tfds_dir, split=split)
+    for split in ("big", "small", "test")
+  }
+  assert {split: len(p["label"]) for split, p in provenance.items()} == {
+    "big": 59_000,
+    "small": 1_000,
+    "test": 10_000,
+  }
+  source = np.concatenate([p["source_index"] for p in provenance.values()])
+  draw = np.concatenate([p["draw"] for p in provenance.values()])
+  assert np.all((source >= 59_000) & (source < 60_000))  # FashionMNIST-Small only
+  np.testing.assert_array_equal(np.bincount(source - 59_000), np.full(1_000, 70))
+  assert len(np.unique((source - 59_000) * 70 + draw)) == 70_000  # 70 distinct draws each
+  fashion_small_labels = data_lib.load(
+    "fashion_mnist", data_dir=shared_data_dir, tfds_dir=tfds_dir, splits="small"
+  )["small"].labels
+  label = np.concatenate([p["label"] for p in provenance.values()])
+  np.testing.assert_array_equal(label, fashion_small_labels[source - 59_000])
+
+  # Independent draws: the 70 digits of one garment are not one image copied 70 times.
+  test_images = data_lib.load_generated_mnist(
+    name, generate=None, tfds_dir=tfds_dir, splits="test"
+  )["test"][0]
+  first = provenance["test"]["source_index"] == provenance["test"]["source_index"][0]
+  assert first.sum() >= 2
+  assert len(np.unique(test_images[first].reshape(first.sum(), -1), axis=0)) == first.sum()
+
+
+def test_generated_full_end_to_end(shared_data_dir, tfds_dir, generated_cache_dir, tmp_path):
+  config = tiny_vae_config("generated_full")
+  config.vae.figure_latent_dim = 0  # no latent grid: one VAE
+  results = experiment.run_experiment(
+    config,
+    str(tmp_path),
+    data_dir=shared_data_dir,
+    tfds_dir=tfds_dir,
+    cache_dir=generated_cache_dir,
   )
   assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
   assert results["teacher"]["trained_on"] == "generated_mnist Big"
@@ -232,6 +314,7 @@ def test_generated_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   assert results["num_examples"] == {"big": 2000, "small": 200, "test": 1000}
   assert not (tmp_path / "vae_latent_grid.png").exists()
   vae_key = os.path.basename(results["phi"]["checkpoint"])
+  assert results["phi"]["generated_mnist"] == f"vae_{vae_key}_mean"
   generated_dir = os.path.join(tfds_dir, "distill_generated_mnist", f"vae_{vae_key}_mean")
   assert os.path.isdir(generated_dir)  # the tfds dataset of this VAE
 

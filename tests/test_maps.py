@@ -111,9 +111,18 @@ def test_conv_matches_lax_convolution_for_any_kernel():
 
 
 def test_families_by_mapping_name():
-  assert set(maps.mapping_names()) >= {"identity", "noise", "conv", "vae", "generated", "style"}
+  assert set(maps.mapping_names()) >= {
+    "identity",
+    "noise",
+    "conv",
+    "vae",
+    "generated",
+    "generated_full",
+    "style",
+  }
   assert maps.family_for("conv") is maps.family_for("identity")  # the fixed maps' family
   assert maps.family_for("generated") is maps.family_for("vae")
+  assert maps.family_for("generated_full") is maps.family_for("vae")
   with pytest.raises(ValueError, match="unknown mapping 'blur'; choose one of"):
     maps.family_for("blur")
 

@@ -17,7 +17,13 @@ import tensorflow_datasets as tfds
 from distill_jax.data import imagenette
 from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES, IMAGE_SHAPE
 from distill_jax.data.errors import FIX_HINT, DataError
-from distill_jax.data.generated import DistillGeneratedMnist, TranslatedSplits
+from distill_jax.data.generated import (
+  TALK_SPLIT,
+  DistillGeneratedMnist,
+  GeneratedSplits,
+  check_prepared_sizes,
+  read_provenance,
+)
 from distill_jax.data.splits import SPLIT_NAMES, Split, check_max_sizes, check_splits, subset
 from distill_jax.data.tfds_io import download_and_prepare, read_split
 
@@ -26,9 +32,10 @@ IDX_DATASETS = ("mnist", "fashion_mnist")  # read from the four official IDX fil
 IMAGENETTE = "imagenette"
 GENERATED_MNIST = "generated_mnist"  # made by a VAE: load_generated_mnist, not load
 DATASET_NAMES = tuple(sorted((*IDX_DATASETS, IMAGENETTE)))  # what `load` reads
-# Our split name -> tfds split slice of the MNIST-family datasets (IDX_DATASETS and
-# GeneratedMNIST: 60,000 train + 10,000 test). "small" is the last 1,000 training images.
+# Our split name -> tfds split slice of MNIST and Fashion-MNIST (60,000 train + 10,000 test):
+# "small" is the last 1,000 training images. GeneratedMNIST's slices: its builder's tfds_splits.
 IDX_SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
+IDX_SPLIT_SIZES = {"big": 59_000, "small": 1_000, "test": 10_000}
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labels)
 
@@ -115,22 +122,51 @@ def load_splits(
   return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
 
 
+def generated_mnist_builder(
+  config_name: str,
+  *,
+  generate: Callable[[], GeneratedSplits] | None,
+  tfds_dir: str,
+  split_sizes: tuple[int, int, int] = TALK_SPLIT,
+) -> DistillGeneratedMnist:
+  """The GeneratedMNIST named ``config_name``, prepared under ``tfds_dir`` (``generate()`` gives
+  its ``train`` and ``test`` splits; it is not called when the dataset exists)."""
+  builder = DistillGeneratedMnist(
+    config_name=config_name, generate=generate, split_sizes=split_sizes, data_dir=tfds_dir
+  )
+  download_and_prepare(builder, download_dir=os.path.join(tfds_dir, "downloads", builder.name))
+  check_prepared_sizes(builder)
+  return builder
+
+
 def load_generated_mnist(
   config_name: str,
   *,
-  translate: Callable[[], TranslatedSplits] | None,
+  generate: Callable[[], GeneratedSplits] | None,
   tfds_dir: str,
+  split_sizes: tuple[int, int, int] = TALK_SPLIT,
   splits: str | Iterable[str] = SPLIT_NAMES,
 ) -> Splits:
-  """GeneratedMNIST made by the VAE named ``config_name``, as ``load_splits`` returns splits.
-
-  Prepared once under ``tfds_dir`` (``translate()`` gives the uint8 images and labels of
-  ``train`` and ``test``; it is not called when the dataset exists) and read back from there.
-  """
+  """GeneratedMNIST named ``config_name``, as ``load_splits`` returns splits: prepared once by
+  ``generated_mnist_builder`` and read back; ``split_sizes`` = (big, small, test), Small being
+  the last ``small`` images of its train split."""
   splits = check_splits(splits)
-  builder = DistillGeneratedMnist(config_name=config_name, translate=translate, data_dir=tfds_dir)
-  download_and_prepare(builder, download_dir=os.path.join(tfds_dir, "downloads", builder.name))
-  return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
+  builder = generated_mnist_builder(
+    config_name, generate=generate, tfds_dir=tfds_dir, split_sizes=split_sizes
+  )
+  return {split: read_split(builder, builder.tfds_splits[split], IMAGE_SHAPE) for split in splits}
+
+
+def generated_mnist_provenance(
+  config_name: str, *, tfds_dir: str, split: str, split_sizes: tuple[int, int, int] = TALK_SPLIT
+) -> dict[str, np.ndarray]:
+  """{"source_index", "draw", "label"} of every image of a prepared GeneratedMNIST's ``split``:
+  which Fashion-MNIST image (index into its 70,000 in file order) and which draw each came from."""
+  (split,) = check_splits(split)
+  builder = generated_mnist_builder(
+    config_name, generate=None, tfds_dir=tfds_dir, split_sizes=split_sizes
+  )
+  return read_provenance(builder, split)
 
 
 def _check_idx_folder(folder: str) -> str:

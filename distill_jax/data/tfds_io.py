@@ -106,3 +106,16 @@ def decode_records(
     labels.append(feature["label"].int64_list.value[0])
   images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, *image_shape)
   return images, np.asarray(labels, dtype=np.int32)
+
+
+def decode_int_features(records: Iterable[bytes], names: Iterable[str]) -> dict[str, np.ndarray]:
+  """Serialized tf.train.Example records → {name: int64 (N,)} of the scalar int features
+  ``names`` (e.g. a label, GeneratedMNIST's provenance)."""
+  parse = tf_example_pb2.Example.FromString
+  names = tuple(names)
+  values = {name: [] for name in names}
+  for record in records:
+    feature = parse(record).features.feature
+    for name in names:
+      values[name].append(feature[name].int64_list.value[0])
+  return {name: np.asarray(column, dtype=np.int64) for name, column in values.items()}

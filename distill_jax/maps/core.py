@@ -101,6 +101,7 @@ class BuiltMap:
     info: facts about φ for ``results.json`` (``phi``), e.g. the VAE's test −ELBO.
     figures: paths of the figures the family wrote.
     source_splits: a source set made from φ (GeneratedMNIST), when the config asks for it.
+    source_key: names that source set (its tfds builder config) in the teacher's key.
   """
 
   phi: Map
@@ -108,6 +109,7 @@ class BuiltMap:
   info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   figures: tuple[str, ...] = ()
   source_splits: Splits | None = None
+  source_key: str | None = None
 
 
 def _no_checks(config) -> None:
@@ -139,6 +141,7 @@ class MapFamily:
 # importing the package does not pull in VGG, the VAE and tfds).
 _FAMILIES: dict[str, MapFamily | str] = {
   "generated": "distill_jax.maps.vae",
+  "generated_full": "distill_jax.maps.vae",
   "style": "distill_jax.maps.style",
   "vae": "distill_jax.maps.vae",
 }

@@ -1,10 +1,12 @@
-"""The learned map φ_vae (mappings ``vae`` and ``generated``): a two-decoder VAE turns garments
-into digits (the model and its loss: ``distill_jax/vae.py``).
+"""The learned map φ_vae (mappings ``vae``, ``generated``, ``generated_full``): a two-decoder VAE
+turns garments into digits (the model and its loss: ``distill_jax/vae.py``).
 
 ``build`` trains the VAE of ``config.vae`` on Fashion-MNIST-Big paired by class with MNIST train,
-or reloads it from ``<cache_dir>/vae/<key>``, writes its figures (translations; a latent grid
-from a second, 2-D VAE), and, when ``config.source_dataset`` is ``generated_mnist``, makes
-GeneratedMNIST = φ_vae(Fashion-MNIST) once as a tfds dataset for the teacher.
+or reloads it from ``<cache_dir>/vae/<key>``, and writes its figures (translations; a latent grid
+from a second, 2-D VAE). For ``generated`` it then makes the talk's GeneratedMNIST (70 draws
+z ~ q(z | x) per FashionMNIST-Small image, decoded into digits, split 59,000 / 1,000 / 10,000),
+for ``generated_full`` the ablation φ_vae(all of Fashion-MNIST), once each as a tfds dataset
+for the teacher (``distill_jax/data/generated.py``).
 """
 
 from __future__ import annotations
@@ -130,30 +132,114 @@ def _plain(value):
   return list(value) if isinstance(value, tuple) else value
 
 
-def generated_mnist(config, phi: core.Map, vae_key: str, context: core.MapContext):
-  """GeneratedMNIST for this φ_vae: prepared once in ``tfds_dir``, then read back.
+# The two GeneratedMNIST recipes, by ``config.mapping`` (``distill_jax/data/generated.py``).
+RECIPES = {"generated": "small", "generated_full": "full"}
 
-  φ_vae translates all of Fashion-MNIST (train = Big + Small in file order, and test); a
-  sampled φ draws from ``jax.random.key(vae.seed)``, so a VAE checkpoint gives one dataset.
+
+def generated_mnist(config, trained: TrainedVAE, phi: core.Map, context: core.MapContext):
+  """GeneratedMNIST for this VAE and ``config.mapping``'s recipe: prepared once in ``tfds_dir``
+  (keyed by the VAE and the recipe's settings), then read back.
+
+  Returns ``(name, splits, info)``: the tfds builder config name, big / small / test, and
+  facts for ``results.json``.
   """
+  if RECIPES[config.mapping] == "small":
+    name, generate, split_sizes, info = _from_small(config, trained, context)
+  else:
+    name, generate, split_sizes, info = _translate_all(config, trained, phi, context)
+  splits = data_lib.load_generated_mnist(
+    name, generate=generate, tfds_dir=context.tfds_dir, split_sizes=split_sizes
+  )
+  return name, splits, {"generated_mnist": name, **info}
+
+
+def _from_small(config, trained: TrainedVAE, context: core.MapContext):
+  """The talk's recipe: ``generated.samples_per_image`` independent draws z ~ q(z | x) per
+  image of FashionMNIST-Small (the students' Small: ``data.max_small`` applies), decoded by the
+  MNIST decoder, shuffled by ``generated.seed`` and split into ``generated.split``."""
+  gc = config.generated
+  fashion = context.load("fashion_mnist")
+  small = fashion["small"]
+  positions = data_lib.subset_positions(len(small.labels), config.data.max_small)
+  positions = np.arange(len(small.labels)) if positions is None else positions
+  source_index = len(fashion["big"].labels) + positions  # into Fashion's 70,000 (file order)
+  split_sizes = tuple(int(size) for size in gc.split)
+  recipe = {
+    "recipe": "small",
+    "samples_per_image": int(gc.samples_per_image),
+    "pixels": gc.pixels,
+    "split": list(split_sizes),
+    "seed": int(gc.seed),
+    "source_index": checkpoints.config_key(source_index.tolist()),
+  }
+  name = f"vae_{trained.key}_small_{checkpoints.config_key(recipe)[:12]}"
+  sampler = vae_map(trained.model, trained.params, sample=True)
+  draw_key, pixel_key = jax.random.split(jax.random.key(gc.seed))
+  small_images, small_labels = small.images[positions], small.labels[positions]
+
+  def draw_digits(j: int) -> np.ndarray:
+    probabilities = sampler.map_array(small_images, jax.random.fold_in(draw_key, j))
+    if gc.pixels == "bernoulli":  # binary pixels: a sample of the decoder's Bernoulli
+      on = jax.random.bernoulli(jax.random.fold_in(pixel_key, j), probabilities)
+      return np.asarray(on, np.uint8) * np.uint8(255)
+    return data_lib.to_uint8(probabilities)
+
+  def generate():
+    logging.info(
+      "GeneratedMNIST: %d draws z ~ q(z|x) for each of %d FashionMNIST-Small images (%s pixels)",
+      gc.samples_per_image,
+      len(positions),
+      gc.pixels,
+    )
+    return data_lib.expand_small(
+      draw_digits,
+      small_labels,
+      source_index,
+      samples_per_image=gc.samples_per_image,
+      split=split_sizes,
+      seed=gc.seed,
+    )
+
+  info = {
+    "generated_from": f"FashionMNIST-Small ({len(positions):,} images)",
+    "generated_samples_per_image": int(gc.samples_per_image),
+    "generated_pixels": gc.pixels,
+  }
+  return name, generate, split_sizes, info
+
+
+def _translate_all(config, trained: TrainedVAE, phi: core.Map, context: core.MapContext):
+  """The ablation: φ_vae of all of Fashion-MNIST (train = Big + Small in file order, and test),
+  one digit per garment; a sampled φ draws from ``jax.random.key(vae.seed)``."""
   mode = "sampled" if phi.stochastic else "mean"
 
-  def translate():
+  def generate():
     logging.info("GeneratedMNIST: translating 70,000 Fashion-MNIST images with φ_vae (%s)", mode)
     fashion = context.load("fashion_mnist")
     key = jax.random.key(config.vae.seed)
     big, small, test = fashion["big"], fashion["small"], fashion["test"]
     train_images = np.concatenate([big.images, small.images])
     train_labels = np.concatenate([big.labels, small.labels])
+    num_train = len(train_labels)
     test_images = phi.map_array(test.images, jax.random.fold_in(key, 1))
     return {
-      "train": (data_lib.to_uint8(phi.map_array(train_images, key)), train_labels),
-      "test": (data_lib.to_uint8(test_images), test.labels),
+      "train": data_lib.GeneratedSplit(
+        images=data_lib.to_uint8(phi.map_array(train_images, key)),
+        labels=train_labels,
+        source_index=np.arange(num_train),
+        draw=np.zeros(num_train, np.int64),
+      ),
+      "test": data_lib.GeneratedSplit(
+        images=data_lib.to_uint8(test_images),
+        labels=test.labels,
+        source_index=num_train + np.arange(len(test.labels)),
+        draw=np.zeros(len(test.labels), np.int64),
+      ),
     }
 
-  return data_lib.load_generated_mnist(
-    f"vae_{vae_key}_{mode}", translate=translate, tfds_dir=context.tfds_dir
-  )
+  split_sizes = tuple(data_lib.IDX_SPLIT_SIZES[split] for split in data_lib.SPLIT_NAMES)
+  info = {"generated_from": "all of Fashion-MNIST (70,000 images)"}
+  return f"vae_{trained.key}_{mode}", generate, split_sizes, info
 
 
 def build(config, datasets, context: core.MapContext) -> core.BuiltMap:
@@ -168,11 +254,17 @@ def build(config, datasets, context: core.MapContext) -> core.BuiltMap:
     grid_vae = fit(config, context, figure=True)
     paths.append(os.path.join(context.workdir, "vae_latent_grid.png"))
     figures.vae_latent_grids(grid_vae.model, grid_vae.params, paths[-1])
-  source = None
-  if config.source_dataset == data_lib.GENERATED_MNIST:
-    source = generated_mnist(config, phi, trained.key, context)
+  info, source, source_key = dict(trained.info), None, None
+  if config.mapping in RECIPES:
+    source_key, source, generated_info = generated_mnist(config, trained, phi, context)
+    info.update(generated_info)
   return core.BuiltMap(
-    phi=phi, key=trained.key, info=trained.info, figures=tuple(paths), source_splits=source
+    phi=phi,
+    key=trained.key,
+    info=info,
+    figures=tuple(paths),
+    source_splits=source,
+    source_key=source_key,
   )
 
 
@@ -209,6 +301,50 @@ def validate(config) -> None:
       f"φ_vae translates Fashion-MNIST: target_dataset must be 'fashion_mnist', got "
       f"{config.target_dataset!r}."
     )
+  if (config.mapping in RECIPES) != (config.source_dataset == data_lib.GENERATED_MNIST):
+    raise ValueError(
+      f"mapping {config.mapping!r} with source_dataset {config.source_dataset!r}: the teacher "
+      "learns GeneratedMNIST (source_dataset='generated_mnist') exactly when the mapping is "
+      "'generated' (the talk's, from FashionMNIST-Small) or 'generated_full' (the ablation); "
+      "run those with --mapping=generated or --mapping=generated_full."
+    )
+  if RECIPES.get(config.mapping) == "small":
+    _validate_generated(config)
 
 
-FAMILY = core.MapFamily(names=("generated", "vae"), build=build, validate=validate)
+def _validate_generated(config) -> None:
+  """The ``generated`` section: the talk's GeneratedMNIST recipe."""
+  if "generated" not in config:
+    raise ValueError(
+      "mapping 'generated' needs the config's 'generated' section (samples_per_image, pixels, "
+      "split, seed); start from experiments/configs/generated.py (--mapping=generated)."
+    )
+  gc = config.generated
+  count = gc.samples_per_image
+  if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    raise ValueError(f"generated.samples_per_image must be an int >= 1, got {count!r}.")
+  if gc.pixels not in data_lib.PIXELS:
+    raise ValueError(
+      f"unknown generated.pixels {gc.pixels!r}; choose one of {', '.join(data_lib.PIXELS)} "
+      "(mean: the decoder's probabilities as grey levels; bernoulli: a 0/255 sample of them)."
+    )
+  split = tuple(gc.split)
+  if len(split) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in split):
+    raise ValueError(
+      f"generated.split must be three ints >= 1 (big, small, test), got {gc.split!r}."
+    )
+  small = data_lib.IDX_SPLIT_SIZES["small"]
+  if config.data.max_small is not None:
+    small = min(small, config.data.max_small)
+  if sum(split) != small * count:
+    raise ValueError(
+      f"generated.split {split} holds {sum(split):,} images, but FashionMNIST-Small "
+      f"({small:,} images) × generated.samples_per_image ({count}) makes {small * count:,}; "
+      f"set --config.generated.split to three sizes adding up to {small * count:,} (the talk: "
+      f"{data_lib.TALK_SPLIT} for 1,000 × 70)."
+    )
+
+
+FAMILY = core.MapFamily(
+  names=("generated", "generated_full", "vae"), build=build, validate=validate
+)
