@@ -1,4 +1,4 @@
-"""The one-command reproduction in ``--quick`` mode: all six experiments, REPORT.md, report.json."""
+"""The one-command reproduction in ``--quick`` mode: the talk's six experiments and the generated_full ablation, REPORT.md, report.json."""
 
 import json
 import os
@@ -41,6 +41,11 @@ def test_quick_reproduction_covers_every_claim(data_dir, tmp_path):
     assert f"| {name} | {reproduce.CLAIMS[name]} |" in text
     for figure in entry["figures"]:
       assert (tmp_path / "reproduce" / figure).stat().st_size > 0
+  assert "GeneratedMNIST, the talk's recipe against the ablation" in text
+  talk_phi = saved["experiments"]["generated"]["phi"]
+  assert talk_phi["generated_from"] == "FashionMNIST-Small (100 images)"
+  assert talk_phi["generated_samples_per_image"] == 10
+  assert saved["experiments"]["generated_full"]["phi"]["generated_mnist"].endswith("_mean")
   assert saved["experiments"]["conv"]["effect"]["test_accuracy"]["teachers"] == 2
   assert saved["experiments"]["style"]["effect"]["test_accuracy"]["teachers"] == 2
 
