@@ -1,7 +1,7 @@
 """Multi-domain distillation experiment: ``python -m experiments.distill --mapping=conv``.
 
 ``--mapping=<name>`` picks the experiment: ``experiments/configs/<name>.py`` when there is one
-(vae, generated, style), else ``default.py`` with that map φ (identity, noise, conv);
+(vae, generated, generated_full, style), else ``default.py`` with that map φ (identity, noise, conv);
 ``--config=<file>`` picks a config file directly. Flags set the common values; any config value
 can be set with ``--config.<name>=...``. Writes results.json, results.md and figures to
 ``--workdir``.
@@ -118,8 +118,10 @@ _MAPPING = flags.DEFINE_enum(
   maps.mapping_names(),
   "The experiment, by its map φ (default: the config file's, identity). identity / noise / "
   "conv: a Fashion-MNIST teacher taught through φ (configs/default.py); vae: an MNIST teacher "
-  "through the learned φ_vae (configs/vae.py); generated: a teacher trained on GeneratedMNIST = "
-  "φ_vae(Fashion-MNIST) (configs/generated.py); style: Imagenette through VGG-19 style transfer "
+  "through the learned φ_vae (configs/vae.py); generated: the talk's GeneratedMNIST, a teacher "
+  "trained on 70 VAE digits drawn from each FashionMNIST-Small image (configs/generated.py); "
+  "generated_full: the ablation, GeneratedMNIST = φ_vae(all of Fashion-MNIST) "
+  "(configs/generated_full.py); style: Imagenette through VGG-19 style transfer "
   "(configs/style.py). With --config=<file>, only sets config.mapping.",
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")

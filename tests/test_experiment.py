@@ -244,6 +244,19 @@ def generated_cache_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("generated_cache"))
 
 
+def _run_generated(config, workdir, data_dir, tfds_dir, cache_dir) -> dict:
+  """Runs a GeneratedMNIST experiment without the latent-grid VAE; checks what both share."""
+  config.vae.figure_latent_dim = 0  # no latent grid: one VAE
+  results = experiment.run_experiment(
+    config, str(workdir), data_dir=data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir
+  )
+  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
+  assert results["teacher"]["trained_on"] == "generated_mnist Big"
+  assert results["teacher"]["evaluated_on"] == "generated_mnist test"
+  assert not (workdir / "vae_latent_grid.png").exists()
+  return results
+
+
 def test_generated_end_to_end_from_small(shared_data_dir, tfds_dir, generated_cache_dir, tmp_path):
   """The talk's GeneratedMNIST at its sizes: 70 draws per FashionMNIST-Small image, every
   generated image made from Small, split 59,000 / 1,000 / 10,000."""
@@ -253,16 +266,7 @@ def test_generated_end_to_end_from_small(shared_data_dir, tfds_dir, generated_ca
   config.data.max_small = None  # all of FashionMNIST-Small: the talk's 1,000 × 70
   config.generated.samples_per_image = 70
   config.generated.split = (59_000, 1_000, 10_000)
-  config.vae.figure_latent_dim = 0  # no latent grid: one VAE
-  results = experiment.run_experiment(
-    config,
-    str(tmp_path),
-    data_dir=shared_data_dir,
-    tfds_dir=tfds_dir,
-    cache_dir=generated_cache_dir,
-  )
-  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
-  assert results["teacher"]["trained_on"] == "generated_mnist Big"
+  results = _run_generated(config, tmp_path, shared_data_dir, tfds_dir, generated_cache_dir)
   assert results["num_examples"] == {"big": 2000, "small": 1000, "test": 1000}  # data.max_*
   name = results["phi"]["generated_mnist"]
   vae_key = os.path.basename(results["phi"]["checkpoint"])
@@ -300,19 +304,8 @@ def test_generated_end_to_end_from_small(shared_data_dir, tfds_dir, generated_ca
 
 def test_generated_full_end_to_end(shared_data_dir, tfds_dir, generated_cache_dir, tmp_path):
   config = tiny_vae_config("generated_full")
-  config.vae.figure_latent_dim = 0  # no latent grid: one VAE
-  results = experiment.run_experiment(
-    config,
-    str(tmp_path),
-    data_dir=shared_data_dir,
-    tfds_dir=tfds_dir,
-    cache_dir=generated_cache_dir,
-  )
-  assert list(results["arms"]) == ["no_teacher", "teacher", "teacher_phi"]
-  assert results["teacher"]["trained_on"] == "generated_mnist Big"
-  assert results["teacher"]["evaluated_on"] == "generated_mnist test"
+  results = _run_generated(config, tmp_path, shared_data_dir, tfds_dir, generated_cache_dir)
   assert results["num_examples"] == {"big": 2000, "small": 200, "test": 1000}
-  assert not (tmp_path / "vae_latent_grid.png").exists()
   vae_key = os.path.basename(results["phi"]["checkpoint"])
   assert results["phi"]["generated_mnist"] == f"vae_{vae_key}_mean"
   generated_dir = os.path.join(tfds_dir, "distill_generated_mnist", f"vae_{vae_key}_mean")
