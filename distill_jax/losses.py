@@ -15,6 +15,7 @@ distillation weight, T the temperature (the hard term is at T = 1), and ``c = TÂ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -115,13 +116,13 @@ def check_lam_temperature(lam, temperature) -> None:
 
   Traced values (inside ``jit``/``vmap``) are checked by the config layer before tracing.
   """
-  if isinstance(lam, (int, float)) and not lam >= 0:  # also rejects NaN
+  if isinstance(lam, (int, float)) and not 0 <= lam < math.inf:  # also rejects NaN
     raise ValueError(
-      f"distillation weight lam must be >= 0, got {lam}; lam = 0 trains the "
+      f"distillation weight lam must be finite and >= 0, got {lam}; lam = 0 trains the "
       "student alone, lam = 1 weighs labels and teacher equally."
     )
-  if isinstance(temperature, (int, float)) and not temperature > 0:
+  if isinstance(temperature, (int, float)) and not 0 < temperature < math.inf:
     raise ValueError(
-      f"temperature must be > 0, got {temperature}; T = 1 uses the teacher's "
-      "plain softmax, T > 1 softens it."
+      f"temperature must be finite and > 0, got {temperature}; T = 1 uses the teacher's "
+      "plain softmax, T > 1 softens it (T = inf would make every soft target uniform)."
     )

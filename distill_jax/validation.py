@@ -8,6 +8,8 @@ and calls them.
 
 from __future__ import annotations
 
+import jax
+
 from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
@@ -30,11 +32,74 @@ def validate_config(config) -> None:
   family.validate(config)
   target_shape = data_lib.image_shape(config.target_dataset, config.data.image_size)
   mapped_shape = tuple(family.output_shape(config, target_shape))
+  if any(size < 1 for size in mapped_shape):
+    raise ValueError(
+      f"φ = {config.mapping} turns the {target_shape} target images into {mapped_shape}: "
+      f"nothing is left; change config.maps.{config.mapping} (e.g. a smaller dilation)."
+    )
   if config.teacher.train_on == "source" and mapped_shape != target_shape:
     raise ValueError(
       f"a teacher trained on raw source images ({target_shape}) cannot read φ(x) of shape "
       f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
     )
+  _check_batches(config, _device_count(config))
+
+
+def _device_count(config) -> int:
+  """The devices the mesh will span: ``num_devices``, or all visible ones for 0 / None."""
+  visible = jax.device_count()
+  wanted = config.num_devices
+  if wanted is None or wanted == 0:
+    return visible
+  if isinstance(wanted, bool) or not isinstance(wanted, int) or not 0 < wanted <= visible:
+    raise ValueError(
+      f"num_devices must be an int from 1 to {visible} (the visible "
+      f"{jax.devices()[0].platform} devices), or 0 for all; got {wanted!r}."
+    )
+  return wanted
+
+
+def split_sizes(config, dataset: str) -> dict[str, int]:
+  """How many examples each split of ``dataset`` will hold (``data.max_*`` applied), as the
+  config plans them; the loaded data is checked again by the trainer."""
+  if dataset == IMAGENETTE:
+    small = config.data.imagenette_small
+    full = {
+      "big": data_lib.IMAGENETTE_SIZES["train"] - small,
+      "small": small,
+      "test": data_lib.IMAGENETTE_SIZES["val"],
+    }
+  elif dataset == data_lib.GENERATED_MNIST and "generated" in config:
+    full = dict(zip(data_lib.SPLIT_NAMES, config.generated.split))
+  else:
+    full = dict(data_lib.IDX_SPLIT_SIZES)
+  limits = {
+    "big": config.data.max_big,
+    "small": config.data.max_small,
+    "test": config.data.max_test,
+  }
+  return {split: min(size, limits[split] or size) for split, size in full.items()}
+
+
+def _check_batches(config, devices: int) -> None:
+  """Batch sizes against the splits they cut and the devices they are split across."""
+  source_big = split_sizes(config, config.source_dataset)["big"]
+  target_small = split_sizes(config, config.target_dataset)["small"]
+  for part, split_name, size in (
+    ("teacher", f"{config.source_dataset} Big", source_big),
+    ("student", f"{config.target_dataset} Small", target_small),
+  ):
+    batch_size = config[part].batch_size
+    if batch_size > size:
+      raise ValueError(
+        f"{part}.batch_size = {batch_size} but {split_name} has {size:,} examples: an epoch "
+        f"would have no step; set --config.{part}.batch_size <= {size}."
+      )
+    if batch_size % devices:
+      raise ValueError(
+        f"{part}.batch_size = {batch_size} cannot be split evenly across {devices} devices; "
+        f"use a multiple of {devices} or set --config.num_devices to a divisor of it."
+      )
 
 
 def _check_datasets(config) -> None:

@@ -187,8 +187,8 @@ def main(argv):
       config.temperatures = _floats("temperature", _TEMPERATURE.value)
   try:
     validation.validate_config(config)
-  except ValueError as error:
-    raise app.UsageError(str(error))
+  except ValueError as error:  # one line, no help text: the message names the value and the fix
+    raise SystemExit(f"error: {error}") from None
   workdir = _WORKDIR.value or os.path.join("runs", config.mapping)
   tfds_dir = _TFDS_DIR.value or os.environ.get(
     "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")

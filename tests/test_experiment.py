@@ -111,8 +111,8 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
   "mapping,change,match",
   [
     ("identity", lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
-    ("identity", lambda c: setattr(c, "lams", (-1.0,)), "lam must be >= 0"),
-    ("identity", lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be > 0"),
+    ("identity", lambda c: setattr(c, "lams", (-1.0,)), "lam must be finite and >= 0"),
+    ("identity", lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be finite and > 0"),
     ("identity", lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
     ("identity", lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
     ("identity", lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset"),
@@ -146,6 +146,17 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("conv", lambda c: setattr(c.maps.conv, "size", 3), "config.maps.conv"),
     ("style", lambda c: setattr(c, "target_dataset", "fashion_mnist"), "Imagenette experiments"),
     ("style", lambda c: setattr(c.style, "pool", "min"), "style.pool"),
+    # Derived values (issue 14): checked before any data is read or any model trained.
+    ("conv", lambda c: setattr(c.student, "batch_size", 5000), "Small has 200 examples"),
+    ("conv", lambda c: setattr(c.teacher, "batch_size", 2001), "Big has 2,000 examples"),
+    ("conv", lambda c: setattr(c.student, "batch_size", 25), "across 2 devices"),
+    ("conv", lambda c: setattr(c.maps.conv, "dilation", 20), "nothing is left"),
+    ("conv", lambda c: setattr(c.maps.conv, "dilation", -1), "dilation must be an int >= 1"),
+    ("conv", lambda c: setattr(c.maps.conv, "dilation", 0), "dilation must be an int >= 1"),
+    ("conv", lambda c: setattr(c, "lams", (float("inf"),)), "lam must be finite"),
+    ("conv", lambda c: setattr(c, "temperatures", (float("inf"),)), "temperature must be finite"),
+    ("conv", lambda c: setattr(c, "num_devices", -1), "num_devices must be an int from 1 to 2"),
+    ("conv", lambda c: setattr(c, "num_devices", 3), "num_devices must be an int from 1 to 2"),
   ],
 )
 def test_bad_config_values(mapping, change, match):
@@ -172,7 +183,7 @@ def _cli(*args, timeout=120):
   "args,match",
   [
     (["--mapping=blur"], "value should be one of"),
-    (["--mapping=conv", "--lam=-1"], "lam must be >= 0"),
+    (["--mapping=conv", "--lam=-1"], "lam must be finite and >= 0"),
     (["--mapping=conv", "--temperature=abc"], "--temperature takes numbers"),
     (["--mapping=conv", "--seeds=0"], "seeds must be >= 1"),
     (["--config.num_seeds=2"], "no field 'num_seeds' (did you mean --config.seeds"),

@@ -104,10 +104,12 @@ def test_jit_and_vmap_over_lam_temperature(batch):
 @pytest.mark.parametrize(
   "lam,temperature,match",
   [
-    (-0.1, 1.0, "lam must be >= 0"),
-    (float("nan"), 1.0, "lam must be >= 0"),
-    (1.0, 0.0, "temperature must be > 0"),
-    (1.0, -2.0, "temperature must be > 0"),
+    (-0.1, 1.0, "lam must be finite and >= 0"),
+    (float("nan"), 1.0, "lam must be finite and >= 0"),
+    (1.0, 0.0, "temperature must be finite and > 0"),
+    (1.0, -2.0, "temperature must be finite and > 0"),
+    (float("inf"), 1.0, "lam must be finite and >= 0"),
+    (1.0, float("inf"), "temperature must be finite and > 0"),
   ],
 )
 def test_impossible_lam_temperature(batch, lam, temperature, match):

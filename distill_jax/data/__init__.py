@@ -22,6 +22,7 @@ from distill_jax.data.generated import (
   to_uint8,
 )
 from distill_jax.data.imagenette import (
+  IMAGENETTE_SIZES,
   IMAGENETTE_SPLITS,
   WNIDS,
   DistillImagenette,
@@ -55,6 +56,7 @@ __all__ = [
   "IDX_SPLITS",
   "IDX_SPLIT_SIZES",
   "IMAGENETTE",
+  "IMAGENETTE_SIZES",
   "IMAGENETTE_SPLITS",
   "PIXELS",
   "SPLIT_NAMES",

@@ -80,6 +80,8 @@ JPEG_SUFFIXES = (".jpeg", ".jpg")
 MIN_IMAGE_SIZE = 8
 # Our split name -> tfds split of the prepared dataset (big / small: see split_train_indices).
 IMAGENETTE_SPLITS = {"big": "train", "small": "train", "test": "val"}
+# The official imagenette2 sizes (train / val), what config validation plans with.
+IMAGENETTE_SIZES = {"train": 9_469, "val": 3_925}
 FIX_HINT = (
   "point --data_dir / DISTILL_DATA_DIR at a folder holding imagenette/{train,val}/<wnid>/*.JPEG "
   f"(extract {URL} and rename imagenette2 to imagenette), or pass data_dir=None to download it"

@@ -47,7 +47,13 @@ def noise_map(variance: float = 0.1, clip: bool = False) -> core.Map:
 
 def dilated_conv_map(kernel: np.ndarray = DILATED_KERNEL, dilation: int = 2) -> core.Map:
   """φ(x) = x ⋆ k, one fixed kernel per channel, dilated, VALID padding."""
+  if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+    raise ValueError(
+      f"conv dilation must be an int >= 1 (1: the plain kernel; the talk: 2), got {dilation!r}."
+    )
   kernel = np.asarray(kernel, np.float32)
+  if kernel.ndim != 2 or not np.any(kernel):
+    raise ValueError(f"conv kernel must be a non-zero 2-D array, got {kernel.tolist()!r}.")
   kh, kw = kernel.shape
   eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
   taps = [(i, j, float(kernel[i, j])) for i in range(kh) for j in range(kw) if kernel[i, j] != 0]
