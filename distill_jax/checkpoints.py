@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from distill_jax import files
+
 
 def config_key(config: Any) -> str:
   """A short stable hash of a JSON-able configuration (dicts are key-sorted)."""
@@ -29,8 +31,9 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     os.makedirs(self.directory, exist_ok=True)
     if config is not None:  # for humans: what this directory holds
-      with open(os.path.join(self.directory, "config.json"), "w") as f:
-        json.dump(config, f, indent=1, sort_keys=True, default=str)
+      files.write_json(
+        os.path.join(self.directory, "config.json"), config, indent=1, sort_keys=True, default=str
+      )
     self._manager = ocp.CheckpointManager(
       os.path.join(self.directory, "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),

@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+from distill_jax import files
 
 
 def _pyplot():
@@ -23,7 +27,9 @@ def _pyplot():
 
 
 def _save(fig, path: str, **options) -> str:
-  fig.savefig(path, **options)
+  """Writes the figure atomically (a crash or a full disk keeps the previous file) and closes it."""
+  with files.atomic_write(path, "wb") as file:
+    fig.savefig(file, format=os.path.splitext(path)[1][1:] or "png", **options)
   _pyplot().close(fig)
   return path
 

@@ -8,12 +8,12 @@ evaluated (``eval_every`` > 1) are ``null`` in the JSON and skipped in the figur
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from distill_jax import figures
+from distill_jax import files
 
 CURVES = ("test_accuracy", "test_cross_entropy")
 
@@ -152,10 +152,8 @@ def markdown_table(results: dict) -> str:
 
 def write(results: dict, workdir: str) -> None:
   """Writes results.json, results.md, test_accuracy.png and test_cross_entropy.png."""
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(markdown_table(results))
+  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
+  files.write_text(os.path.join(workdir, "results.md"), markdown_table(results))
   for metric in CURVES:
     figures.curves(results, metric, os.path.join(workdir, f"{metric}.png"))
   if results.get("effects"):

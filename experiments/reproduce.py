@@ -28,6 +28,7 @@ from absl import logging
 
 from distill_jax import data as data_lib
 from distill_jax import experiment
+from distill_jax import files
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
@@ -132,10 +133,8 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
     "devices": [str(d) for d in jax.devices()],
     "experiments": entries,
   }
-  with open(os.path.join(workdir, "report.json"), "w") as f:
-    json.dump(reproduction, f, indent=1)
-  with open(os.path.join(workdir, "REPORT.md"), "w") as f:
-    f.write(markdown(reproduction))
+  files.write_json(os.path.join(workdir, "report.json"), reproduction, indent=1)
+  files.write_text(os.path.join(workdir, "REPORT.md"), markdown(reproduction))
   return reproduction
 
 

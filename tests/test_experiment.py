@@ -112,7 +112,11 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
   [
     ("identity", lambda c: setattr(c, "mapping", "blur"), "unknown mapping 'blur'"),
     ("identity", lambda c: setattr(c, "lams", (-1.0,)), "lam must be finite and >= 0"),
-    ("identity", lambda c: setattr(c, "temperatures", (0.0,)), "temperature must be finite and > 0"),
+    (
+      "identity",
+      lambda c: setattr(c, "temperatures", (0.0,)),
+      "temperature must be finite and > 0",
+    ),
     ("identity", lambda c: setattr(c, "seeds", 0), "seeds must be >= 1"),
     ("identity", lambda c: setattr(c.student, "model", "resnet"), "unknown student model"),
     ("identity", lambda c: setattr(c, "source_dataset", "cifar"), "unknown source dataset"),
