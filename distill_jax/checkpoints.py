@@ -7,6 +7,7 @@ needs it and an interrupted student run restarts from its last saved epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from distill_jax import files
+from distill_jax import locks
 
 
 def config_key(config: Any) -> str:
@@ -25,20 +27,49 @@ def config_key(config: Any) -> str:
 
 
 class Checkpointer:
-  """Saves and restores ``(state pytree, JSON metadata)`` per epoch in one directory."""
+  """Saves and restores ``(state pytree, JSON metadata)`` per epoch in one directory.
 
-  def __init__(self, directory: str, config: Any | None = None, max_to_keep: int = 1):
+  Holds the directory's lock (``locks.hold``) from construction to ``close()``: another run
+  that needs the same directory waits, then finds the finished work. Use it as a context
+  manager (``with Checkpointer(...) as checkpointer:``) so the lock is released on errors too.
+  """
+
+  def __init__(
+    self,
+    directory: str,
+    config: Any | None = None,
+    max_to_keep: int = 1,
+    lock_timeout: float | None = None,
+  ):
     self.directory = os.path.abspath(directory)
-    os.makedirs(self.directory, exist_ok=True)
-    if config is not None:  # for humans: what this directory holds
-      files.write_json(
-        os.path.join(self.directory, "config.json"), config, indent=1, sort_keys=True, default=str
+    self._exit_stack = contextlib.ExitStack()
+    self._manager = None
+    what = os.path.basename(os.path.dirname(self.directory)) or "checkpoint"
+    self._exit_stack.enter_context(locks.hold(self.directory, what=what, timeout=lock_timeout))
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      if config is not None:  # for humans: what this directory holds
+        files.write_json(
+          os.path.join(self.directory, "config.json"),
+          config,
+          indent=1,
+          sort_keys=True,
+          default=str,
+        )
+      self._manager = ocp.CheckpointManager(
+        os.path.join(self.directory, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "meta"),
       )
-    self._manager = ocp.CheckpointManager(
-      os.path.join(self.directory, "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-      item_names=("state", "meta"),
-    )
+    except BaseException:
+      self._exit_stack.close()
+      raise
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
@@ -64,7 +95,13 @@ class Checkpointer:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.close()
+    """Waits for pending saves, closes the manager and releases the lock (idempotent)."""
+    try:
+      if self._manager is not None:
+        self._manager.close()
+        self._manager = None
+    finally:
+      self._exit_stack.close()
 
 
 # Settings that change how epochs are dispatched or how often they are scored, never the

@@ -198,31 +198,30 @@ def fit_students(
     teacher_inputs = phi.map_array(images, jax.random.key(0)) if arm.through_phi else images
     train_data["teacher_logits"] = teacher.logits(teacher_inputs, mesh)
   key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test.labels))
-  checkpointer = checkpoints.Checkpointer(
+  with checkpoints.Checkpointer(
     os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
-  )
-  result = train.fit(
-    name=f"students[{arm.name}]",
-    init_fn=models.init_fn(student, images.shape[1:]),
-    loss_fn=student_loss(
-      student.apply,
-      arm,
-      online_phi=online_phi,
-      teacher_apply=teacher.model.apply,
-      t_squared=bool(config.t_squared),
-    ),
-    metrics_fn=losses.classification_metrics(student.apply),
-    train_data=train_data,
-    test_data={"image": test.images, "label": test.labels},
-    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
-    hparams={"lam": lam, "temperature": temperature, "teacher": teacher_index},
-    context=teacher.params if online_phi is not None else None,
-    mesh=mesh,
-    eval_batch_size=config.eval_batch_size,
-    checkpointer=checkpointer,
-    checkpoint_every=config.checkpoint_every,
-    on_epoch=train.chain_callbacks(_epoch_logger(config, arm, len(grid)), on_epoch),
-    **train.options_from_config(sc, num_train=len(labels)),
-  )
-  checkpointer.close()
+  ) as checkpointer:
+    result = train.fit(
+      name=f"students[{arm.name}]",
+      init_fn=models.init_fn(student, images.shape[1:]),
+      loss_fn=student_loss(
+        student.apply,
+        arm,
+        online_phi=online_phi,
+        teacher_apply=teacher.model.apply,
+        t_squared=bool(config.t_squared),
+      ),
+      metrics_fn=losses.classification_metrics(student.apply),
+      train_data=train_data,
+      test_data={"image": test.images, "label": test.labels},
+      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
+      hparams={"lam": lam, "temperature": temperature, "teacher": teacher_index},
+      context=teacher.params if online_phi is not None else None,
+      mesh=mesh,
+      eval_batch_size=config.eval_batch_size,
+      checkpointer=checkpointer,
+      checkpoint_every=config.checkpoint_every,
+      on_epoch=train.chain_callbacks(_epoch_logger(config, arm, len(grid)), on_epoch),
+      **train.options_from_config(sc, num_train=len(labels)),
+    )
   return StudentRuns(arm=arm, grid=grid, result=result)

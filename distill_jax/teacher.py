@@ -144,37 +144,38 @@ def fit_teacher(
 
   key_config = _key_config(config, phi_key, len(labels), len(test.labels), source_key)
   key = checkpoints.config_key(key_config)
-  checkpointer = checkpoints.Checkpointer(os.path.join(cache_dir, "teachers", key), key_config)
-  reused = checkpointer.latest_epoch() == tc.epochs
-  seen = (lambda what: f"phi({what})") if through_phi else (lambda what: what)
-  logging.info(
-    "teacher: %d × %s %s on %s, %d examples%s",
-    tc.count,
-    tc.model,
-    models.layer_widths(tc),
-    seen(f"{config.source_dataset} Big"),
-    len(labels),
-    " (reusing checkpoint)" if reused else "",
-  )
-  result = train.fit(
-    name="teacher",
-    init_fn=models.init_fn(model, input_shape),
-    loss_fn=loss_fn,
-    metrics_fn=losses.classification_metrics(model.apply),
-    train_data={"image": images, "label": labels},
-    test_data={"image": mapped_test, "label": test.labels},
-    run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds(config))),
-    hparams={},
-    mesh=mesh,
-    eval_batch_size=config.eval_batch_size,
-    checkpointer=checkpointer,
-    checkpoint_every=1,
-    on_epoch=train.chain_callbacks(
-      _epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch
-    ),
-    **train.options_from_config(tc, num_train=len(labels)),
-  )
-  checkpointer.close()
+  with checkpoints.Checkpointer(
+    os.path.join(cache_dir, "teachers", key), key_config
+  ) as checkpointer:
+    reused = checkpointer.latest_epoch() == tc.epochs
+    seen = (lambda what: f"phi({what})") if through_phi else (lambda what: what)
+    logging.info(
+      "teacher: %d × %s %s on %s, %d examples%s",
+      tc.count,
+      tc.model,
+      models.layer_widths(tc),
+      seen(f"{config.source_dataset} Big"),
+      len(labels),
+      " (reusing checkpoint)" if reused else "",
+    )
+    result = train.fit(
+      name="teacher",
+      init_fn=models.init_fn(model, input_shape),
+      loss_fn=loss_fn,
+      metrics_fn=losses.classification_metrics(model.apply),
+      train_data={"image": images, "label": labels},
+      test_data={"image": mapped_test, "label": test.labels},
+      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds(config))),
+      hparams={},
+      mesh=mesh,
+      eval_batch_size=config.eval_batch_size,
+      checkpointer=checkpointer,
+      checkpoint_every=1,
+      on_epoch=train.chain_callbacks(
+        _epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch
+      ),
+      **train.options_from_config(tc, num_train=len(labels)),
+    )
   info = {
     "model": tc.model,
     "layers": list(models.layer_widths(tc)),

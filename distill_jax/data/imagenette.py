@@ -41,9 +41,9 @@ from PIL import Image
 from distill_jax.data.errors import DataError
 from distill_jax.data.splits import check_max_sizes, check_splits, subset_positions
 from distill_jax.data.tfds_io import (
-  download_and_prepare,
   image_features,
   manual_folder,
+  prepare,
   read_split,
 )
 
@@ -276,11 +276,9 @@ def load_imagenette(
   if data_dir is not None:
     manual_dir = os.path.join(data_dir, DATASET_FOLDER)
     list_imagenette_files(manual_dir)  # fail fast: tfds would otherwise try the network
-  builder = DistillImagenette(image_size=image_size, data_dir=tfds_dir)
-  download_and_prepare(  # no-op when already prepared
-    builder,
-    download_dir=os.path.join(tfds_dir, "downloads", builder.name),
-    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
+  builder = prepare(  # read back when already prepared
+    lambda: DistillImagenette(image_size=image_size, data_dir=tfds_dir),
+    tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
   indices = _record_indices(builder, splits, small_size, split_seed, limits)
   shape = (image_size, image_size, 3)

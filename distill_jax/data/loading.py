@@ -25,7 +25,7 @@ from distill_jax.data.generated import (
   read_provenance,
 )
 from distill_jax.data.splits import SPLIT_NAMES, Split, check_max_sizes, check_splits, subset
-from distill_jax.data.tfds_io import download_and_prepare, read_split
+from distill_jax.data.tfds_io import prepare, read_split
 
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
 IDX_DATASETS = ("mnist", "fashion_mnist")  # read from the four official IDX files
@@ -113,11 +113,9 @@ def load_splits(
     raise DataError(f"unknown dataset {name!r}; valid: {', '.join(IDX_DATASETS)}")
   splits = check_splits(splits)
   manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
-  builder = BUILDERS[name](data_dir=tfds_dir)
-  download_and_prepare(  # no-op when already prepared
-    builder,
-    download_dir=os.path.join(tfds_dir, "downloads", builder.name),
-    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
+  builder = prepare(  # read back when already prepared
+    lambda: BUILDERS[name](data_dir=tfds_dir),
+    tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
   return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
 
@@ -131,10 +129,11 @@ def generated_mnist_builder(
 ) -> DistillGeneratedMnist:
   """The GeneratedMNIST named ``config_name``, prepared under ``tfds_dir`` (``generate()`` gives
   its ``train`` and ``test`` splits; it is not called when the dataset exists)."""
-  builder = DistillGeneratedMnist(
-    config_name=config_name, generate=generate, split_sizes=split_sizes, data_dir=tfds_dir
+  builder = prepare(
+    lambda: DistillGeneratedMnist(
+      config_name=config_name, generate=generate, split_sizes=split_sizes, data_dir=tfds_dir
+    )
   )
-  download_and_prepare(builder, download_dir=os.path.join(tfds_dir, "downloads", builder.name))
   check_prepared_sizes(builder)
   return builder
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 from tensorflow_datasets.proto import tf_example_pb2
+
+from distill_jax import locks
 
 
 def image_features(
@@ -44,8 +47,16 @@ def manual_folder(dl_manager: tfds.download.DownloadManager) -> epath.Path | Non
     return None
 
 
-def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
-  """``builder.download_and_prepare(file_format="array_record", **kwargs)``, TensorFlow optional.
+def prepare(
+  make_builder: Callable[[], tfds.core.DatasetBuilder],
+  download_config: tfds.download.DownloadConfig | None = None,
+) -> tfds.core.DatasetBuilder:
+  """``make_builder()``'s dataset, prepared once (array_record) and ready to read.
+
+  Two processes preparing one dataset at once would race on tfds's final rename, so the
+  dataset's lock (``<tfds_dir>/.locks/<name>/[<config>/]<version>.lock``) is held while
+  preparing: a second process waits, then builds its builder again to read what the first
+  prepared. Downloads (when there is no manual folder) go to ``<tfds_dir>/downloads/<name>``.
 
   tfds keeps a split's serialized examples in memory up to 1 GB and beyond that spills them to
   temporary bucket files through ``tf.io.gfile``, which imports TensorFlow. Without TensorFlow
@@ -53,13 +64,29 @@ def download_and_prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
   would fail with ``No module named 'tensorflow'``, so the limit is lifted while preparing: the
   split is then held in host memory once, about its size on disk.
   """
-  with _in_memory_shuffle_buffer():
-    builder.download_and_prepare(file_format="array_record", **kwargs)
+  builder = make_builder()
+  seen_prepared = _is_prepared(builder)
+  root = os.fspath(builder.data_dir_root)
+  relative = os.path.relpath(os.fspath(builder.data_dir), root)
+  with locks.hold(os.path.join(root, ".locks", relative), what=f"tfds {builder.name}"):
+    if not seen_prepared and _is_prepared(builder):  # another process prepared it meanwhile
+      return make_builder()
+    with _in_memory_shuffle_buffer():
+      builder.download_and_prepare(
+        file_format="array_record",
+        download_dir=os.path.join(root, "downloads", builder.name),
+        download_config=download_config,
+      )
+  return builder
+
+
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+  return os.path.isfile(os.path.join(os.fspath(builder.data_dir), "dataset_info.json"))
 
 
 @contextlib.contextmanager
 def _in_memory_shuffle_buffer():
-  """Lifts tfds's in-memory limit (see ``download_and_prepare``) when TensorFlow is missing."""
+  """Lifts tfds's in-memory limit (see ``prepare``) when TensorFlow is missing."""
   limit = getattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", None)
   if limit is None or importlib.util.find_spec("tensorflow") is not None:
     yield

@@ -1,6 +1,7 @@
 """A disk cache for an expensive deterministic map (style transfer): each input array is mapped
 once, kept as ``<cache_dir>/phi/<cache_key>/<sha256 of the images>_<shape>.npy``, and read back
-by every later run; an interrupted run keeps the chunks it finished (``*.parts/``)."""
+by every later run; an interrupted run keeps the chunks it finished (``*.parts/``). Each entry
+is written under its lock (``locks.hold``), so concurrent runs map it once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from distill_jax import locks
 from distill_jax.maps.core import Map
 
 
@@ -34,6 +36,13 @@ class CachedMap(Map):
     digest = hashlib.sha256(np.ascontiguousarray(images).view(np.uint8)).hexdigest()[:16]
     digest += f"_{len(images)}x{'x'.join(map(str, images.shape[1:]))}"
     path = os.path.join(self.folder, digest + ".npy")
+    with locks.hold(os.path.join(self.folder, digest), what=f"φ({self.name}) cache"):
+      return self._map_or_load(images, key, path)
+
+  def _map_or_load(self, images: np.ndarray, key: jax.Array, path: str) -> np.ndarray:
+    """The cached array at ``path``, or φ of ``images`` mapped chunk by chunk and saved there
+    (called with the entry's lock held)."""
+    digest = os.path.basename(path)[: -len(".npy")]
     if os.path.exists(path):
       logging.info("φ(%s): reusing %d mapped images from %s", self.name, len(images), path)
       return np.load(path)

@@ -82,36 +82,37 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     "num_test": len(fashion_test.labels),
   }
   key = checkpoints.config_key(key_config)
-  checkpointer = checkpoints.Checkpointer(os.path.join(context.cache_dir, "vae", key), key_config)
-  epochs = training["epochs"]
-  reused = checkpointer.latest_epoch() == epochs
-  logging.info(
-    "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
-    training["latent_dim"],
-    len(fashion_train.labels),
-    " (reusing checkpoint)" if reused else "",
-  )
-  result = vae_lib.fit_vae(
-    model,
-    fashion_train=fashion_train,
-    fashion_test=fashion_test,
-    mnist_train=tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"])),
-    mnist_test=mnist["test"],
-    epochs=epochs,
-    batch_size=vc.batch_size,
-    tx=optim.make_optimizer(
-      vc.optimizer, steps_per_epoch=len(fashion_train.labels) // vc.batch_size, epochs=epochs
-    ),
-    mesh=context.mesh,
-    seed=vc.seed,
-    prior_std=vc.prior_std,
-    checkpointer=checkpointer,
-    on_epoch=lambda epoch, metrics: logging.info(
-      "vae epoch %d/%d: test -ELBO %.2f", epoch, epochs, metrics["test_neg_elbo"][0]
-    ),
-    steps_per_call=vc.steps_per_call,
-  )
-  checkpointer.close()
+  with checkpoints.Checkpointer(
+    os.path.join(context.cache_dir, "vae", key), key_config
+  ) as checkpointer:
+    epochs = training["epochs"]
+    reused = checkpointer.latest_epoch() == epochs
+    logging.info(
+      "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
+      training["latent_dim"],
+      len(fashion_train.labels),
+      " (reusing checkpoint)" if reused else "",
+    )
+    result = vae_lib.fit_vae(
+      model,
+      fashion_train=fashion_train,
+      fashion_test=fashion_test,
+      mnist_train=tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"])),
+      mnist_test=mnist["test"],
+      epochs=epochs,
+      batch_size=vc.batch_size,
+      tx=optim.make_optimizer(
+        vc.optimizer, steps_per_epoch=len(fashion_train.labels) // vc.batch_size, epochs=epochs
+      ),
+      mesh=context.mesh,
+      seed=vc.seed,
+      prior_std=vc.prior_std,
+      checkpointer=checkpointer,
+      on_epoch=lambda epoch, metrics: logging.info(
+        "vae epoch %d/%d: test -ELBO %.2f", epoch, epochs, metrics["test_neg_elbo"][0]
+      ),
+      steps_per_call=vc.steps_per_call,
+    )
   final = {name: float(values[0, -1]) for name, values in result.history.items()}
   info = {
     "latent_dim": training["latent_dim"],
