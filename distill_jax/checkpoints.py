@@ -15,8 +15,10 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from distill_jax import files
+from distill_jax import integrity
 from distill_jax import locks
 
 
@@ -26,12 +28,22 @@ def config_key(config: Any) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class CorruptCheckpointError(RuntimeError):
+  """A saved epoch does not match its checksum manifest."""
+
+
 class Checkpointer:
   """Saves and restores ``(state pytree, JSON metadata)`` per epoch in one directory.
 
   Holds the directory's lock (``locks.hold``) from construction to ``close()``: another run
   that needs the same directory waits, then finds the finished work. Use it as a context
   manager (``with Checkpointer(...) as checkpointer:``) so the lock is released on errors too.
+
+  Every saved epoch gets a checksum manifest (``manifests/<epoch>.json``: size and sha256 of
+  each of its files, written once the save is finished). On opening, the latest epoch is
+  checked against it; a checkpoint that does not match (bit flips, truncation, a save cut
+  short, no manifest) is never loaded: the whole directory is set aside as
+  ``<directory>.corrupt-<time>`` with one warning line, and the work starts again.
   """
 
   def __init__(
@@ -56,14 +68,53 @@ class Checkpointer:
           sort_keys=True,
           default=str,
         )
-      self._manager = ocp.CheckpointManager(
-        os.path.join(self.directory, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        item_names=("state", "meta"),
-      )
+      self._manager = self._open_manager(max_to_keep)
+      problem = self._latest_problem()
+      if problem is not None:
+        self._manager.close()
+        moved = integrity.set_aside(self.directory)
+        logging.warning(
+          "%s: the checkpoint in %s is not loaded: %s; set aside as %s, starting again.",
+          what,
+          self.directory,
+          problem,
+          moved,
+        )
+        os.makedirs(self.directory)
+        if config is not None:
+          files.write_json(
+            os.path.join(self.directory, "config.json"),
+            config,
+            indent=1,
+            sort_keys=True,
+            default=str,
+          )
+        self._manager = self._open_manager(max_to_keep)
     except BaseException:
       self._exit_stack.close()
       raise
+
+  def _open_manager(self, max_to_keep: int) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+      os.path.join(self.directory, "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      item_names=("state", "meta"),
+    )
+
+  def _step_paths(self, epoch: int) -> tuple[str, str]:
+    """(the epoch's orbax step folder, its checksum manifest)."""
+    return (
+      os.path.join(self.directory, "checkpoints", str(epoch)),
+      os.path.join(self.directory, "manifests", f"{epoch}.json"),
+    )
+
+  def _latest_problem(self) -> str | None:
+    """What is wrong with the latest saved epoch, or None (also when nothing is saved)."""
+    epoch = self._manager.latest_step()
+    if epoch is None:
+      return None
+    problem = integrity.problem(*self._step_paths(epoch))
+    return None if problem is None else f"epoch {epoch}: {problem}"
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -75,13 +126,29 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, epoch: int, state: Any, meta: dict) -> None:
+    """Saves epoch ``epoch`` and, once it is on disk, its checksum manifest."""
     self._manager.save(
       epoch,
       args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
     )
+    self._manager.wait_until_finished()  # the files are final: checksum them
+    folder, manifest = self._step_paths(epoch)
+    os.makedirs(os.path.dirname(manifest), exist_ok=True)
+    integrity.write_manifest(folder, manifest)
+    kept = {f"{step}.json" for step in self._manager.all_steps()}
+    for name in os.listdir(os.path.dirname(manifest)):
+      if name not in kept:  # epochs orbax deleted (max_to_keep)
+        os.remove(os.path.join(os.path.dirname(manifest), name))
 
   def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
-    """Restores the state with ``like``'s structure, dtypes and shardings."""
+    """Restores the state with ``like``'s structure, dtypes and shardings; refuses an epoch
+    whose files do not match their manifest."""
+    problem = integrity.problem(*self._step_paths(epoch))
+    if problem is not None:
+      raise CorruptCheckpointError(
+        f"{self.directory}: epoch {epoch} cannot be loaded: {problem}. Delete the directory "
+        "(or rerun: a corrupt latest epoch is set aside on opening)."
+      )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     restored = self._manager.restore(
       epoch,
