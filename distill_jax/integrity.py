@@ -42,6 +42,7 @@ def _listing(target: str) -> dict[str, str]:
 
 def write_manifest(target: str, manifest: str) -> None:
   """Records every file of ``target`` (size and sha256) in ``manifest``, atomically."""
+  os.makedirs(os.path.dirname(os.path.abspath(manifest)), exist_ok=True)
   entries = {
     relative: {"size": os.path.getsize(path), "sha256": _sha256(path)}
     for relative, path in sorted(_listing(target).items())

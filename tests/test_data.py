@@ -552,7 +552,7 @@ def test_real_second_load_reuses_prepared(fashion, monkeypatch):
   elapsed = time.perf_counter() - start
   print(f"\nfashion_mnist cached load of 70,000 records: {elapsed:.1f} s")
   assert len(splits["big"][1]) == 59_000
-  assert set(os.listdir(tfds_dir)) == {"distill_fashion_mnist", "downloads", ".locks"}
+  assert set(os.listdir(tfds_dir)) == {"distill_fashion_mnist", "downloads", ".locks", ".manifests"}
 
 
 def test_real_load_subsets_equal_the_picks_of_the_full_load(fashion, shared_data_dir):

@@ -181,3 +181,23 @@ def test_to_uint8():
   np.testing.assert_array_equal(
     data_lib.to_uint8(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255]
   )
+
+
+def test_a_damaged_prepared_dataset_is_set_aside_and_prepared_again(tmp_path, caplog):
+  split, calls = (70, 10, 20), []
+  generated = _generated(20, 5, split, calls)
+  first = data_lib.load_generated_mnist(
+    "vae_test_small", generate=generated, tfds_dir=str(tmp_path), split_sizes=split
+  )
+  (record_file,) = tmp_path.glob("distill_generated_mnist/vae_test_small/*/*-train.array_record*")
+  data = bytearray(record_file.read_bytes())
+  data[len(data) // 2] ^= 0xFF  # one flipped bit pattern in the middle of the records
+  record_file.write_bytes(bytes(data))
+  calls.clear()
+  again = data_lib.load_generated_mnist(
+    "vae_test_small", generate=generated, tfds_dir=str(tmp_path), split_sizes=split
+  )
+  assert calls == [1]  # made again, not read from the damaged records
+  np.testing.assert_array_equal(again["big"][0], first["big"][0])
+  assert any("is damaged" in record.getMessage() for record in caplog.records)
+  assert len(list(tmp_path.glob("distill_generated_mnist/vae_test_small/*.corrupt-*"))) == 1

@@ -1,9 +1,11 @@
 """The maps φ: shapes, values, determinism and the registry."""
 
+import os
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 import pytest
 
 from distill_jax import maps
@@ -180,6 +182,7 @@ def test_cached_map_is_computed_once_per_input_and_resumes(tmp_path):
   assert calls == [4, 4, 2]
   folder = tmp_path / "phi" / "d1"
   assert len(list(folder.glob("*.npy"))) == 1 and not list(folder.glob("*.parts"))
+  assert len(list(folder.glob("*.npy.sha256.json"))) == 1  # its checksum manifest
 
   # Same input: read back, φ not called again; another input: a second file.
   calls.clear()
@@ -204,3 +207,20 @@ def test_cached_map_is_computed_once_per_input_and_resumes(tmp_path):
   assert calls == [4, 2]
   with pytest.raises(ValueError, match="stochastic"):
     maps.cached(maps.get_map("noise"), cache_dir=str(tmp_path), cache_key="n", chunk_size=4)
+
+
+def test_a_truncated_cache_entry_is_set_aside_and_mapped_again(tmp_path, caplog):
+  phi = maps.cached(
+    maps.Map("double", lambda images, key: images * 2.0, stochastic=False),
+    cache_dir=str(tmp_path),
+    cache_key="d",
+    chunk_size=4,
+  )
+  images = np.arange(40, dtype=np.float32).reshape(10, 2, 2, 1)
+  phi.map_array(images, jax.random.key(0))
+  (path,) = (tmp_path / "phi" / "d").glob("*.npy")
+  os.truncate(path, path.stat().st_size - 8)  # a cut-short copy, say
+  again = phi.map_array(images, jax.random.key(0))
+  np.testing.assert_array_equal(again, images * 2)  # mapped again, not read from the stub
+  assert len(list(path.parent.glob("*.npy.corrupt-*"))) == 1
+  assert any("is damaged" in record.getMessage() for record in caplog.records)

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 from tensorflow_datasets.proto import tf_example_pb2
 
+from distill_jax import integrity
 from distill_jax import locks
 
 
@@ -57,6 +59,8 @@ def prepare(
   dataset's lock (``<tfds_dir>/.locks/<name>/[<config>/]<version>.lock``) is held while
   preparing: a second process waits, then builds its builder again to read what the first
   prepared. Downloads (when there is no manual folder) go to ``<tfds_dir>/downloads/<name>``.
+  A prepared dataset gets a checksum manifest (``<tfds_dir>/.manifests/...``), checked on every
+  later call: a damaged one is set aside (``integrity.set_aside``) and prepared again.
 
   tfds keeps a split's serialized examples in memory up to 1 GB and beyond that spills them to
   temporary bucket files through ``tf.io.gfile``, which imports TensorFlow. Without TensorFlow
@@ -68,15 +72,33 @@ def prepare(
   seen_prepared = _is_prepared(builder)
   root = os.fspath(builder.data_dir_root)
   relative = os.path.relpath(os.fspath(builder.data_dir), root)
+  manifest = os.path.join(root, ".manifests", relative + ".json")
   with locks.hold(os.path.join(root, ".locks", relative), what=f"tfds {builder.name}"):
     if not seen_prepared and _is_prepared(builder):  # another process prepared it meanwhile
-      return make_builder()
+      builder, seen_prepared = make_builder(), True
+    if seen_prepared:
+      if not os.path.exists(manifest):  # prepared before manifests existed: trust it once
+        integrity.write_manifest(os.fspath(builder.data_dir), manifest)
+        return builder
+      problem = integrity.problem(os.fspath(builder.data_dir), manifest)
+      if problem is None:
+        return builder
+      moved = integrity.set_aside(os.fspath(builder.data_dir))
+      logging.warning(
+        "tfds %s: %s is damaged (%s); set aside as %s, preparing it again.",
+        builder.name,
+        builder.data_dir,
+        problem,
+        moved,
+      )
+      builder = make_builder()
     with _in_memory_shuffle_buffer():
       builder.download_and_prepare(
         file_format="array_record",
         download_dir=os.path.join(root, "downloads", builder.name),
         download_config=download_config,
       )
+    integrity.write_manifest(os.fspath(builder.data_dir), manifest)
   return builder
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from distill_jax import integrity
 from distill_jax import locks
 from distill_jax.maps.core import Map
 
@@ -43,9 +44,20 @@ class CachedMap(Map):
     """The cached array at ``path``, or φ of ``images`` mapped chunk by chunk and saved there
     (called with the entry's lock held)."""
     digest = os.path.basename(path)[: -len(".npy")]
+    manifest = path + ".sha256.json"
     if os.path.exists(path):
-      logging.info("φ(%s): reusing %d mapped images from %s", self.name, len(images), path)
-      return np.load(path)
+      problem = integrity.problem(path, manifest)
+      if problem is None:
+        logging.info("φ(%s): reusing %d mapped images from %s", self.name, len(images), path)
+        return np.load(path)
+      moved = integrity.set_aside(path)
+      logging.warning(
+        "φ(%s): the cached %s is damaged (%s); set aside as %s, mapping again.",
+        self.name,
+        path,
+        problem,
+        moved,
+      )
     parts_folder = os.path.join(self.folder, digest + ".parts")
     os.makedirs(parts_folder, exist_ok=True)
     started, chunks = time.perf_counter(), []
@@ -66,6 +78,7 @@ class CachedMap(Map):
       )
     mapped = np.concatenate(chunks)
     _save_atomically(path, mapped)
+    integrity.write_manifest(path, manifest)
     shutil.rmtree(parts_folder, ignore_errors=True)
     return mapped
 
