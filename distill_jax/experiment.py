@@ -27,6 +27,7 @@ from absl import logging
 
 from distill_jax import data as data_lib
 from distill_jax import effects as effects_lib
+from distill_jax import files
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import report
@@ -50,6 +51,8 @@ def run_experiment(
   """
   validation.validate_config(config)
   cache_dir = cache_dir or workdir
+  for what, folder in (("workdir", workdir), ("cache_dir", cache_dir), ("tfds_dir", tfds_dir)):
+    files.ensure_writable_folder(folder, what)
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(config.num_devices)

@@ -9,6 +9,7 @@ removed and the previous ``path``, if any, is left untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -47,3 +48,30 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   """``text`` into ``path``, atomically."""
   with atomic_write(path) as file:
     file.write(text)
+
+
+def ensure_writable_folder(path: str | os.PathLike, what: str) -> None:
+  """Creates ``path`` if needed and checks a file can be written there; ValueError naming
+  ``what`` (e.g. "--workdir") and the problem otherwise, before any work starts."""
+  path = os.fspath(path)
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as error:
+    raise ValueError(f"{what} {path!r} cannot be used: {describe(error)}") from None
+
+
+def describe(error: OSError) -> str:
+  """An OSError as one line that says what to do."""
+  where = f" ({error.filename})" if error.filename else ""
+  advice = {
+    errno.ENOSPC: "no space left on the device; free space there or choose another folder",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another folder",
+    errno.EACCES: "permission denied; fix the permissions or choose another folder",
+    errno.EPERM: "operation not permitted; fix the permissions or choose another folder",
+    errno.EROFS: "the filesystem is read-only; choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EEXIST: "a file is in the way where a folder is needed; choose another path",
+  }.get(error.errno, error.strerror or str(error))
+  return f"{advice}{where}"

@@ -17,8 +17,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from distill_jax import checkpoints
 from distill_jax import data as data_lib
 from distill_jax import experiment
+from distill_jax import files
+from distill_jax import locks
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import validation
@@ -201,9 +204,19 @@ def main(argv):
       tfds_dir=tfds_dir,
       cache_dir=_CACHE_DIR.value,
     )
-  except data_lib.DataError as error:
+  except (
+    data_lib.DataError,
+    ValueError,
+    locks.LockTimeout,
+    checkpoints.CorruptCheckpointError,
+  ) as error:
     logging.error("%s", error)
-    raise SystemExit(f"error: {error}")
+    raise SystemExit(f"error: {error}") from None
+  except OSError as error:  # disk full, permissions, a file where a folder should be, ...
+    logging.error("%s", error)
+    raise SystemExit(
+      f"error: {files.describe(error)}. Finished work is kept (checkpoints): rerun to resume."
+    ) from None
 
 
 if __name__ == "__main__":

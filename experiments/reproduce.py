@@ -26,9 +26,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from distill_jax import checkpoints
 from distill_jax import data as data_lib
 from distill_jax import experiment
 from distill_jax import files
+from distill_jax import locks
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
@@ -261,8 +263,17 @@ def main(argv):
       tfds_dir=tfds_dir,
       quick=_QUICK.value,
     )
-  except (ValueError, data_lib.DataError) as error:
+  except (
+    ValueError,
+    data_lib.DataError,
+    locks.LockTimeout,
+    checkpoints.CorruptCheckpointError,
+  ) as error:
     raise SystemExit(f"error: {error}") from None
+  except OSError as error:  # disk full, permissions, a file where a folder should be, ...
+    raise SystemExit(
+      f"error: {files.describe(error)}. Finished work is kept (checkpoints): rerun to resume."
+    ) from None
   logging.info("report: %s", os.path.join(_WORKDIR.value, "REPORT.md"))
 
 

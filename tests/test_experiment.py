@@ -206,6 +206,41 @@ def test_cli_rejects_bad_flags(args, match):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+  "args,match",
+  [
+    (["--mapping=conv", "--config.student.batch_size=5000"], "Small has 1,000 examples"),
+    (["--mapping=conv", "--lam=inf"], "lam must be finite"),
+    (["--mapping=conv", "--config.maps.conv.dilation=20"], "nothing is left"),
+    (["--mapping=conv", "--config.num_devices=-1"], "num_devices must be an int from 1"),
+  ],
+)
+def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):
+  """The error alone (no help text), and no data prepared or model trained before it."""
+  result = _cli(*args, f"--workdir={tmp_path / 'run'}", f"--tfds_dir={tmp_path / 'tfds'}")
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
+  assert match in result.stderr and result.stderr.startswith("error: ")
+  assert not (tmp_path / "tfds").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag", ["--workdir", "--cache_dir", "--tfds_dir"])
+def test_cli_unusable_folder_is_one_line(flag, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  folders = {
+    "--workdir": tmp_path / "run",
+    "--cache_dir": tmp_path / "cache",
+    "--tfds_dir": tmp_path / "tfds",
+  }
+  folders[flag] = blocker / "inside"
+  result = _cli("--mapping=conv", *(f"{name}={path}" for name, path in folders.items()), timeout=60)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "a part of the path is a file" in last
+  assert flag.lstrip("-") in last
+
+
 def test_cli_missing_data_dir_fails_fast_with_fix(tmp_path):
   result = _cli(
     "--mapping=identity",
