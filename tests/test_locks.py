@@ -75,3 +75,49 @@ def test_two_first_time_tfds_preparations_both_succeed(shared_data_dir, tmp_path
   sums = [queue.get(timeout=10) for _ in workers]
   assert sums[0] == sums[1] and set(sums[0]) == {"big", "small", "test"}
   assert np.isfinite(list(sums[0].values())).all()
+
+
+def test_two_runs_sharing_one_cache_both_finish_with_the_same_numbers(shared_data_dir, tmp_path):
+  """The issue's reproduction (tiny sizes): two CLI runs, two workdirs, one --cache_dir and one
+  fresh --tfds_dir, started together."""
+  import json
+  import subprocess
+  import sys
+
+  from tests.conftest import REPO_ROOT
+
+  tiny = [
+    "--mapping=conv",
+    "--epochs=2",
+    "--seeds=1",
+    "--teachers=2",
+    "--teacher_epochs=1",
+    "--config.data.max_big=1000",
+    "--config.data.max_small=100",
+    "--config.data.max_test=200",
+    "--config.student.batch_size=50",
+    f"--data_dir={shared_data_dir}",
+    f"--cache_dir={tmp_path / 'shared_cache'}",
+    f"--tfds_dir={tmp_path / 'tfds'}",
+  ]
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  runs = [
+    subprocess.Popen(
+      [sys.executable, "-m", "experiments.distill", *tiny, f"--workdir={tmp_path / f'w{i}'}"],
+      cwd=REPO_ROOT,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in (1, 2)
+  ]
+  errors = [run.communicate(timeout=300)[1] for run in runs]
+  for run, error in zip(runs, errors):
+    assert run.returncode == 0, error[-3000:]
+  results = [json.loads((tmp_path / f"w{i}" / "results.json").read_text()) for i in (1, 2)]
+  for arm, entry in results[0]["arms"].items():  # every run's every epoch, bit for bit
+    for metric in ("train_loss", "test_accuracy", "test_cross_entropy"):
+      assert entry[metric] == results[1]["arms"][arm][metric], (arm, metric)
+  reused = sorted(result["teacher"]["reused_checkpoint"] for result in results)
+  assert reused == [False, True]  # one trained the teachers, the other waited and reused them
