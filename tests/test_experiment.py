@@ -167,8 +167,9 @@ def test_bad_config_values(mapping, change, match):
   config = tiny_config(mapping)
   validation.validate_config(config)  # the tiny config itself is fine
   change(config)
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(ValueError, match=match) as raised:
     validation.validate_config(config)
+  assert "\n" not in str(raised.value)  # one line: the value and its fix
 
 
 def _cli(*args, timeout=120):
