@@ -85,10 +85,18 @@ def _check_batches(config, devices: int) -> None:
   """Batch sizes against the splits they cut and the devices they are split across."""
   source_big = split_sizes(config, config.source_dataset)["big"]
   target_small = split_sizes(config, config.target_dataset)["small"]
-  for part, split_name, size in (
+  checks = [
     ("teacher", f"{config.source_dataset} Big", source_big),
     ("student", f"{config.target_dataset} Small", target_small),
-  ):
+  ]
+  if "vae" in config:  # the VAE learns Fashion-MNIST-Big
+    checks.append(("vae", "fashion_mnist Big", split_sizes(config, "fashion_mnist")["big"]))
+  if config.eval_batch_size % devices:
+    raise ValueError(
+      f"eval_batch_size = {config.eval_batch_size} cannot be split evenly across {devices} "
+      f"devices; use a multiple of {devices} or set --config.num_devices to a divisor of it."
+    )
+  for part, split_name, size in checks:
     batch_size = config[part].batch_size
     if batch_size > size:
       raise ValueError(

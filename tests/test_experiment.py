@@ -161,6 +161,10 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("conv", lambda c: setattr(c, "temperatures", (float("inf"),)), "temperature must be finite"),
     ("conv", lambda c: setattr(c, "num_devices", -1), "num_devices must be an int from 1 to 2"),
     ("conv", lambda c: setattr(c, "num_devices", 3), "num_devices must be an int from 1 to 2"),
+    ("conv", lambda c: setattr(c, "eval_batch_size", 333), "eval_batch_size = 333"),
+    ("noise", lambda c: setattr(c.maps.noise, "variance", float("inf")), "variance must be finite"),
+    ("vae", lambda c: setattr(c.vae, "batch_size", 5000), "vae.batch_size = 5000"),
+    ("vae", lambda c: setattr(c.vae, "batch_size", 15), "across 2 devices"),
   ],
 )
 def test_bad_config_values(mapping, change, match):

@@ -43,7 +43,7 @@ def test_noise_statistics_and_freshness():
   np.testing.assert_array_equal(a, phi(x, jax.random.key(0)))  # same key, same noise
   with pytest.raises(ValueError, match="stochastic: pass a PRNG key"):
     phi(x)
-  with pytest.raises(ValueError, match="variance must be >= 0"):
+  with pytest.raises(ValueError, match="variance must be finite and >= 0"):
     maps.get_map("noise", variance=-1.0)
 
 

@@ -32,8 +32,8 @@ def identity_map() -> core.Map:
 def noise_map(variance: float = 0.1, clip: bool = False) -> core.Map:
   """φ(x) = x + ε with ε ~ N(0, variance·I), fresh for every key; clipped to [0, 1] when
   ``clip`` (the authors' code: ``variance=0.0064, clip=True``)."""
-  if not variance >= 0:
-    raise ValueError(f"noise variance must be >= 0, got {variance}.")
+  if not 0 <= variance < np.inf:
+    raise ValueError(f"noise variance must be finite and >= 0 (the talk: 0.1), got {variance}.")
   if not isinstance(clip, bool):
     raise ValueError(f"noise clip must be True or False, got {clip!r}.")
   std = float(np.sqrt(variance))
