@@ -8,6 +8,7 @@ needs it and an interrupted student run restarts from its last saved epoch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -119,19 +120,31 @@ class Checkpointer:
   def __enter__(self) -> "Checkpointer":
     return self
 
-  def __exit__(self, *exc_info) -> None:
-    self.close()
+  def __exit__(self, exc_type, exc_value, traceback) -> None:
+    if exc_type is None:
+      self.close()
+      return
+    try:  # an error is on its way out: closing must not replace it
+      self.close()
+    except Exception as close_error:  # noqa: BLE001
+      logging.warning("closing %s after an error failed too: %s", self.directory, close_error)
 
   def latest_epoch(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, epoch: int, state: Any, meta: dict) -> None:
-    """Saves epoch ``epoch`` and, once it is on disk, its checksum manifest."""
-    self._manager.save(
-      epoch,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-    )
-    self._manager.wait_until_finished()  # the files are final: checksum them
+    """Saves epoch ``epoch`` and, once it is on disk, its checksum manifest. A full disk is
+    raised as ``OSError(ENOSPC)`` naming the directory (orbax reports it as a ValueError)."""
+    try:
+      self._manager.save(
+        epoch,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      )
+      self._manager.wait_until_finished()  # the files are final: checksum them
+    except Exception as error:
+      if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
+        raise OSError(errno.ENOSPC, "No space left on device", self.directory) from error
+      raise
     folder, manifest = self._step_paths(epoch)
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     integrity.write_manifest(folder, manifest)

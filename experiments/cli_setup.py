@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import threading
 
 import jax
 from absl import logging
 
 
 class _ProgressOnly(std_logging.Filter):
-  """Shows this project's INFO logs and everyone's warnings; hides orbax/tfds/jax chatter."""
+  """Shows this project's INFO logs and everyone's warnings; hides orbax/tfds/jax chatter, and
+  other libraries' tracebacks (their message line stays; the error that matters reaches the
+  user as this project's one ``error:`` line)."""
 
   def filter(self, record):
-    return record.levelno >= std_logging.WARNING or any(
-      part in record.pathname for part in ("/distill_jax/", "/experiments/")
-    )
+    ours = any(part in record.pathname for part in ("/distill_jax/", "/experiments/"))
+    if not ours and record.exc_info:
+      record.exc_info, record.exc_text = None, None
+    return ours or record.levelno >= std_logging.WARNING
 
 
 def setup() -> None:
   """Progress-only logs, and the persistent XLA compilation cache (seconds per program on CPU,
   reused across runs; ``$JAX_COMPILATION_CACHE_DIR`` overrides the folder)."""
   logging.get_absl_handler().addFilter(_ProgressOnly())
+  threading.excepthook = _one_line_thread_error
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
+
+
+def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:
+  """A background thread's failure (e.g. orbax's save threads after the disk filled up) as one
+  warning line, not a traceback: the main thread reports the error that matters."""
+  if args.exc_type is SystemExit:
+    return
+  logging.warning(
+    "background thread %s stopped: %s: %s",
+    getattr(args.thread, "name", "?"),
+    args.exc_type.__name__,
+    str(args.exc_value).splitlines()[0] if str(args.exc_value) else "",
+  )
