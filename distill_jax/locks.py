@@ -2,10 +2,10 @@
 
 Two runs may need the same teacher, VAE, stylized set or tfds dataset at once (one
 ``--cache_dir`` for several experiments, or two runs in one workdir). ``hold(folder)`` takes an
-exclusive lock on ``<folder>.lock`` (``filelock``: an OS file lock, released by the kernel when
+exclusive lock on ``<parent>/.locks/<name>.lock`` (``filelock``: an OS file lock, released by the kernel when
 its process dies, so a crashed run never leaves a stale lock): the first run trains or writes,
 the others wait and then find the finished entry and reuse it. While a run waits it says who
-holds the lock (process id, host, command, since when: ``<folder>.lock.owner``), and it gives up
+holds the lock (process id, host, command, since when: ``<lock file>.owner``), and it gives up
 after ``timeout`` seconds (default ``DEFAULT_TIMEOUT_S``, or ``$DISTILL_LOCK_TIMEOUT``) with an
 error naming the holder: no wait is unbounded.
 """
@@ -58,14 +58,20 @@ def holder(lock_path: str) -> str:
 
 
 @contextlib.contextmanager
-def hold(folder: str, *, what: str, timeout: float | None = None) -> Iterator[None]:
+def hold(
+  folder: str, *, what: str, timeout: float | None = None, lock_path: str | None = None
+) -> Iterator[None]:
   """Holds the lock of ``folder`` (a cache entry, checkpoint folder or dataset) for the block.
 
   ``what`` names the entry in messages (e.g. "teacher"). Waits at most ``timeout`` seconds
-  (default: ``default_timeout()``), then raises ``LockTimeout`` naming the holder.
+  (default: ``default_timeout()``), then raises ``LockTimeout`` naming the holder. The lock
+  file is ``lock_path``, by default ``<parent>/.locks/<name>.lock`` (out of the way of
+  listings of the parent).
   """
   timeout = default_timeout() if timeout is None else timeout
-  lock_path = os.path.abspath(folder).rstrip(os.sep) + ".lock"
+  if lock_path is None:
+    parent, name = os.path.split(os.path.abspath(folder).rstrip(os.sep))
+    lock_path = os.path.join(parent, ".locks", name + ".lock")
   os.makedirs(os.path.dirname(lock_path), exist_ok=True)
   # One lock object per path in this process, re-entrant: a process never waits for itself
   # (e.g. a resumed fit that opens a folder again before the first handle is closed).

@@ -41,9 +41,11 @@ def test_the_same_process_may_enter_twice(tmp_path):
   folder = str(tmp_path / "entry")
   with locks.hold(folder, what="outer", timeout=0):
     with locks.hold(folder, what="inner", timeout=0):
-      assert os.path.exists(folder + ".lock.owner")
-    assert os.path.exists(folder + ".lock.owner")  # the outer hold still owns it
-  assert not os.path.exists(folder + ".lock.owner")
+      assert os.path.exists(str(tmp_path / ".locks" / "entry.lock.owner"))
+    assert os.path.exists(
+      str(tmp_path / ".locks" / "entry.lock.owner")
+    )  # the outer hold still owns it
+  assert not os.path.exists(str(tmp_path / ".locks" / "entry.lock.owner"))
 
 
 def test_bad_timeout_environment_is_refused(monkeypatch):

@@ -73,7 +73,8 @@ def prepare(
   root = os.fspath(builder.data_dir_root)
   relative = os.path.relpath(os.fspath(builder.data_dir), root)
   manifest = os.path.join(root, ".manifests", relative + ".json")
-  with locks.hold(os.path.join(root, ".locks", relative), what=f"tfds {builder.name}"):
+  lock_path = os.path.join(root, ".locks", relative + ".lock")
+  with locks.hold(builder.data_dir, what=f"tfds {builder.name}", lock_path=lock_path):
     if not seen_prepared and _is_prepared(builder):  # another process prepared it meanwhile
       builder, seen_prepared = make_builder(), True
     if seen_prepared:
