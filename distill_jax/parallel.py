@@ -44,6 +44,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def put_replicated(tree, mesh: Mesh):
+  """Every leaf of ``tree`` (host or device arrays) as a global array replicated over ``mesh``.
+
+  ``jax.make_array_from_process_local_data`` rather than ``jax.device_put``: with several
+  processes (``jax.distributed``) the mesh spans devices this process cannot address, which
+  ``device_put`` refuses; each process then passes the same full value. With one process it is
+  the same as ``device_put``.
+  """
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(sharding, leaf), tree)
+
+
 def batch_sharded(mesh: Mesh, batch_dim: int = 0) -> NamedSharding:
   """Splits dimension ``batch_dim`` across the mesh, replicates the others."""
   return NamedSharding(mesh, P(*([None] * batch_dim), DATA_AXIS))

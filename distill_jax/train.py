@@ -147,7 +147,7 @@ def fit(
   """
   _check_inputs(name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every)
   init_keys, keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
-  put = functools.partial(jax.device_put, device=parallel.replicated(mesh))
+  put = functools.partial(parallel.put_replicated, mesh=mesh)
   states = put(init_states(init_fn, tx, init_keys))
   train_data, keys, context = put(dict(train_data)), put(keys), put(context)
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
@@ -303,5 +303,5 @@ def predict(
     run = _predict_program(apply_fn, mesh)
   except TypeError:  # an unhashable apply_fn: compile for this call only
     run = _predict_program.__wrapped__(apply_fn, mesh)
-  logits = run(params, jax.device_put(chunked, parallel.replicated(mesh)))
+  logits = run(params, parallel.put_replicated(chunked, mesh))
   return np.asarray(logits).reshape(-1, logits.shape[-1])[:n]

@@ -1,0 +1,96 @@
+"""Several JAX processes (``jax.distributed`` on this CPU, gloo collectives) train as one."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.conftest import REPO_ROOT
+
+# One training run of ``train.fit`` on a 2-device mesh; prints its history as JSON.
+_FIT = """
+import json, os, sys
+import jax
+if os.environ.get("PROBE_PROCESS_ID"):
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+    coordinator_address=os.environ["PROBE_COORDINATOR"], num_processes=2,
+    process_id=int(os.environ["PROBE_PROCESS_ID"]))
+import flax.linen as nn
+import numpy as np
+import optax
+from distill_jax import losses, parallel, train
+
+class Model(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+model = Model()
+rng = np.random.default_rng(0)
+images = rng.random((200, 4, 4, 1), np.float32)
+labels = rng.integers(0, 3, 200).astype(np.int32)
+
+def loss_fn(params, batch, key, hparams, context):
+  return losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]).mean()
+
+mesh = parallel.make_mesh(0)
+assert mesh.devices.size == 2, jax.devices()
+result = train.fit(
+  name="probe", init_fn=lambda key: model.init(key, images[:1]), loss_fn=loss_fn,
+  metrics_fn=losses.classification_metrics(model.apply),
+  train_data={"image": images, "label": labels}, test_data={"image": images, "label": labels},
+  run_keys=jax.random.key(0)[None], hparams={}, epochs=2, batch_size=20,
+  tx=optax.adam(1e-2), mesh=mesh)
+print("HISTORY " + json.dumps({k: np.asarray(v).tolist() for k, v in result.history.items()}))
+"""
+
+
+def _free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def _history(output: str) -> dict:
+  (line,) = [line for line in output.splitlines() if line.startswith("HISTORY ")]
+  return json.loads(line[len("HISTORY ") :])
+
+
+def test_two_processes_train_as_one_process_with_two_devices():
+  base = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
+  single = subprocess.run(
+    [sys.executable, "-c", _FIT],
+    env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert single.returncode == 0, single.stderr[-2000:]
+  coordinator = f"127.0.0.1:{_free_port()}"
+  processes = [
+    subprocess.Popen(
+      [sys.executable, "-c", _FIT],
+      env=dict(
+        base,
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        PROBE_COORDINATOR=coordinator,
+        PROBE_PROCESS_ID=str(i),
+      ),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  outputs = [process.communicate(timeout=120) for process in processes]
+  for process, (_, error) in zip(processes, outputs):
+    assert process.returncode == 0, error[-2000:]
+  expected = _history(single.stdout)
+  for output, _ in outputs:  # every process holds the same (replicated) result
+    got = _history(output)
+    for name, values in expected.items():
+      np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-6)
