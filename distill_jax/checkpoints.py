@@ -21,6 +21,7 @@ from absl import logging
 from distill_jax import files
 from distill_jax import integrity
 from distill_jax import locks
+from distill_jax import parallel
 
 
 def config_key(config: Any) -> str:
@@ -58,49 +59,37 @@ class Checkpointer:
     self._exit_stack = contextlib.ExitStack()
     self._manager = None
     what = os.path.basename(os.path.dirname(self.directory)) or "checkpoint"
-    self._exit_stack.enter_context(locks.hold(self.directory, what=what, timeout=lock_timeout))
     try:
-      os.makedirs(self.directory, exist_ok=True)
-      if config is not None:  # for humans: what this directory holds
-        files.write_json(
-          os.path.join(self.directory, "config.json"),
-          config,
-          indent=1,
-          sort_keys=True,
-          default=str,
-        )
-      self._manager = self._open_manager(max_to_keep)
-      problem = self._latest_problem()
-      if problem is not None:
-        self._manager.close()
-        moved = integrity.set_aside(self.directory)
-        logging.warning(
-          "%s: the checkpoint in %s is not loaded: %s; set aside as %s, starting again.",
-          what,
-          self.directory,
-          problem,
-          moved,
-        )
-        os.makedirs(self.directory)
-        if config is not None:
-          files.write_json(
-            os.path.join(self.directory, "config.json"),
-            config,
-            indent=1,
-            sort_keys=True,
-            default=str,
-          )
-        self._manager = self._open_manager(max_to_keep)
+      if parallel.is_primary():  # the other processes of a multi-process run wait for it
+        self._exit_stack.enter_context(locks.hold(self.directory, what=what, timeout=lock_timeout))
+        self._prepare_directory(config, what)
+      parallel.barrier(f"checkpointer {self.directory}")
+      self._manager = ocp.CheckpointManager(
+        os.path.join(self.directory, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "meta"),
+      )
     except BaseException:
       self._exit_stack.close()
       raise
 
-  def _open_manager(self, max_to_keep: int) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-      os.path.join(self.directory, "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-      item_names=("state", "meta"),
-    )
+  def _prepare_directory(self, config: Any | None, what: str) -> None:
+    """Sets a damaged latest epoch aside (the directory with it) and writes config.json."""
+    problem = self._latest_problem()
+    if problem is not None:
+      moved = integrity.set_aside(self.directory)
+      logging.warning(
+        "%s: the checkpoint in %s is not loaded: %s; set aside as %s, starting again.",
+        what,
+        self.directory,
+        problem,
+        moved,
+      )
+    os.makedirs(self.directory, exist_ok=True)
+    if config is not None:  # for humans: what this directory holds
+      files.write_json(
+        os.path.join(self.directory, "config.json"), config, indent=1, sort_keys=True, default=str
+      )
 
   def _step_paths(self, epoch: int) -> tuple[str, str]:
     """(the epoch's orbax step folder, its checksum manifest)."""
@@ -111,9 +100,13 @@ class Checkpointer:
 
   def _latest_problem(self) -> str | None:
     """What is wrong with the latest saved epoch, or None (also when nothing is saved)."""
-    epoch = self._manager.latest_step()
-    if epoch is None:
+    folder = os.path.join(self.directory, "checkpoints")
+    steps = (
+      [int(name) for name in os.listdir(folder) if name.isdigit()] if os.path.isdir(folder) else []
+    )
+    if not steps:
       return None
+    epoch = max(steps)
     problem = integrity.problem(*self._step_paths(epoch))
     return None if problem is None else f"epoch {epoch}: {problem}"
 
@@ -145,6 +138,8 @@ class Checkpointer:
       if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
         raise OSError(errno.ENOSPC, "No space left on device", self.directory) from error
       raise
+    if not parallel.is_primary():
+      return
     folder, manifest = self._step_paths(epoch)
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     integrity.write_manifest(folder, manifest)

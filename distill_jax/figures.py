@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from distill_jax import files
+from distill_jax import parallel
 
 
 def _pyplot():
@@ -27,9 +28,11 @@ def _pyplot():
 
 
 def _save(fig, path: str, **options) -> str:
-  """Writes the figure atomically (a crash or a full disk keeps the previous file) and closes it."""
-  with files.atomic_write(path, "wb") as file:
-    fig.savefig(file, format=os.path.splitext(path)[1][1:] or "png", **options)
+  """Writes the figure atomically (a crash or a full disk keeps the previous file) and closes
+  it; with several processes only process 0 writes."""
+  if parallel.is_primary():
+    with files.atomic_write(path, "wb") as file:
+      fig.savefig(file, format=os.path.splitext(path)[1][1:] or "png", **options)
   _pyplot().close(fig)
   return path
 

@@ -17,13 +17,35 @@ DATA_AXIS = "data"
 
 
 def initialize_distributed() -> None:
-  """Calls ``jax.distributed.initialize()`` when launched as one process of several.
+  """Joins ``jax.distributed`` when launched as one process of several; otherwise nothing.
 
-  Detected from the usual environment (``JAX_COORDINATOR_ADDRESS``, or a cluster that JAX
-  auto-detects such as SLURM with ``JAX_NUM_PROCESSES``). On one host nothing happens.
+  With ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` all set (what
+  ``--num_processes`` gives its children) they are passed explicitly and CPU collectives use
+  gloo; with only some of them set, ``jax.distributed.initialize()`` auto-detects the cluster
+  (SLURM, Kubernetes, Cloud TPU).
   """
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("JAX_NUM_PROCESSES"):
+  address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+  count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+  if address and count and index:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPUs use NCCL
+    jax.distributed.initialize(
+      coordinator_address=address, num_processes=int(count), process_id=int(index)
+    )
+  elif address or count:
     jax.distributed.initialize()
+
+
+def is_primary() -> bool:
+  """Whether this is process 0, the one that writes shared files (always true alone)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier ``name`` (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

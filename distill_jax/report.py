@@ -14,6 +14,7 @@ import numpy as np
 
 from distill_jax import figures
 from distill_jax import files
+from distill_jax import parallel
 
 CURVES = ("test_accuracy", "test_cross_entropy")
 
@@ -152,8 +153,9 @@ def markdown_table(results: dict) -> str:
 
 def write(results: dict, workdir: str) -> None:
   """Writes results.json, results.md, test_accuracy.png and test_cross_entropy.png."""
-  files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
-  files.write_text(os.path.join(workdir, "results.md"), markdown_table(results))
+  if parallel.is_primary():  # with several processes, process 0 writes
+    files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
+    files.write_text(os.path.join(workdir, "results.md"), markdown_table(results))
   for metric in CURVES:
     figures.curves(results, metric, os.path.join(workdir, f"{metric}.png"))
   if results.get("effects"):

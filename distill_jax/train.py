@@ -277,7 +277,8 @@ def _predict_program(apply_fn: ApplyFn, mesh: Mesh):
   """The jitted ``(params, chunked images) -> logits``, one per (apply_fn, mesh): repeated
   ``predict`` calls reuse its compilations (one per chunk shape)."""
 
-  @jax.jit
+  # Replicated output: every process can read all logits (several processes: jax.distributed).
+  @functools.partial(jax.jit, out_shardings=parallel.replicated(mesh))
   def run(params, chunked):
     def chunk(_, images):
       return None, apply_fn(params, parallel.shard_batch(images, mesh))

@@ -26,6 +26,8 @@ def setup() -> None:
   """Progress-only logs, and the persistent XLA compilation cache (seconds per program on CPU,
   reused across runs; ``$JAX_COMPILATION_CACHE_DIR`` overrides the folder)."""
   logging.get_absl_handler().addFilter(_ProgressOnly())
+  if jax.process_index() != 0:  # several processes: process 0 reports, the others only fail
+    logging.set_verbosity(logging.WARNING)
   threading.excepthook = _one_line_thread_error
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))

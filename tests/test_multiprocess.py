@@ -94,3 +94,43 @@ def test_two_processes_train_as_one_process_with_two_devices():
     got = _history(output)
     for name, values in expected.items():
       np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, tmp_path):
+  """``--num_processes=2`` (two gloo processes, one device each, a shared cache written by
+  process 0) gives the students of one process with two devices."""
+  tiny = [
+    "--mapping=identity",
+    "--epochs=2",
+    "--seeds=1",
+    "--teachers=2",
+    "--teacher_epochs=1",
+    "--config.data.max_big=500",
+    "--config.data.max_small=100",
+    "--config.data.max_test=200",
+    "--config.student.batch_size=50",
+    f"--data_dir={shared_data_dir}",
+    f"--tfds_dir={tmp_path / 'tfds'}",
+  ]
+  base = dict(os.environ, JAX_PLATFORMS="cpu", DISTILL_DATA_DIR="")
+  base.pop("JAX_PROCESS_ID", None)
+  runs = {
+    "one": ([f"--workdir={tmp_path / 'one'}"], "--xla_force_host_platform_device_count=2"),
+    "two": ([f"--workdir={tmp_path / 'two'}", "--num_processes=2"], ""),
+  }
+  for name, (args, xla_flags) in runs.items():
+    result = subprocess.run(
+      [sys.executable, "-m", "experiments.distill", *tiny, *args],
+      cwd=REPO_ROOT,
+      env=dict(base, XLA_FLAGS=xla_flags),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+  one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in runs)
+  assert len(one["devices"]) == len(two["devices"]) == 2
+  for arm, entry in one["arms"].items():
+    for metric in ("train_loss", "test_accuracy", "test_cross_entropy"):
+      np.testing.assert_allclose(two["arms"][arm][metric], entry[metric], atol=1e-4)
+  assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))

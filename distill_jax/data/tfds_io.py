@@ -12,6 +12,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterable
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
@@ -21,6 +22,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from distill_jax import integrity
 from distill_jax import locks
+from distill_jax import parallel
 
 
 def image_features(
@@ -68,6 +70,18 @@ def prepare(
   would fail with ``No module named 'tensorflow'``, so the limit is lifted while preparing: the
   split is then held in host memory once, about its size on disk.
   """
+  if jax.process_count() > 1:  # process 0 prepares; the others read what it wrote
+    builder = _prepare_once(make_builder, download_config) if parallel.is_primary() else None
+    parallel.barrier("tfds prepare")
+    return builder or make_builder()
+  return _prepare_once(make_builder, download_config)
+
+
+def _prepare_once(
+  make_builder: Callable[[], tfds.core.DatasetBuilder],
+  download_config: tfds.download.DownloadConfig | None,
+) -> tfds.core.DatasetBuilder:
+  """``prepare`` in one process: under the dataset's lock, with its manifest."""
   builder = make_builder()
   seen_prepared = _is_prepared(builder)
   root = os.fspath(builder.data_dir_root)

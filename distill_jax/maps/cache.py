@@ -18,6 +18,7 @@ from absl import logging
 
 from distill_jax import integrity
 from distill_jax import locks
+from distill_jax import parallel
 from distill_jax.maps.core import Map
 
 
@@ -37,8 +38,12 @@ class CachedMap(Map):
     digest = hashlib.sha256(np.ascontiguousarray(images).view(np.uint8)).hexdigest()[:16]
     digest += f"_{len(images)}x{'x'.join(map(str, images.shape[1:]))}"
     path = os.path.join(self.folder, digest + ".npy")
-    with locks.hold(os.path.join(self.folder, digest), what=f"φ({self.name}) cache"):
-      return self._map_or_load(images, key, path)
+    mapped = None
+    if parallel.is_primary():  # the other processes of a multi-process run read its file
+      with locks.hold(os.path.join(self.folder, digest), what=f"φ({self.name}) cache"):
+        mapped = self._map_or_load(images, key, path)
+    parallel.barrier(f"phi cache {digest}")
+    return np.load(path) if mapped is None else mapped
 
   def _map_or_load(self, images: np.ndarray, key: jax.Array, path: str) -> np.ndarray:
     """The cached array at ``path``, or φ of ``images`` mapped chunk by chunk and saved there

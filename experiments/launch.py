@@ -1,0 +1,79 @@
+"""``--num_processes=P``: the same command as P local JAX processes, one CPU device each.
+
+The parent picks a free port for the coordinator, starts P children with
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set (each child's
+``parallel.initialize_distributed`` joins them, with gloo collectives on CPU) and waits. When
+one child fails, the others get ``GRACE_S`` seconds to finish and are then stopped, so a lost
+peer never leaves a run hanging; the exit status is the first failure's (0 if all succeed).
+This is the test path and serves a multi-socket CPU host; a real cluster starts one process per
+host itself (README, "Scaling").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+GRACE_S = 60.0
+
+
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+def child_argv(argv: list[str]) -> list[str]:
+  """``argv`` without ``--num_processes`` (the children are single processes of the job)."""
+  out, skip = [], False
+  for arg in argv:
+    if skip:
+      skip = False
+      continue
+    if arg == "--num_processes":
+      skip = True
+      continue
+    if arg.startswith("--num_processes="):
+      continue
+    out.append(arg)
+  return out
+
+
+def run(module: str, argv: list[str], num_processes: int, devices_per_process: int = 1) -> int:
+  """Runs ``python -m <module> <argv>`` as ``num_processes`` processes; their exit status."""
+  coordinator = f"127.0.0.1:{free_port()}"
+  children = []
+  for index in range(num_processes):
+    env = dict(
+      os.environ,
+      JAX_COORDINATOR_ADDRESS=coordinator,
+      JAX_NUM_PROCESSES=str(num_processes),
+      JAX_PROCESS_ID=str(index),
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+    )
+    children.append(subprocess.Popen([sys.executable, "-m", module, *child_argv(argv)], env=env))
+  failed_at, status = None, 0
+  while any(child.poll() is None for child in children):
+    codes = [child.poll() for child in children]
+    failures = [code for code in codes if code not in (None, 0)]
+    if failures and failed_at is None:
+      failed_at, status = time.monotonic(), failures[0]
+      print(
+        f"launch: a process exited with status {status}; stopping the others in "
+        f"{GRACE_S:.0f} s unless they finish",
+        file=sys.stderr,
+      )
+    if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
+      for child in children:
+        if child.poll() is None:
+          child.terminate()
+      break
+    time.sleep(0.2)
+  for child in children:
+    child.wait()
+  if status == 0:
+    status = next((child.returncode for child in children if child.returncode), 0)
+  return status
