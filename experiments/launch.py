@@ -3,7 +3,8 @@
 The parent picks a free port for the coordinator, starts P children with
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set (each child's
 ``parallel.initialize_distributed`` joins them, with gloo collectives on CPU) and waits. When
-one child fails, the others get ``GRACE_S`` seconds to finish and are then stopped, so a lost
+one child fails, the others get ``GRACE_S`` seconds (``$DISTILL_LAUNCH_GRACE_S``) to finish and
+are then stopped, so a lost
 peer never leaves a run hanging; the exit status is the first failure's (0 if all succeed).
 This is the test path and serves a multi-socket CPU host; a real cluster starts one process per
 host itself (README, "Scaling").
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import time
 
-GRACE_S = 60.0
+GRACE_ENV = "DISTILL_LAUNCH_GRACE_S"
+GRACE_S = 60.0  # default; $DISTILL_LAUNCH_GRACE_S overrides
 
 
 def free_port() -> int:
@@ -44,6 +46,7 @@ def child_argv(argv: list[str]) -> list[str]:
 
 def run(module: str, argv: list[str], num_processes: int, devices_per_process: int = 1) -> int:
   """Runs ``python -m <module> <argv>`` as ``num_processes`` processes; their exit status."""
+  grace = float(os.environ.get(GRACE_ENV, GRACE_S))
   coordinator = f"127.0.0.1:{free_port()}"
   children = []
   for index in range(num_processes):
@@ -63,13 +66,11 @@ def run(module: str, argv: list[str], num_processes: int, devices_per_process: i
       failed_at, status = time.monotonic(), failures[0]
       print(
         f"launch: a process exited with status {status}; stopping the others in "
-        f"{GRACE_S:.0f} s unless they finish",
+        f"{grace:.0f} s unless they finish (rerun the same command to resume)",
         file=sys.stderr,
       )
-    if failed_at is not None and time.monotonic() - failed_at > GRACE_S:
-      for child in children:
-        if child.poll() is None:
-          child.terminate()
+    if failed_at is not None and time.monotonic() - failed_at > grace:
+      _stop([child for child in children if child.poll() is None])
       break
     time.sleep(0.2)
   for child in children:
@@ -77,3 +78,16 @@ def run(module: str, argv: list[str], num_processes: int, devices_per_process: i
   if status == 0:
     status = next((child.returncode for child in children if child.returncode), 0)
   return status
+
+
+def _stop(children: list[subprocess.Popen], patience_s: float = 5.0) -> None:
+  """SIGTERM, then SIGKILL after ``patience_s``: a process blocked in a collective with a dead
+  peer may not act on SIGTERM (JAX's runtime can hold it)."""
+  for child in children:
+    child.terminate()
+  deadline = time.monotonic() + patience_s
+  for child in children:
+    try:
+      child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      child.kill()

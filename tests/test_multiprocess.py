@@ -134,3 +134,56 @@ def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, t
     for metric in ("train_loss", "test_accuracy", "test_cross_entropy"):
       np.testing.assert_allclose(two["arms"][arm][metric], entry[metric], atol=1e-4)
   assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+
+
+def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
+  shared_data_dir, tmp_path
+):
+  import signal
+  import time
+
+  import psutil
+
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.distill",
+    "--mapping=identity",
+    "--epochs=200",
+    "--seeds=1",
+    "--teachers=1",
+    "--teacher_epochs=1",
+    "--config.checkpoint_every=5",
+    "--config.data.max_big=500",
+    "--config.data.max_small=100",
+    "--config.data.max_test=200",
+    "--config.student.batch_size=50",
+    f"--data_dir={shared_data_dir}",
+    f"--tfds_dir={tmp_path / 'tfds'}",
+    f"--workdir={tmp_path / 'run'}",
+    "--num_processes=2",
+  ]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", DISTILL_DATA_DIR="", DISTILL_LAUNCH_GRACE_S="5")
+  env.pop("JAX_PROCESS_ID", None)
+  launcher = subprocess.Popen(
+    command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
+  students = tmp_path / "run" / "students"
+  deadline = time.monotonic() + 240
+  while not list(students.glob("*/manifests/*.json")):  # a student epoch is saved
+    assert launcher.poll() is None and time.monotonic() < deadline
+    time.sleep(0.5)
+  children = psutil.Process(launcher.pid).children()
+  assert len(children) == 2
+  os.kill(children[1].pid, signal.SIGKILL)  # process 1 dies mid-run
+  killed_at = time.monotonic()
+  _, error = launcher.communicate(timeout=120)
+  assert launcher.returncode != 0
+  assert time.monotonic() - killed_at < 60  # bounded: the grace period, not a hang
+  assert "a process exited with status -9" in error
+
+  rerun = subprocess.run(
+    command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resumed from epoch" in rerun.stderr  # the students continue from their checkpoint
