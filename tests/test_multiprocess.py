@@ -49,6 +49,21 @@ print("HISTORY " + json.dumps({k: np.asarray(v).tolist() for k, v in result.hist
 """
 
 
+def _tiny_identity(data_dir, tfds_dir) -> list[str]:
+  """CLI flags of a tiny identity experiment (subsets, one student seed, one teacher epoch)."""
+  return [
+    "--mapping=identity",
+    "--seeds=1",
+    "--teacher_epochs=1",
+    "--config.data.max_big=500",
+    "--config.data.max_small=100",
+    "--config.data.max_test=200",
+    "--config.student.batch_size=50",
+    f"--data_dir={data_dir}",
+    f"--tfds_dir={tfds_dir}",
+  ]
+
+
 def _free_port() -> int:
   with socket.socket() as probe:
     probe.bind(("127.0.0.1", 0))
@@ -99,19 +114,7 @@ def test_two_processes_train_as_one_process_with_two_devices():
 def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, tmp_path):
   """``--num_processes=2`` (two gloo processes, one device each, a shared cache written by
   process 0) gives the students of one process with two devices."""
-  tiny = [
-    "--mapping=identity",
-    "--epochs=2",
-    "--seeds=1",
-    "--teachers=2",
-    "--teacher_epochs=1",
-    "--config.data.max_big=500",
-    "--config.data.max_small=100",
-    "--config.data.max_test=200",
-    "--config.student.batch_size=50",
-    f"--data_dir={shared_data_dir}",
-    f"--tfds_dir={tmp_path / 'tfds'}",
-  ]
+  tiny = [*_tiny_identity(shared_data_dir, tmp_path / "tfds"), "--epochs=2", "--teachers=2"]
   base = dict(os.environ, JAX_PLATFORMS="cpu", DISTILL_DATA_DIR="")
   base.pop("JAX_PROCESS_ID", None)
   runs = {
@@ -148,18 +151,10 @@ def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
     sys.executable,
     "-m",
     "experiments.distill",
-    "--mapping=identity",
+    *_tiny_identity(shared_data_dir, tmp_path / "tfds"),
     "--epochs=200",
-    "--seeds=1",
     "--teachers=1",
-    "--teacher_epochs=1",
     "--config.checkpoint_every=5",
-    "--config.data.max_big=500",
-    "--config.data.max_small=100",
-    "--config.data.max_test=200",
-    "--config.student.batch_size=50",
-    f"--data_dir={shared_data_dir}",
-    f"--tfds_dir={tmp_path / 'tfds'}",
     f"--workdir={tmp_path / 'run'}",
     "--num_processes=2",
   ]
