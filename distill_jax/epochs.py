@@ -73,13 +73,21 @@ def choose_steps_per_call(
   return 1 if model_name == "cnn" and backend == "cpu" else None
 
 
-def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, unrolled: bool = False):
-  """``evaluate(params, chunked test data, weight, key) -> {metric: mean}`` for one run.
+def make_evaluate(
+  metrics_fn: MetricsFn, mesh: Mesh, eval_batch_size: int, unrolled: bool = False
+):
+  """``evaluate(params, test rows, weight, key) -> {metric: mean}`` for one run.
 
+  The test set comes row-sharded (``parallel.put_rows(..., multiple=eval_batch_size // P)``,
+  ``weight`` 1 for real rows and 0 for padding) and is evaluated in chunks of
+  ``eval_batch_size`` rows, each device scoring rows it holds (``parallel.row_chunks``).
   ``unrolled``: the chunks as straight-line code instead of a ``lax.scan`` (conv nets on CPU).
   """
 
-  def evaluate(params, test_chunks, test_weight, key):
+  def evaluate(params, test_rows, test_weight, key):
+    test_chunks, weights = jax.tree.map(
+      lambda a: parallel.row_chunks(a, eval_batch_size, mesh), (test_rows, test_weight)
+    )
     first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), test_chunks)
     names = jax.eval_shape(lambda batch: metrics_fn(params, batch, key), first)
 
@@ -90,11 +98,11 @@ def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, unrolled: bool = False):
 
     totals = {k: jnp.zeros((), jnp.float32) for k in names}
     if unrolled:
-      for i in range(test_weight.shape[0]):
-        totals, _ = chunk(totals, jax.tree.map(lambda a: a[i], (test_chunks, test_weight)))
+      for i in range(weights.shape[0]):
+        totals, _ = chunk(totals, jax.tree.map(lambda a: a[i], (test_chunks, weights)))
     else:
-      totals, _ = jax.lax.scan(chunk, totals, (test_chunks, test_weight))
-    return {k: v / test_weight.sum() for k, v in totals.items()}
+      totals, _ = jax.lax.scan(chunk, totals, (test_chunks, weights))
+    return {k: v / weights.sum() for k, v in totals.items()}
 
   return evaluate
 
@@ -107,12 +115,15 @@ def make_epoch_fn(
   num_examples: int,
   batch_size: int,
   mesh: Mesh,
+  eval_batch_size: int,
   steps_per_call: int | None = None,
 ):
   """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True)``.
 
-  Every argument with a leading run axis (states, run_keys, hparams) is per run; ``train_data``,
-  ``context`` and ``test`` (``(chunked test data, 0/1 weight)``) are shared by all runs. Returns
+  Every argument with a leading run axis (states, run_keys, hparams) is per run; ``train_data``
+  (row-sharded, ``parallel.put_rows``: row i of the set at position i), ``context`` and
+  ``test`` (``(row-sharded test data, 0/1 weight)``, see ``make_evaluate``) are shared by all
+  runs. Returns
   the new states and per-run metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no
   ``test_*`` when ``evaluate=False``).
 
@@ -124,7 +135,7 @@ def make_epoch_fn(
     raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
   plan = _make_plan(num_examples, batch_size)
   step = _make_step(loss_fn, tx, mesh)
-  evaluate = make_evaluate(metrics_fn, mesh, unrolled=steps_per_call is not None)
+  evaluate = make_evaluate(metrics_fn, mesh, eval_batch_size, unrolled=steps_per_call is not None)
   if steps_per_call is None:
     return _scanned_epoch_fn(plan, step, evaluate, mesh)
   steps = num_examples // batch_size
@@ -149,6 +160,8 @@ def _make_step(loss_fn: LossFn, tx: optax.GradientTransformation, mesh: Mesh):
 
   def step(state, inputs, train_data, hparams, context):
     indices, step_key = inputs
+    # XLA gathers from the row-sharded set: each device takes the rows it holds, an all-reduce
+    # assembles the batch, which is then split over the mesh.
     batch = parallel.shard_batch({name: array[indices] for name, array in train_data.items()}, mesh)
     loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -1,13 +1,23 @@
-"""Data parallelism: a 1-D device mesh, batch-sharded inputs and replicated parameters.
+"""Data parallelism: a 1-D device mesh, row-sharded data sets, replicated parameters.
 
 Every training step runs under ``jax.jit``; its batch is constrained to be split along the
-mesh axis ``"data"`` and everything else (parameters, optimizer state) is replicated, so XLA
-inserts the gradient all-reduce. With one device all of this is a no-op.
+mesh axis ``"data"`` and the parameters and optimizer state are replicated, so XLA inserts the
+gradient all-reduce. With one device all of this is a no-op.
+
+Data sets are **sharded by rows** (``put_rows``): with ``P`` devices, device ``d`` holds rows
+``[d·m, (d+1)·m)`` of an ``n``-row set, ``m = ⌈n / P⌉``, padded at the end of its own shard. So
+each process needs only the rows of its own devices (``local_rows``): a loader can read just
+that slice (e.g. a tfds split ``"train[a:b]"``) and pass it as ``ProcessRows``. A step's batch
+is gathered from the sharded set by XLA (each device takes the rows it holds, an all-reduce
+assembles the batch), so every process feeds only its share and the global order is the one
+of a single process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Mapping
 
 import jax
 import numpy as np
@@ -76,6 +86,110 @@ def put_replicated(tree, mesh: Mesh):
   """
   sharding = replicated(mesh)
   return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(sharding, leaf), tree)
+
+
+def rows_per_device(num_rows: int, mesh: Mesh) -> int:
+  """``m = ⌈num_rows / P⌉``: the rows of a row-sharded set each of the ``P`` devices holds."""
+  return -(-num_rows // mesh.devices.size)
+
+
+def local_rows(num_rows: int, mesh: Mesh) -> slice:
+  """The rows ``[start, stop)`` of an ``num_rows``-row set this process's devices hold.
+
+  All rows with one process; with several, a contiguous block (``jax.devices()`` lists each
+  process's devices together), which a loader reads instead of the whole set.
+  """
+  process = jax.process_index()
+  positions = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == process]
+  if not positions:
+    raise ValueError(
+      f"process {process} has no device in the mesh of {mesh.devices.size}; with several "
+      "processes use every device (num_devices=0)."
+    )
+  if positions != list(range(positions[0], positions[-1] + 1)):
+    raise ValueError(f"process {process}'s devices are not contiguous in the mesh {mesh}.")
+  per_device = rows_per_device(num_rows, mesh)
+  start = min(positions[0] * per_device, num_rows)
+  return slice(start, min((positions[-1] + 1) * per_device, num_rows))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessRows:
+  """This process's rows of a data set: ``arrays`` hold rows ``local_rows(num_rows, mesh)`` of a
+  set of ``num_rows`` rows (every process passes its own). ``fit`` and ``put_rows`` also take
+  a plain mapping of whole arrays, of which each process keeps its rows."""
+
+  arrays: Mapping[str, np.ndarray]
+  num_rows: int
+
+
+def num_rows(data: Mapping[str, np.ndarray] | ProcessRows) -> int:
+  """The number of rows of the whole set (``ProcessRows`` or a mapping of whole arrays)."""
+  if isinstance(data, ProcessRows):
+    return data.num_rows
+  return len(next(iter(data.values())))
+
+
+def put_rows(data: Mapping[str, np.ndarray] | ProcessRows, mesh: Mesh, multiple: int = 1) -> dict:
+  """Arrays ``[P · m', ...]`` sharded by rows over ``mesh`` (see the module docstring).
+
+  ``m'`` is ``m = rows_per_device`` rounded up to a multiple of ``multiple``; each device's
+  shard is its ``m`` rows, then zeros (a ``weight`` of ones with the same layout tells real
+  rows from padding). ``data``: whole arrays (each process keeps its rows) or ``ProcessRows``.
+  """
+  total = num_rows(data)
+  rows = local_rows(total, mesh)
+  arrays = data.arrays if isinstance(data, ProcessRows) else {k: v[rows] for k, v in data.items()}
+  per_device = rows_per_device(total, mesh)
+  padded_rows = -(-per_device // multiple) * multiple
+  local_devices = sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
+  sharding = batch_sharded(mesh)
+  out = {}
+  for name, array in arrays.items():
+    array = np.asarray(array)
+    if len(array) != rows.stop - rows.start:
+      raise ValueError(
+        f"{name!r} has {len(array)} rows; this process holds rows {rows.start}:{rows.stop} "
+        f"of {total} (parallel.local_rows)."
+      )
+    shards = []
+    for d in range(local_devices):
+      shard = array[d * per_device : (d + 1) * per_device]
+      pad = np.zeros((padded_rows - len(shard), *array.shape[1:]), array.dtype)
+      shards.append(np.concatenate([shard, pad]))
+    global_shape = (mesh.devices.size * padded_rows, *array.shape[1:])
+    out[name] = jax.make_array_from_process_local_data(
+      sharding, np.concatenate(shards), global_shape
+    )
+  return out
+
+
+def row_chunks(array: jax.Array, chunk_size: int, mesh: Mesh) -> jax.Array:
+  """A row-sharded ``[P · m', ...]`` array (``put_rows(..., multiple=chunk_size // P)``) as
+  ``[m' P / chunk_size, chunk_size, ...]`` chunks, chunk ``c`` made of each device's rows
+  ``[c · chunk_size / P, (c+1) · chunk_size / P)`` of its shard: no data moves between devices.
+  """
+  devices = mesh.devices.size
+  per_device_chunk = chunk_size // devices
+  chunks = array.shape[0] // chunk_size
+  array = array.reshape(devices, chunks, per_device_chunk, *array.shape[1:]).swapaxes(0, 1)
+  return array.reshape(chunks, chunk_size, *array.shape[3:])
+
+
+def rows_from_chunks(chunked: jax.Array, mesh: Mesh) -> jax.Array:
+  """The inverse of ``row_chunks``: ``[chunks, chunk_size, ...]`` back to ``[P · m', ...]``."""
+  devices = mesh.devices.size
+  chunks, chunk_size = chunked.shape[:2]
+  array = chunked.reshape(chunks, devices, chunk_size // devices, *chunked.shape[2:])
+  return array.swapaxes(0, 1).reshape(chunks * chunk_size, *chunked.shape[2:])
+
+
+def unpad_rows(array: np.ndarray, num_rows: int, mesh: Mesh) -> np.ndarray:
+  """The ``num_rows`` real rows of a gathered row-sharded ``[P · m', ...]`` array."""
+  devices = mesh.devices.size
+  per_device = rows_per_device(num_rows, mesh)
+  array = np.asarray(array).reshape(devices, -1, *array.shape[1:])[:, :per_device]
+  return array.reshape(-1, *array.shape[2:])[:num_rows]
 
 
 def batch_sharded(mesh: Mesh, batch_dim: int = 0) -> NamedSharding:

@@ -79,19 +79,12 @@ def chain_callbacks(*callbacks) -> Callable:
   return call_all
 
 
-def _chunk(data: Mapping[str, np.ndarray], chunk_size: int):
-  """Pads arrays (common leading axis) to whole chunks: ``(chunked data, 0/1 weight)``."""
-  n = len(next(iter(data.values())))
-  chunks = -(-n // chunk_size)
-  pad = chunks * chunk_size - n
-
-  def padded(array):
-    array = np.asarray(array)
-    array = np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
-    return array.reshape(chunks, chunk_size, *array.shape[1:])
-
-  weight = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-  return {k: padded(v) for k, v in data.items()}, weight.reshape(chunks, chunk_size)
+def _with_weight(data: Mapping[str, np.ndarray] | parallel.ProcessRows):
+  """``(data, weight)``: a weight of ones for each row this process passes (padding gets 0)."""
+  if isinstance(data, parallel.ProcessRows):
+    rows = len(next(iter(data.arrays.values())))
+    return data, parallel.ProcessRows({"weight": np.ones(rows, np.float32)}, data.num_rows)
+  return data, {"weight": np.ones(parallel.num_rows(data), np.float32)}
 
 
 def fit(
@@ -100,8 +93,8 @@ def fit(
   init_fn: Callable[[jax.Array], Params],
   loss_fn: LossFn,
   metrics_fn: MetricsFn,
-  train_data: Mapping[str, np.ndarray],
-  test_data: Mapping[str, np.ndarray],
+  train_data: Mapping[str, np.ndarray] | parallel.ProcessRows,
+  test_data: Mapping[str, np.ndarray] | parallel.ProcessRows,
   run_keys: jax.Array,
   hparams: Mapping[str, np.ndarray],
   context: Any = None,
@@ -124,7 +117,9 @@ def fit(
     loss_fn: ``(params, batch, key, hparams, context) -> scalar`` for one run's batch.
     metrics_fn: ``(params, batch, key) -> {metric: per-example values}`` on a test batch;
       e.g. ``losses.classification_metrics(model.apply)``. ``key`` is fixed per run.
-    train_data: arrays with a common leading example axis (e.g. ``image``, ``label``).
+    train_data: arrays with a common leading example axis (e.g. ``image``, ``label``): whole
+      arrays, or with several processes ``parallel.ProcessRows`` holding only this process's
+      rows (``parallel.local_rows``). Stored sharded by rows over the mesh either way.
     test_data: the evaluation arrays, likewise (already mapped if the model needs it).
     run_keys: ``[R]`` PRNG keys; run r's init, shuffles and noise all derive from its key, so a
       seed gives the same numbers whatever else is trained beside it.
@@ -132,8 +127,8 @@ def fit(
     context: a pytree shared by all runs and passed to ``loss_fn`` (e.g. teacher parameters).
     epochs, batch_size: the training length; an epoch is ``num_examples // batch_size`` steps.
     tx: the optimizer (e.g. ``optim.make_optimizer(config.optimizer, ...)``), one state per run.
-    mesh: devices to split each batch over.
-    eval_batch_size: test chunk size (memory bound for big models).
+    mesh: devices to split each batch and the data sets over.
+    eval_batch_size: test chunk size (memory bound for big models), a multiple of the devices.
     checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
       resumes from its latest checkpoint.
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
@@ -149,13 +144,18 @@ def fit(
   init_keys, keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
   put = functools.partial(parallel.put_replicated, mesh=mesh)
   states = put(init_states(init_fn, tx, init_keys))
-  train_data, keys, context = put(dict(train_data)), put(keys), put(context)
+  keys, context = put(keys), put(context)
   hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
-  test = put(_chunk(test_data, eval_batch_size))
-  num_examples = len(next(iter(train_data.values())))
+  num_examples = parallel.num_rows(train_data)
+  train_data = parallel.put_rows(train_data, mesh)
+  per_device_chunk = eval_batch_size // mesh.devices.size
+  test_rows, test_weight = (
+    parallel.put_rows(part, mesh, multiple=per_device_chunk) for part in _with_weight(test_data)
+  )
+  test = (test_rows, test_weight["weight"])
   epoch_fn = make_epoch_fn(
     loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh,
-    steps_per_call=steps_per_call,
+    eval_batch_size=eval_batch_size, steps_per_call=steps_per_call,
   )  # fmt: skip
 
   def run_epoch(states, epoch, evaluate):
@@ -179,7 +179,7 @@ def _check_inputs(
   name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every
 ) -> None:
   """Raises ValueError, naming ``name`` and the fix, for inputs ``fit`` cannot train on."""
-  num_examples = len(next(iter(train_data.values())))
+  num_examples = parallel.num_rows(train_data)
   if batch_size > num_examples:
     raise ValueError(
       f"{name}: batch size {batch_size} exceeds the {num_examples} training "
@@ -273,17 +273,18 @@ def _check_finite(
 
 
 @functools.lru_cache(maxsize=16)
-def _predict_program(apply_fn: ApplyFn, mesh: Mesh):
-  """The jitted ``(params, chunked images) -> logits``, one per (apply_fn, mesh): repeated
-  ``predict`` calls reuse its compilations (one per chunk shape)."""
+def _predict_program(apply_fn: ApplyFn, mesh: Mesh, chunk_size: int):
+  """The jitted ``(params, row-sharded images) -> logits`` (rows in the same layout), one per
+  (apply_fn, mesh, chunk size): repeated ``predict`` calls reuse its compilations."""
 
   # Replicated output: every process can read all logits (several processes: jax.distributed).
   @functools.partial(jax.jit, out_shardings=parallel.replicated(mesh))
-  def run(params, chunked):
-    def chunk(_, images):
-      return None, apply_fn(params, parallel.shard_batch(images, mesh))
+  def run(params, images):
+    def chunk(_, chunk_images):
+      return None, apply_fn(params, parallel.shard_batch(chunk_images, mesh))
 
-    return jax.lax.scan(chunk, None, chunked)[1]
+    logits = jax.lax.scan(chunk, None, parallel.row_chunks(images, chunk_size, mesh))[1]
+    return parallel.rows_from_chunks(logits, mesh)
 
   return run
 
@@ -299,10 +300,9 @@ def predict(
   n = len(images)
   devices = mesh.devices.size
   batch_size = -(-min(batch_size, n) // devices) * devices
-  chunked = _chunk({"image": images}, batch_size)[0]["image"]
+  placed = parallel.put_rows({"image": images}, mesh, multiple=batch_size // devices)["image"]
   try:
-    run = _predict_program(apply_fn, mesh)
+    run = _predict_program(apply_fn, mesh, batch_size)
   except TypeError:  # an unhashable apply_fn: compile for this call only
-    run = _predict_program.__wrapped__(apply_fn, mesh)
-  logits = run(params, parallel.put_replicated(chunked, mesh))
-  return np.asarray(logits).reshape(-1, logits.shape[-1])[:n]
+    run = _predict_program.__wrapped__(apply_fn, mesh, batch_size)
+  return parallel.unpad_rows(np.asarray(run(params, placed)), n, mesh)

@@ -10,7 +10,8 @@ import numpy as np
 
 from tests.conftest import REPO_ROOT
 
-# One training run of ``train.fit`` on a 2-device mesh; prints its history as JSON.
+# One training run of ``train.fit`` on a 2-device mesh; prints its history as JSON. As one of
+# two processes it passes only its own rows of the training and test sets (``ProcessRows``).
 _FIT = """
 import json, os, sys
 import jax
@@ -31,18 +32,28 @@ class Model(nn.Module):
 
 model = Model()
 rng = np.random.default_rng(0)
-images = rng.random((200, 4, 4, 1), np.float32)
-labels = rng.integers(0, 3, 200).astype(np.int32)
+images = rng.random((205, 4, 4, 1), np.float32)  # 205, 151: padding on the last device
+labels = rng.integers(0, 3, 205).astype(np.int32)
+test_images, test_labels = images[:151] * 0.9, labels[:151]
 
 def loss_fn(params, batch, key, hparams, context):
   return losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]).mean()
 
 mesh = parallel.make_mesh(0)
 assert mesh.devices.size == 2, jax.devices()
+train_data = {"image": images, "label": labels}
+test_data = {"image": test_images, "label": test_labels}
+if jax.process_count() > 1:  # keep only this process's rows; the others are never seen
+  def own_rows(data):
+    rows = parallel.local_rows(len(data["label"]), mesh)
+    assert rows.stop - rows.start < len(data["label"]), rows
+    return parallel.ProcessRows({k: v[rows].copy() for k, v in data.items()}, len(data["label"]))
+  train_data, test_data = own_rows(train_data), own_rows(test_data)
+  del images, labels, test_images, test_labels
 result = train.fit(
-  name="probe", init_fn=lambda key: model.init(key, images[:1]), loss_fn=loss_fn,
+  name="probe", init_fn=lambda key: model.init(key, np.zeros((1, 4, 4, 1))), loss_fn=loss_fn,
   metrics_fn=losses.classification_metrics(model.apply),
-  train_data={"image": images, "label": labels}, test_data={"image": images, "label": labels},
+  train_data=train_data, test_data=test_data, eval_batch_size=50,
   run_keys=jax.random.key(0)[None], hparams={}, epochs=2, batch_size=20,
   tx=optax.adam(1e-2), mesh=mesh)
 print("HISTORY " + json.dumps({k: np.asarray(v).tolist() for k, v in result.history.items()}))

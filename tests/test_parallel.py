@@ -1,0 +1,70 @@
+"""Row-sharded data sets (``parallel.put_rows``) and their chunked evaluation layout."""
+
+import jax
+import numpy as np
+import pytest
+
+from distill_jax import parallel
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+@pytest.mark.parametrize("num_rows", [1, 7, 8, 13])
+def test_put_rows_places_row_i_at_position_i_and_pads_each_shard(devices, num_rows):
+  mesh = parallel.make_mesh(devices)
+  rows = np.arange(num_rows, dtype=np.float32) + 1
+  placed = parallel.put_rows({"x": rows}, mesh, multiple=3)["x"]
+  per_device = parallel.rows_per_device(num_rows, mesh)
+  padded = -(-per_device // 3) * 3
+  assert placed.shape == (devices * padded,)
+  assert placed.sharding.spec == parallel.batch_sharded(mesh).spec
+  for d, shard in enumerate(sorted(placed.addressable_shards, key=lambda s: s.index[0].start)):
+    expected = rows[d * per_device : (d + 1) * per_device]
+    np.testing.assert_array_equal(np.asarray(shard.data)[: len(expected)], expected)
+    np.testing.assert_array_equal(np.asarray(shard.data)[len(expected) :], 0)
+  np.testing.assert_array_equal(parallel.unpad_rows(np.asarray(placed), num_rows, mesh), rows)
+
+
+def test_training_rows_keep_their_index():
+  """``multiple=1``: only the last shard is padded, so row i is at position i (the gather in
+  the training step indexes the set with the original row numbers)."""
+  mesh = parallel.make_mesh(2)
+  rows = np.arange(9, dtype=np.int32)
+  placed = np.asarray(parallel.put_rows({"x": rows}, mesh)["x"])
+  np.testing.assert_array_equal(placed[:9], rows)
+
+
+def test_row_chunks_are_local_and_invert():
+  mesh = parallel.make_mesh(2)
+  rows = np.arange(12, dtype=np.float32)
+  placed = parallel.put_rows({"x": rows}, mesh, multiple=2)["x"]  # shards 0..5 | 6..11
+  chunked = jax.jit(lambda a: parallel.row_chunks(a, 4, mesh))(placed)
+  # chunk c = each device's rows [2c, 2c + 2) of its shard
+  np.testing.assert_array_equal(np.asarray(chunked), [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10, 11]])
+  back = jax.jit(lambda a: parallel.rows_from_chunks(a, mesh))(chunked)
+  np.testing.assert_array_equal(np.asarray(back), rows)
+  text = jax.jit(lambda a: parallel.row_chunks(a, 4, mesh)).lower(placed).compile().as_text()
+  assert "all-gather" not in text and "all-to-all" not in text  # no data moves
+
+
+def test_process_rows_must_match_this_process_share():
+  mesh = parallel.make_mesh(1)
+  with pytest.raises(ValueError, match=r"has 3 rows; this process holds rows 0:5 of 5"):
+    parallel.put_rows(parallel.ProcessRows({"x": np.zeros(3)}, num_rows=5), mesh)
+  placed = parallel.put_rows(parallel.ProcessRows({"x": np.ones(5)}, num_rows=5), mesh)
+  np.testing.assert_array_equal(np.asarray(placed["x"]), np.ones(5))
+  assert parallel.local_rows(5, mesh) == slice(0, 5)
+
+
+def test_the_training_gather_moves_a_batch_not_the_data_set():
+  """XLA gathers a batch from a row-sharded set with a masked local gather and an all-reduce
+  of the batch, never an all-gather of the set."""
+  mesh = parallel.make_mesh(2)
+  placed = parallel.put_rows({"x": np.ones((1000, 16), np.float32)}, mesh)["x"]
+  indices = np.arange(64)
+
+  def batch_sum(data, indices):
+    return parallel.shard_batch(data[indices], mesh).sum()
+
+  text = jax.jit(batch_sum).lower(placed, indices).compile().as_text()
+  assert "all-reduce(" in text  # the batch is assembled across devices
+  assert not [line for line in text.splitlines() if "all-gather(" in line and "16]" in line]
