@@ -73,9 +73,7 @@ def choose_steps_per_call(
   return 1 if model_name == "cnn" and backend == "cpu" else None
 
 
-def make_evaluate(
-  metrics_fn: MetricsFn, mesh: Mesh, eval_batch_size: int, unrolled: bool = False
-):
+def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, eval_batch_size: int, unrolled: bool = False):
   """``evaluate(params, test rows, weight, key) -> {metric: mean}`` for one run.
 
   The test set comes row-sharded (``parallel.put_rows(..., multiple=eval_batch_size // P)``,

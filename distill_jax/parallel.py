@@ -26,23 +26,46 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def initialize_distributed() -> None:
-  """Joins ``jax.distributed`` when launched as one process of several; otherwise nothing.
+HEARTBEAT_ENV = "DISTILL_HEARTBEAT_TIMEOUT_S"
+HEARTBEAT_TIMEOUT_S = 100  # JAX's default; $DISTILL_HEARTBEAT_TIMEOUT_S overrides
 
-  With ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` all set (what
-  ``--num_processes`` gives its children) they are passed explicitly and CPU collectives use
-  gloo; with only some of them set, ``jax.distributed.initialize()`` auto-detects the cluster
-  (SLURM, Kubernetes, Cloud TPU).
+
+def initialize_distributed(auto: bool = False) -> None:
+  """Joins a ``jax.distributed`` job when there is one to join; otherwise nothing.
+
+  - ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` all set (what
+    ``--num_processes`` gives its children, or what a user exports on each host): joined with
+    exactly these.
+  - ``auto`` (the CLI's ``--distributed``), or only some of them set:
+    ``jax.distributed.initialize()`` detects the cluster (SLURM, Open MPI, Kubernetes, Cloud
+    TPU) from its environment.
+
+  CPU collectives use gloo (GPUs use NCCL whatever this says). A peer silent for
+  ``$DISTILL_HEARTBEAT_TIMEOUT_S`` seconds (default 100) counts as lost: JAX's coordination
+  service then ends every process (measured here: the survivors abort within seconds of a
+  process being killed, whichever process it was).
   """
   address = os.environ.get("JAX_COORDINATOR_ADDRESS")
   count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+  if not (auto or address or count or index):
+    return
+  heartbeat = os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_TIMEOUT_S))
+  try:
+    heartbeat_s = int(heartbeat)
+    if heartbeat_s < 1:
+      raise ValueError
+  except ValueError:
+    raise ValueError(
+      f"${HEARTBEAT_ENV}={heartbeat!r}: give a whole number of seconds >= 1."
+    ) from None
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only
   if address and count and index:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPUs use NCCL
     jax.distributed.initialize(
-      coordinator_address=address, num_processes=int(count), process_id=int(index)
-    )
-  elif address or count:
-    jax.distributed.initialize()
+      coordinator_address=address, num_processes=int(count), process_id=int(index),
+      heartbeat_timeout_seconds=heartbeat_s,
+    )  # fmt: skip
+  else:
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_s)
 
 
 def is_primary() -> bool:

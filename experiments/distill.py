@@ -23,12 +23,13 @@ from distill_jax import experiment
 from distill_jax import files
 from distill_jax import locks
 from distill_jax import maps
-from distill_jax import parallel
 from distill_jax import validation
 from experiments import cli_setup
 from experiments import launch
 
 CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+flags.adopt_module_key_flags(launch)  # --num_processes, --distributed in --help
 
 
 def _config_file_for_mapping(argv: list[str]) -> list[str]:
@@ -129,12 +130,6 @@ _MAPPING = flags.DEFINE_enum(
   "(configs/style.py). With --config=<file>, only sets config.mapping.",
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
-_NUM_PROCESSES = flags.DEFINE_integer(
-  "num_processes",
-  1,
-  "Run as this many local JAX processes (jax.distributed, gloo on CPU, one device each): the "
-  "test path of multi-host runs; a cluster starts its processes itself (README, Scaling).",
-)
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Student seeds per teacher and arm (default 5).")
 _TEACHERS = flags.DEFINE_integer(
@@ -173,11 +168,7 @@ def _floats(name: str, values: list[str]) -> tuple[float, ...]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _NUM_PROCESSES.value < 1:
-    raise SystemExit(f"error: --num_processes must be >= 1, got {_NUM_PROCESSES.value}.")
-  if _NUM_PROCESSES.value > 1 and "JAX_PROCESS_ID" not in os.environ:
-    sys.exit(launch.run("experiments.distill", sys.argv[1:], _NUM_PROCESSES.value))
-  parallel.initialize_distributed()
+  launch.launch_or_join("experiments.distill")
   cli_setup.setup()
   config = _CONFIG.value
   try:

@@ -18,8 +18,46 @@ import subprocess
 import sys
 import time
 
+from absl import flags
+
+from distill_jax import parallel
+
+NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes",
+  1,
+  "Run as this many local JAX processes (jax.distributed, gloo on CPU, one device each): the "
+  "test path of multi-host runs; a cluster starts its processes itself (README, Scaling).",
+)
+DISTRIBUTED = flags.DEFINE_bool(
+  "distributed",
+  False,
+  "Join a jax.distributed job found by auto-detection (SLURM, Open MPI, Kubernetes, Cloud "
+  "TPU): one process per host or GPU, started by the cluster (README, Scaling). Not needed "
+  "when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set.",
+)
+
 GRACE_ENV = "DISTILL_LAUNCH_GRACE_S"
 GRACE_S = 60.0  # default; $DISTILL_LAUNCH_GRACE_S overrides
+
+
+def launch_or_join(module: str) -> None:
+  """Before any work, in a command line's ``main``: with ``--num_processes=P > 1`` (and not
+  already one of its processes) runs ``module`` as P local processes and exits with their
+  status; otherwise joins the ``jax.distributed`` job there is (``--distributed``, the
+  ``JAX_*`` variables) or none. Bad values end the program with one ``error:`` line."""
+  if NUM_PROCESSES.value < 1:
+    raise SystemExit(f"error: --num_processes must be >= 1, got {NUM_PROCESSES.value}.")
+  if NUM_PROCESSES.value > 1 and DISTRIBUTED.value:
+    raise SystemExit(
+      "error: --num_processes starts local processes, --distributed joins a cluster's; "
+      "give one of them."
+    )
+  if NUM_PROCESSES.value > 1 and "JAX_PROCESS_ID" not in os.environ:
+    sys.exit(run(module, sys.argv[1:], NUM_PROCESSES.value))
+  try:
+    parallel.initialize_distributed(auto=DISTRIBUTED.value)
+  except ValueError as error:
+    raise SystemExit(f"error: {error}") from None
 
 
 def free_port() -> int:
@@ -46,6 +84,12 @@ def child_argv(argv: list[str]) -> list[str]:
 
 def run(module: str, argv: list[str], num_processes: int, devices_per_process: int = 1) -> int:
   """Runs ``python -m <module> <argv>`` as ``num_processes`` processes; their exit status."""
+  command = [sys.executable, "-m", module, *child_argv(argv)]
+  return run_command(command, num_processes, devices_per_process)
+
+
+def run_command(command: list[str], num_processes: int, devices_per_process: int = 1) -> int:
+  """Runs ``command`` as ``num_processes`` processes of one JAX job; their exit status."""
   grace = float(os.environ.get(GRACE_ENV, GRACE_S))
   coordinator = f"127.0.0.1:{free_port()}"
   children = []
@@ -57,7 +101,7 @@ def run(module: str, argv: list[str], num_processes: int, devices_per_process: i
       JAX_PROCESS_ID=str(index),
       XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
     )
-    children.append(subprocess.Popen([sys.executable, "-m", module, *child_argv(argv)], env=env))
+    children.append(subprocess.Popen(command, env=env))
   failed_at, status = None, 0
   while any(child.poll() is None for child in children):
     codes = [child.poll() for child in children]

@@ -31,9 +31,11 @@ from distill_jax import data as data_lib
 from distill_jax import experiment
 from distill_jax import files
 from distill_jax import locks
+from distill_jax import parallel
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
+from experiments import launch
 
 # The talk's experiments, in its order, each with its claim in one sentence.
 CLAIMS = {
@@ -53,6 +55,7 @@ CLAIMS = {
 }
 CLAIMED_ARM = "teacher_phi"  # the arm each claim is about (f(φ(x)) against no_teacher)
 
+flags.adopt_module_key_flags(launch)  # --num_processes, --distributed in --help
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "As for experiments.distill (offline data).")
 _TFDS_DIR = flags.DEFINE_string(
@@ -135,8 +138,10 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
     "devices": [str(d) for d in jax.devices()],
     "experiments": entries,
   }
-  files.write_json(os.path.join(workdir, "report.json"), reproduction, indent=1)
-  files.write_text(os.path.join(workdir, "REPORT.md"), markdown(reproduction))
+  if parallel.is_primary():  # several processes: one writes, the others wait
+    files.write_json(os.path.join(workdir, "report.json"), reproduction, indent=1)
+    files.write_text(os.path.join(workdir, "REPORT.md"), markdown(reproduction))
+  parallel.barrier("reproduce report written")
   return reproduction
 
 
@@ -250,6 +255,7 @@ def markdown(reproduction: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  launch.launch_or_join("experiments.reproduce")
   cli_setup.setup()
   tfds_dir = _TFDS_DIR.value or os.environ.get(
     "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")

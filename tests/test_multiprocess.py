@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -15,15 +16,11 @@ from tests.conftest import REPO_ROOT
 _FIT = """
 import json, os, sys
 import jax
-if os.environ.get("PROBE_PROCESS_ID"):
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-    coordinator_address=os.environ["PROBE_COORDINATOR"], num_processes=2,
-    process_id=int(os.environ["PROBE_PROCESS_ID"]))
+from distill_jax import losses, parallel, train
+parallel.initialize_distributed(auto="SLURM_JOB_ID" in os.environ)
 import flax.linen as nn
 import numpy as np
 import optax
-from distill_jax import losses, parallel, train
 
 class Model(nn.Module):
   @nn.compact
@@ -86,8 +83,44 @@ def _history(output: str) -> dict:
   return json.loads(line[len("HISTORY ") :])
 
 
-def test_two_processes_train_as_one_process_with_two_devices():
+def _job_env(how: str, index: int, port: int) -> dict:
+  """Process ``index`` of a 2-process job: JAX's variables, or a (faked) SLURM step that
+  ``jax.distributed.initialize()`` detects by itself."""
+  if how == "env":
+    return {
+      "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+      "JAX_NUM_PROCESSES": "2",
+      "JAX_PROCESS_ID": str(index),
+    }
+  # JAX's SLURM detection: coordinator = first node : 61440 + job id mod 4096.
+  return {
+    "SLURM_JOB_ID": str(port - 61440 + 4096 * 7),
+    "SLURM_STEP_NODELIST": "localhost",
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": str(index),
+    "SLURM_LOCALID": str(index),
+    "SLURM_STEP_NUM_NODES": "1",
+  }
+
+
+def _free_slurm_port() -> int:
+  """A free port in the range JAX's SLURM detection derives from the job id."""
+  for port in range(61440 + os.getpid() % 4000, 65536):
+    with socket.socket() as probe:
+      try:
+        probe.bind(("127.0.0.1", port))
+      except OSError:
+        continue
+      return port
+  raise RuntimeError("no free port in 61440-65535")
+
+
+@pytest.mark.parametrize("how", ["env", "slurm"])
+def test_two_processes_train_as_one_process_with_two_devices(how):
   base = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    base.pop(name, None)
+  base = {k: v for k, v in base.items() if not k.startswith("SLURM_")}
   single = subprocess.run(
     [sys.executable, "-c", _FIT],
     env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
@@ -96,15 +129,12 @@ def test_two_processes_train_as_one_process_with_two_devices():
     timeout=120,
   )
   assert single.returncode == 0, single.stderr[-2000:]
-  coordinator = f"127.0.0.1:{_free_port()}"
+  port = _free_port() if how == "env" else _free_slurm_port()
   processes = [
     subprocess.Popen(
       [sys.executable, "-c", _FIT],
       env=dict(
-        base,
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",
-        PROBE_COORDINATOR=coordinator,
-        PROBE_PROCESS_ID=str(i),
+        base, XLA_FLAGS="--xla_force_host_platform_device_count=1", **_job_env(how, i, port)
       ),
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
