@@ -176,8 +176,8 @@ def test_bad_config_values(mapping, change, match):
   assert "\n" not in str(raised.value)  # one line: the value and its fix
 
 
-def _cli(*args, timeout=120):
-  env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="")
+def _cli(*args, timeout=120, **env_vars):
+  env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="", **env_vars)
   return subprocess.run(
     [sys.executable, "-m", "experiments.distill", *args],
     cwd=REPO_ROOT,
@@ -218,6 +218,8 @@ def test_cli_rejects_bad_flags(args, match):
     (["--mapping=conv", "--lam=inf"], "lam must be finite"),
     (["--mapping=conv", "--config.maps.conv.dilation=20"], "nothing is left"),
     (["--mapping=conv", "--config.num_devices=-1"], "num_devices must be an int from 1"),
+    (["--mapping=conv", "--num_processes=0"], "--num_processes must be >= 1"),
+    (["--mapping=conv", "--num_processes=2", "--distributed"], "give one of them"),
   ],
 )
 def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):
@@ -227,6 +229,19 @@ def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):
   assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
   assert match in result.stderr and result.stderr.startswith("error: ")
   assert not (tmp_path / "tfds").exists() and not (tmp_path / "run").exists()
+
+
+def test_cli_bad_heartbeat_timeout_is_one_line_before_joining(tmp_path):
+  job = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2"}
+  result = _cli(
+    "--mapping=conv", f"--workdir={tmp_path / 'run'}", JAX_PROCESS_ID="0",
+    DISTILL_HEARTBEAT_TIMEOUT_S="soon", **job,
+  )  # fmt: skip
+  assert result.returncode != 0
+  assert result.stderr.strip() == (
+    "error: $DISTILL_HEARTBEAT_TIMEOUT_S='soon': give a whole number of seconds >= 1."
+  )
+  assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flag", ["--workdir", "--cache_dir", "--tfds_dir"])
