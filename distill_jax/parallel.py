@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Mapping
 
 import jax
@@ -58,6 +59,7 @@ def initialize_distributed(auto: bool = False) -> None:
     raise ValueError(
       f"${HEARTBEAT_ENV}={heartbeat!r}: give a whole number of seconds >= 1."
     ) from None
+  barrier_timeout_s()  # a bad $DISTILL_BARRIER_TIMEOUT_S fails here, before any work
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only
   if address and count and index:
     jax.distributed.initialize(
@@ -66,6 +68,7 @@ def initialize_distributed(auto: bool = False) -> None:
     )  # fmt: skip
   else:
     jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_s)
+  warm_up_collectives()
 
 
 def is_primary() -> bool:
@@ -73,12 +76,64 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-  """Waits until every process reaches the barrier ``name`` (nothing with one process)."""
+BARRIER_ENV = "DISTILL_BARRIER_TIMEOUT_S"
+BARRIER_TIMEOUT_S = 4 * 3600  # > the 3 h lock timeout process 0 may wait out before it arrives
+
+
+class BarrierTimeout(RuntimeError):
+  """The other processes did not reach a barrier within the timeout."""
+
+
+def barrier_timeout_s() -> float:
+  """``$DISTILL_BARRIER_TIMEOUT_S`` seconds if set, else ``BARRIER_TIMEOUT_S`` (4 h)."""
+  text = os.environ.get(BARRIER_ENV)
+  if not text:
+    return BARRIER_TIMEOUT_S
+  try:
+    value = float(text)
+    if not value > 0:
+      raise ValueError
+  except ValueError:
+    raise ValueError(f"${BARRIER_ENV}={text!r}: give a number of seconds > 0.") from None
+  return value
+
+
+def barrier(name: str, timeout_s: float | None = None) -> None:
+  """Waits until every process reaches the barrier ``name`` (nothing with one process).
+
+  A barrier of ``jax.distributed``'s coordination service (through orbax's
+  ``multihost.get_barrier_sync_fn``), not a device collective: the others wait here while
+  process 0 prepares data or maps φ, which can take minutes, and gloo gives up on a first
+  collective after 30 s (measured: ``Gloo context initialization failed: DEADLINE_EXCEEDED``
+  when one process reached ``multihost_utils.sync_global_devices`` 420 s before the other).
+  Raises ``BarrierTimeout`` after ``timeout_s`` (default ``barrier_timeout_s()``).
+  """
+  if jax.process_count() == 1:
+    return
+  from orbax.checkpoint import multihost
+
+  timeout_s = barrier_timeout_s() if timeout_s is None else timeout_s
+  started = time.monotonic()
+  try:
+    multihost.get_barrier_sync_fn()(key=name, timeout_ms=max(1, int(timeout_s * 1000)))
+  except Exception as error:  # jax.errors.JaxRuntimeError
+    if "DEADLINE_EXCEEDED" not in str(error):
+      raise
+    raise BarrierTimeout(
+      f"process {jax.process_index()} waited {time.monotonic() - started:.0f} s at barrier "
+      f"{name!r} and the other processes did not all arrive: one is lost or still busy "
+      f"(process 0 prepares data, maps φ and waits for locks alone); set ${BARRIER_ENV} "
+      "(seconds) to wait longer."
+    ) from None
+
+
+def warm_up_collectives() -> None:
+  """One device collective right after joining, while every process is at the same point: gloo
+  sets up its connections on the first collective and waits only 30 s for its peers there."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
-    multihost_utils.sync_global_devices(name)
+    multihost_utils.sync_global_devices("distill_jax: collectives ready")
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

@@ -23,6 +23,7 @@ from distill_jax import experiment
 from distill_jax import files
 from distill_jax import locks
 from distill_jax import maps
+from distill_jax import parallel
 from distill_jax import validation
 from experiments import cli_setup
 from experiments import launch
@@ -210,6 +211,7 @@ def main(argv):
     data_lib.DataError,
     ValueError,
     locks.LockTimeout,
+    parallel.BarrierTimeout,
     checkpoints.CorruptCheckpointError,
   ) as error:
     logging.error("%s", error)

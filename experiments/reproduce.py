@@ -273,6 +273,7 @@ def main(argv):
     ValueError,
     data_lib.DataError,
     locks.LockTimeout,
+    parallel.BarrierTimeout,
     checkpoints.CorruptCheckpointError,
   ) as error:
     raise SystemExit(f"error: {error}") from None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,51 @@ result = train.fit(
   tx=optax.adam(1e-2), mesh=mesh)
 print("HISTORY " + json.dumps({k: np.asarray(v).tolist() for k, v in result.history.items()}))
 """
+
+
+# Process 0 arrives 35 s late (longer than gloo's 30 s wait for a first collective), then
+# process 1 waits at a barrier process 0 never reaches with a 1 s timeout.
+_BARRIERS = """
+import os, time
+import jax
+from distill_jax import parallel
+parallel.initialize_distributed()
+if jax.process_index() == 0:
+  time.sleep(35)
+parallel.barrier("late")
+print("PASSED late", flush=True)
+if jax.process_index() == 1:
+  try:
+    parallel.barrier("never", timeout_s=1)
+  except parallel.BarrierTimeout as error:
+    print("TIMEOUT " + str(error), flush=True)
+else:
+  time.sleep(5)
+"""
+
+
+def test_barriers_wait_for_a_busy_process_and_time_out_for_a_missing_one():
+  base = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
+  base = {k: v for k, v in base.items() if not k.startswith("SLURM_")}
+  port = _free_port()
+  processes = [
+    subprocess.Popen(
+      [sys.executable, "-c", _BARRIERS],
+      env=dict(
+        base, XLA_FLAGS="--xla_force_host_platform_device_count=1", **_job_env("env", i, port)
+      ),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  outputs = [process.communicate(timeout=120) for process in processes]
+  for process, (output, error) in zip(processes, outputs):
+    assert "PASSED late" in output, error[-2000:]
+  (line,) = [line for line in outputs[1][0].splitlines() if line.startswith("TIMEOUT ")]
+  assert re.search(r"process 1 waited \d+ s at barrier 'never'", line), line
+  assert "$DISTILL_BARRIER_TIMEOUT_S" in line
 
 
 def _tiny_identity(data_dir, tfds_dir) -> list[str]:
