@@ -160,10 +160,20 @@ def put_replicated(tree, mesh: Mesh):
   ``jax.make_array_from_process_local_data`` rather than ``jax.device_put``: with several
   processes (``jax.distributed``) the mesh spans devices this process cannot address, which
   ``device_put`` refuses; each process then passes the same full value. With one process it is
-  the same as ``device_put``.
+  the same as ``device_put``. A leaf that already is a global array over other processes'
+  devices (e.g. a teacher's parameters returned by ``fit``) is kept if replicated over
+  ``mesh``, else resharded by a jitted copy.
   """
   sharding = replicated(mesh)
-  return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(sharding, leaf), tree)
+
+  def put(leaf):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+        return leaf
+      return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
+    return jax.make_array_from_process_local_data(sharding, leaf)
+
+  return jax.tree.map(put, tree)
 
 
 def rows_per_device(num_rows: int, mesh: Mesh) -> int:
