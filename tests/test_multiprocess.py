@@ -116,10 +116,10 @@ def test_barriers_wait_for_a_busy_process_and_time_out_for_a_missing_one():
   assert "$DISTILL_BARRIER_TIMEOUT_S" in line
 
 
-def _tiny_identity(data_dir, tfds_dir) -> list[str]:
-  """CLI flags of a tiny identity experiment (subsets, one student seed, one teacher epoch)."""
+def _tiny(mapping, data_dir, tfds_dir) -> list[str]:
+  """CLI flags of a tiny experiment (subsets, one student seed, one teacher epoch)."""
   return [
-    "--mapping=identity",
+    f"--mapping={mapping}",
     "--seeds=1",
     "--teacher_epochs=1",
     "--config.data.max_big=500",
@@ -212,9 +212,18 @@ def test_two_processes_train_as_one_process_with_two_devices(how):
 
 
 def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, tmp_path):
-  """``--num_processes=2`` (two gloo processes, one device each, a shared cache written by
-  process 0) gives the students of one process with two devices."""
-  tiny = [*_tiny_identity(shared_data_dir, tmp_path / "tfds"), "--epochs=2", "--teachers=2"]
+  """``--num_processes=2`` (two gloo processes, one device each) gives the students of one
+  process with two devices, its teachers read from the cache that run wrote (restored by both
+  processes); ``train.fit`` training as 2 processes is the test above."""
+  # noise: the most of the pipeline (a teacher inside the student step, its parameters as the
+  # shared context, a stochastic φ, both teacher arms); identity and conv were checked by hand
+  # (BUILD_NOTES, issue 15: all three bit-identical).
+  tiny = [
+    *_tiny("noise", shared_data_dir, tmp_path / "tfds"),
+    "--epochs=2",
+    "--teachers=2",
+    f"--cache_dir={tmp_path / 'cache'}",
+  ]
   base = dict(os.environ, JAX_PLATFORMS="cpu", DISTILL_DATA_DIR="")
   base.pop("JAX_PROCESS_ID", None)
   runs = {
@@ -231,6 +240,7 @@ def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, t
       timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert ("(reusing checkpoint)" in result.stderr) == (name == "two")
   one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in runs)
   assert len(one["devices"]) == len(two["devices"]) == 2
   for arm, entry in one["arms"].items():
@@ -251,7 +261,7 @@ def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
     sys.executable,
     "-m",
     "experiments.distill",
-    *_tiny_identity(shared_data_dir, tmp_path / "tfds"),
+    *_tiny("identity", shared_data_dir, tmp_path / "tfds"),
     "--epochs=200",
     "--teachers=1",
     "--config.checkpoint_every=5",
