@@ -74,33 +74,35 @@ def choose_steps_per_call(
 
 
 def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, eval_batch_size: int, unrolled: bool = False):
-  """``evaluate(params, test rows, weight, key) -> {metric: mean}`` for one run.
+  """``evaluate(params, test chunks, weight, key) -> {metric: mean}`` for one run.
 
-  The test set comes row-sharded (``parallel.put_rows(..., multiple=eval_batch_size // P)``,
-  ``weight`` 1 for real rows and 0 for padding) and is evaluated in chunks of
-  ``eval_batch_size`` rows, each device scoring rows it holds (``parallel.row_chunks``).
+  The test set comes row-sharded in chunks (``parallel.put_rows(..., chunk_rows=c)``,
+  ``c = eval_batch_size / P``; ``weight`` 1 for real rows and 0 for padding); each step scores
+  chunk i of every device's shard, ``eval_batch_size`` rows (``parallel.take_chunk``).
   ``unrolled``: the chunks as straight-line code instead of a ``lax.scan`` (conv nets on CPU).
   """
+  del eval_batch_size  # fixed by the chunks' shape
 
-  def evaluate(params, test_rows, test_weight, key):
-    test_chunks, weights = jax.tree.map(
-      lambda a: parallel.row_chunks(a, eval_batch_size, mesh), (test_rows, test_weight)
-    )
-    first = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), test_chunks)
+  def evaluate(params, test_chunks, test_weight, key):
+    def batch_at(index):
+      return jax.tree.map(lambda a: parallel.take_chunk(a, index, mesh), (test_chunks, test_weight))
+
+    first = jax.eval_shape(lambda: batch_at(0)[0])
     names = jax.eval_shape(lambda batch: metrics_fn(params, batch, key), first)
 
-    def chunk(totals, inputs):
-      batch, weight = parallel.shard_batch(inputs, mesh)
+    def chunk(totals, index):
+      batch, weight = parallel.shard_batch(batch_at(index), mesh)
       values = metrics_fn(params, batch, key)
       return {k: totals[k] + jnp.sum(values[k] * weight) for k in totals}, None
 
     totals = {k: jnp.zeros((), jnp.float32) for k in names}
+    chunks = parallel.num_chunks(test_weight, mesh)
     if unrolled:
-      for i in range(weights.shape[0]):
-        totals, _ = chunk(totals, jax.tree.map(lambda a: a[i], (test_chunks, weights)))
+      for i in range(chunks):
+        totals, _ = chunk(totals, i)
     else:
-      totals, _ = jax.lax.scan(chunk, totals, (test_chunks, weights))
-    return {k: v / weights.sum() for k, v in totals.items()}
+      totals, _ = jax.lax.scan(chunk, totals, jnp.arange(chunks))
+    return {k: v / test_weight.sum() for k, v in totals.items()}
 
   return evaluate
 

@@ -218,18 +218,25 @@ def num_rows(data: Mapping[str, np.ndarray] | ProcessRows) -> int:
   return len(next(iter(data.values())))
 
 
-def put_rows(data: Mapping[str, np.ndarray] | ProcessRows, mesh: Mesh, multiple: int = 1) -> dict:
-  """Arrays ``[P · m', ...]`` sharded by rows over ``mesh`` (see the module docstring).
+def put_rows(
+  data: Mapping[str, np.ndarray] | ProcessRows, mesh: Mesh, chunk_rows: int | None = None
+) -> dict:
+  """Arrays sharded by rows over ``mesh`` (see the module docstring).
 
-  ``m'`` is ``m = rows_per_device`` rounded up to a multiple of ``multiple``; each device's
-  shard is its ``m`` rows, then zeros (a ``weight`` of ones with the same layout tells real
-  rows from padding). ``data``: whole arrays (each process keeps its rows) or ``ProcessRows``.
+  Each device's shard is its ``m = rows_per_device`` rows, then zeros up to ``m'``, a multiple
+  of ``chunk_rows`` (a ``weight`` of ones placed alike tells real rows from padding). Without
+  ``chunk_rows``: ``[P · m, ...]`` (row i at position i: only the last shard is padded). With
+  it: ``[P · m' / chunk_rows, chunk_rows, ...]``, each device's shard cut into chunks on the host
+  (``take_chunk`` reads chunk c of every shard; no reshape of the whole set inside a program,
+  which XLA CPU turned into a copy of the test set per evaluation). ``data``: whole arrays
+  (each process keeps its rows) or ``ProcessRows``.
   """
   total = num_rows(data)
   rows = local_rows(total, mesh)
   arrays = data.arrays if isinstance(data, ProcessRows) else {k: v[rows] for k, v in data.items()}
   per_device = rows_per_device(total, mesh)
-  padded_rows = -(-per_device // multiple) * multiple
+  chunk = chunk_rows or 1
+  padded_rows = -(-per_device // chunk) * chunk
   local_devices = sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
   sharding = batch_sharded(mesh)
   out = {}
@@ -245,39 +252,42 @@ def put_rows(data: Mapping[str, np.ndarray] | ProcessRows, mesh: Mesh, multiple:
       shard = array[d * per_device : (d + 1) * per_device]
       pad = np.zeros((padded_rows - len(shard), *array.shape[1:]), array.dtype)
       shards.append(np.concatenate([shard, pad]))
-    global_shape = (mesh.devices.size * padded_rows, *array.shape[1:])
-    out[name] = jax.make_array_from_process_local_data(
-      sharding, np.concatenate(shards), global_shape
-    )
+    local = np.concatenate(shards)
+    shape = (padded_rows,) if chunk_rows is None else (padded_rows // chunk, chunk)
+    local = local.reshape(local_devices * shape[0], *shape[1:], *array.shape[1:])
+    global_shape = (mesh.devices.size * shape[0], *shape[1:], *array.shape[1:])
+    out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
   return out
 
 
-def row_chunks(array: jax.Array, chunk_size: int, mesh: Mesh) -> jax.Array:
-  """A row-sharded ``[P · m', ...]`` array (``put_rows(..., multiple=chunk_size // P)``) as
-  ``[m' P / chunk_size, chunk_size, ...]`` chunks, chunk ``c`` made of each device's rows
-  ``[c · chunk_size / P, (c+1) · chunk_size / P)`` of its shard: no data moves between devices.
-  """
+def num_chunks(chunked: jax.Array, mesh: Mesh) -> int:
+  """How many chunks each device holds of a ``put_rows(..., chunk_rows=c)`` array."""
+  return chunked.shape[0] // mesh.devices.size
+
+
+def take_chunk(chunked: jax.Array, index, mesh: Mesh) -> jax.Array:
+  """Chunk ``index`` (may be traced) of every device's shard of a ``put_rows(..., chunk_rows=c)``
+  array, as one batch ``[P · c, ...]`` split over the mesh: device d's part is its own rows, so
+  no data moves between devices."""
   devices = mesh.devices.size
-  per_device_chunk = chunk_size // devices
-  chunks = array.shape[0] // chunk_size
-  array = array.reshape(devices, chunks, per_device_chunk, *array.shape[1:]).swapaxes(0, 1)
-  return array.reshape(chunks, chunk_size, *array.shape[3:])
+  if devices == 1:
+    return jax.lax.dynamic_index_in_dim(chunked, index, axis=0, keepdims=False)
+  per_device = chunked.shape[0] // devices
+  view = chunked.reshape(devices, per_device, *chunked.shape[1:])  # splits the leading axis
+  batch = jax.lax.dynamic_index_in_dim(view, index, axis=1, keepdims=False)
+  return batch.reshape(devices * chunked.shape[1], *chunked.shape[2:])
 
 
-def rows_from_chunks(chunked: jax.Array, mesh: Mesh) -> jax.Array:
-  """The inverse of ``row_chunks``: ``[chunks, chunk_size, ...]`` back to ``[P · m', ...]``."""
+def rows_from_chunk_outputs(outputs: np.ndarray, num_rows: int, mesh: Mesh) -> np.ndarray:
+  """The ``num_rows`` real rows, in order, of per-chunk outputs ``[chunks, P · c, ...]``
+  computed on ``take_chunk`` batches (e.g. ``predict``'s logits)."""
   devices = mesh.devices.size
-  chunks, chunk_size = chunked.shape[:2]
-  array = chunked.reshape(chunks, devices, chunk_size // devices, *chunked.shape[2:])
-  return array.swapaxes(0, 1).reshape(chunks * chunk_size, *chunked.shape[2:])
-
-
-def unpad_rows(array: np.ndarray, num_rows: int, mesh: Mesh) -> np.ndarray:
-  """The ``num_rows`` real rows of a gathered row-sharded ``[P · m', ...]`` array."""
-  devices = mesh.devices.size
+  chunks, batch = outputs.shape[:2]
+  per_chunk = batch // devices
   per_device = rows_per_device(num_rows, mesh)
-  array = np.asarray(array).reshape(devices, -1, *array.shape[1:])[:, :per_device]
-  return array.reshape(-1, *array.shape[2:])[:num_rows]
+  by_device = np.asarray(outputs).reshape(chunks, devices, per_chunk, *outputs.shape[2:])
+  by_device = by_device.swapaxes(0, 1).reshape(devices, chunks * per_chunk, *outputs.shape[2:])
+  return by_device[:, :per_device].reshape(-1, *outputs.shape[2:])[:num_rows]
 
 
 def batch_sharded(mesh: Mesh, batch_dim: int = 0) -> NamedSharding:

@@ -149,10 +149,10 @@ def fit(
   num_examples = parallel.num_rows(train_data)
   train_data = parallel.put_rows(train_data, mesh)
   per_device_chunk = eval_batch_size // mesh.devices.size
-  test_rows, test_weight = (
-    parallel.put_rows(part, mesh, multiple=per_device_chunk) for part in _with_weight(test_data)
+  test_chunks, test_weight = (
+    parallel.put_rows(part, mesh, chunk_rows=per_device_chunk) for part in _with_weight(test_data)
   )
-  test = (test_rows, test_weight["weight"])
+  test = (test_chunks, test_weight["weight"])
   epoch_fn = make_epoch_fn(
     loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh,
     eval_batch_size=eval_batch_size, steps_per_call=steps_per_call,
@@ -273,18 +273,18 @@ def _check_finite(
 
 
 @functools.lru_cache(maxsize=16)
-def _predict_program(apply_fn: ApplyFn, mesh: Mesh, chunk_size: int):
-  """The jitted ``(params, row-sharded images) -> logits`` (rows in the same layout), one per
-  (apply_fn, mesh, chunk size): repeated ``predict`` calls reuse its compilations."""
+def _predict_program(apply_fn: ApplyFn, mesh: Mesh):
+  """The jitted ``(params, chunked row-sharded images) -> logits [chunks, batch, C]``, one per
+  (apply_fn, mesh): repeated ``predict`` calls reuse its compilations (one per shape)."""
 
   # Replicated output: every process can read all logits (several processes: jax.distributed).
   @functools.partial(jax.jit, out_shardings=parallel.replicated(mesh))
-  def run(params, images):
-    def chunk(_, chunk_images):
-      return None, apply_fn(params, parallel.shard_batch(chunk_images, mesh))
+  def run(params, chunked):
+    def chunk(_, index):
+      images = parallel.shard_batch(parallel.take_chunk(chunked, index, mesh), mesh)
+      return None, apply_fn(params, images)
 
-    logits = jax.lax.scan(chunk, None, parallel.row_chunks(images, chunk_size, mesh))[1]
-    return parallel.rows_from_chunks(logits, mesh)
+    return jax.lax.scan(chunk, None, jnp.arange(parallel.num_chunks(chunked, mesh)))[1]
 
   return run
 
@@ -300,9 +300,9 @@ def predict(
   n = len(images)
   devices = mesh.devices.size
   batch_size = -(-min(batch_size, n) // devices) * devices
-  placed = parallel.put_rows({"image": images}, mesh, multiple=batch_size // devices)["image"]
+  placed = parallel.put_rows({"image": images}, mesh, chunk_rows=batch_size // devices)["image"]
   try:
-    run = _predict_program(apply_fn, mesh, batch_size)
+    run = _predict_program(apply_fn, mesh)
   except TypeError:  # an unhashable apply_fn: compile for this call only
-    run = _predict_program.__wrapped__(apply_fn, mesh, batch_size)
-  return parallel.unpad_rows(np.asarray(run(params, placed)), n, mesh)
+    run = _predict_program.__wrapped__(apply_fn, mesh)
+  return parallel.rows_from_chunk_outputs(np.asarray(run(params, placed)), n, mesh)

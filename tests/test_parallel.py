@@ -9,23 +9,28 @@ from distill_jax import parallel
 
 @pytest.mark.parametrize("devices", [1, 2])
 @pytest.mark.parametrize("num_rows", [1, 7, 8, 13])
-def test_put_rows_places_row_i_at_position_i_and_pads_each_shard(devices, num_rows):
+def test_put_rows_gives_each_device_its_rows_in_chunks(devices, num_rows):
   mesh = parallel.make_mesh(devices)
   rows = np.arange(num_rows, dtype=np.float32) + 1
-  placed = parallel.put_rows({"x": rows}, mesh, multiple=3)["x"]
+  placed = parallel.put_rows({"x": rows}, mesh, chunk_rows=3)["x"]
   per_device = parallel.rows_per_device(num_rows, mesh)
-  padded = -(-per_device // 3) * 3
-  assert placed.shape == (devices * padded,)
+  chunks = -(-per_device // 3)
+  assert placed.shape == (devices * chunks, 3)
+  assert parallel.num_chunks(placed, mesh) == chunks
   assert placed.sharding.spec == parallel.batch_sharded(mesh).spec
   for d, shard in enumerate(sorted(placed.addressable_shards, key=lambda s: s.index[0].start)):
     expected = rows[d * per_device : (d + 1) * per_device]
-    np.testing.assert_array_equal(np.asarray(shard.data)[: len(expected)], expected)
-    np.testing.assert_array_equal(np.asarray(shard.data)[len(expected) :], 0)
-  np.testing.assert_array_equal(parallel.unpad_rows(np.asarray(placed), num_rows, mesh), rows)
+    flat = np.asarray(shard.data).reshape(-1)
+    np.testing.assert_array_equal(flat[: len(expected)], expected)
+    np.testing.assert_array_equal(flat[len(expected) :], 0)  # padding
+  batches = [np.asarray(parallel.take_chunk(placed, i, mesh)) for i in range(chunks)]
+  assert all(batch.shape == (3 * devices,) for batch in batches)
+  outputs = np.stack(batches)  # what a per-chunk program (predict) returns
+  np.testing.assert_array_equal(parallel.rows_from_chunk_outputs(outputs, num_rows, mesh), rows)
 
 
 def test_training_rows_keep_their_index():
-  """``multiple=1``: only the last shard is padded, so row i is at position i (the gather in
+  """Without chunks only the last shard is padded, so row i is at position i (the gather in
   the training step indexes the set with the original row numbers)."""
   mesh = parallel.make_mesh(2)
   rows = np.arange(9, dtype=np.int32)
@@ -33,17 +38,25 @@ def test_training_rows_keep_their_index():
   np.testing.assert_array_equal(placed[:9], rows)
 
 
-def test_row_chunks_are_local_and_invert():
+def test_a_chunk_is_every_devices_own_rows_and_moves_no_data():
   mesh = parallel.make_mesh(2)
   rows = np.arange(12, dtype=np.float32)
-  placed = parallel.put_rows({"x": rows}, mesh, multiple=2)["x"]  # shards 0..5 | 6..11
-  chunked = jax.jit(lambda a: parallel.row_chunks(a, 4, mesh))(placed)
-  # chunk c = each device's rows [2c, 2c + 2) of its shard
-  np.testing.assert_array_equal(np.asarray(chunked), [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10, 11]])
-  back = jax.jit(lambda a: parallel.rows_from_chunks(a, mesh))(chunked)
-  np.testing.assert_array_equal(np.asarray(back), rows)
-  text = jax.jit(lambda a: parallel.row_chunks(a, 4, mesh)).lower(placed).compile().as_text()
-  assert "all-gather" not in text and "all-to-all" not in text  # no data moves
+  placed = parallel.put_rows({"x": rows}, mesh, chunk_rows=2)["x"]  # shards 0..5 | 6..11
+  take = jax.jit(lambda a, i: parallel.take_chunk(a, i, mesh))
+  got = [np.asarray(take(placed, i)).tolist() for i in range(3)]
+  assert got == [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 10, 11]]  # chunk c: rows [2c, 2c + 2) of each
+  text = take.lower(placed, 0).compile().as_text()
+  assert "all-gather" not in text and "all-to-all" not in text and "all-reduce" not in text
+
+
+def test_a_chunk_of_images_is_read_without_copying_the_set():
+  """XLA CPU copied the whole test set per evaluation when the program reshaped it into chunks
+  (images with a trailing size-1 axis); chunks made on the host are sliced in place."""
+  mesh = parallel.make_mesh(1)
+  placed = parallel.put_rows({"x": np.zeros((4000, 28, 28, 1), np.float32)}, mesh, chunk_rows=1000)
+  take = jax.jit(lambda a, i: parallel.take_chunk(a, i, mesh).sum())
+  text = take.lower(placed["x"], 0).compile().as_text()
+  assert not [line for line in text.splitlines() if "copy" in line and "4,1000,28,28,1" in line]
 
 
 def test_process_rows_must_match_this_process_share():
