@@ -7,10 +7,12 @@ gradient all-reduce. With one device all of this is a no-op.
 Data sets are **sharded by rows** (``put_rows``): with ``P`` devices, device ``d`` holds rows
 ``[d·m, (d+1)·m)`` of an ``n``-row set, ``m = ⌈n / P⌉``, padded at the end of its own shard. So
 each process needs only the rows of its own devices (``local_rows``): a loader can read just
-that slice (e.g. a tfds split ``"train[a:b]"``) and pass it as ``ProcessRows``. A step's batch
-is gathered from the sharded set by XLA (each device takes the rows it holds, an all-reduce
-assembles the batch), so every process feeds only its share and the global order is the one
-of a single process.
+that slice (e.g. a tfds split ``"train[a:b]"``) and pass it as ``ProcessRows``. A training
+step's batch is gathered from the sharded set by XLA (each device takes the rows it holds, an
+all-reduce of the batch assembles it), so every process feeds only its share and the global
+order is the one of a single process. Test sets are cut into chunks on the host
+(``chunk_rows``); evaluation chunk ``c`` is chunk ``c`` of every device's shard
+(``take_chunk``), so no data moves to evaluate.
 """
 
 from __future__ import annotations
