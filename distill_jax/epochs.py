@@ -2,9 +2,9 @@
 
 An epoch of run r is fixed by its key alone: ``plan`` draws the run's permutation of the training
 examples (``steps = num_examples // batch_size`` batches, the rest dropped) and one key per step;
-each step gathers its batch from the shared ``train_data``, shards it over the mesh, takes the
-gradient of ``loss_fn`` and applies ``tx``; the run is then scored on the test set with a fixed
-evaluation key. Two strategies execute this, with the same numbers:
+each step gathers its batch from the shared, row-sharded ``train_data``, shards it over the
+mesh, takes the gradient of ``loss_fn`` and applies ``tx``; the run is then scored on the test
+set with a fixed evaluation key. Two strategies execute this, with the same numbers:
 
 - the **scanned epoch** (``steps_per_call=None``): the whole epoch of all runs is one jitted
   program; the runs are ``vmap``-ed, ``lax.scan`` takes the steps, then all runs are evaluated.
@@ -73,15 +73,14 @@ def choose_steps_per_call(
   return 1 if model_name == "cnn" and backend == "cpu" else None
 
 
-def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, eval_batch_size: int, unrolled: bool = False):
+def make_evaluate(metrics_fn: MetricsFn, mesh: Mesh, unrolled: bool = False):
   """``evaluate(params, test chunks, weight, key) -> {metric: mean}`` for one run.
 
-  The test set comes row-sharded in chunks (``parallel.put_rows(..., chunk_rows=c)``,
-  ``c = eval_batch_size / P``; ``weight`` 1 for real rows and 0 for padding); each step scores
-  chunk i of every device's shard, ``eval_batch_size`` rows (``parallel.take_chunk``).
+  The test set comes row-sharded in chunks (``parallel.put_rows(..., chunk_rows=c)``, ``c`` =
+  the evaluation batch / P; ``weight`` 1 for real rows and 0 for padding); each step scores
+  chunk i of every device's shard, one evaluation batch (``parallel.take_chunk``).
   ``unrolled``: the chunks as straight-line code instead of a ``lax.scan`` (conv nets on CPU).
   """
-  del eval_batch_size  # fixed by the chunks' shape
 
   def evaluate(params, test_chunks, test_weight, key):
     def batch_at(index):
@@ -115,16 +114,14 @@ def make_epoch_fn(
   num_examples: int,
   batch_size: int,
   mesh: Mesh,
-  eval_batch_size: int,
   steps_per_call: int | None = None,
 ):
   """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True)``.
 
   Every argument with a leading run axis (states, run_keys, hparams) is per run; ``train_data``
   (row-sharded, ``parallel.put_rows``: row i of the set at position i), ``context`` and
-  ``test`` (``(row-sharded test data, 0/1 weight)``, see ``make_evaluate``) are shared by all
-  runs. Returns
-  the new states and per-run metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no
+  ``test`` (``(test chunks, 0/1 weight)``, see ``make_evaluate``) are shared by all runs.
+  Returns the new states and per-run metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no
   ``test_*`` when ``evaluate=False``).
 
   ``steps_per_call=None``: the scanned epoch, one jitted program (``states`` is donated).
@@ -135,7 +132,7 @@ def make_epoch_fn(
     raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
   plan = _make_plan(num_examples, batch_size)
   step = _make_step(loss_fn, tx, mesh)
-  evaluate = make_evaluate(metrics_fn, mesh, eval_batch_size, unrolled=steps_per_call is not None)
+  evaluate = make_evaluate(metrics_fn, mesh, unrolled=steps_per_call is not None)
   if steps_per_call is None:
     return _scanned_epoch_fn(plan, step, evaluate, mesh)
   steps = num_examples // batch_size

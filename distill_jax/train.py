@@ -155,7 +155,7 @@ def fit(
   test = (test_chunks, test_weight["weight"])
   epoch_fn = make_epoch_fn(
     loss_fn, metrics_fn, tx, num_examples=num_examples, batch_size=batch_size, mesh=mesh,
-    eval_batch_size=eval_batch_size, steps_per_call=steps_per_call,
+    steps_per_call=steps_per_call,
   )  # fmt: skip
 
   def run_epoch(states, epoch, evaluate):

@@ -71,8 +71,9 @@ print("HISTORY " + json.dumps(history))
 """
 
 
-# Process 0 arrives 35 s late (longer than gloo's 30 s wait for a first collective), then
-# process 1 waits at a barrier process 0 never reaches with a 1 s timeout.
+# Process 0 arrives 35 s late (longer than gloo's 30 s wait for a first collective), then 3 s
+# late at a barrier of the same name, then process 1 waits at a barrier process 0 never
+# reaches with a 1 s timeout.
 _BARRIERS = """
 import os, time
 import jax
@@ -82,6 +83,11 @@ if jax.process_index() == 0:
   time.sleep(35)
 parallel.barrier("late")
 print("PASSED late", flush=True)
+if jax.process_index() == 0:  # a barrier's name is used again (as the pipeline does): it waits
+  time.sleep(3)
+started = time.monotonic()
+parallel.barrier("late")
+print(f"WAITED {time.monotonic() - started:.1f}", flush=True)
 if jax.process_index() == 1:
   try:
     parallel.barrier("never", timeout_s=1)
@@ -111,6 +117,8 @@ def test_barriers_wait_for_a_busy_process_and_time_out_for_a_missing_one():
   outputs = [process.communicate(timeout=120) for process in processes]
   for process, (output, error) in zip(processes, outputs):
     assert "PASSED late" in output, error[-2000:]
+  (waited,) = [line for line in outputs[1][0].splitlines() if line.startswith("WAITED ")]
+  assert float(waited.split()[1]) > 2
   (line,) = [line for line in outputs[1][0].splitlines() if line.startswith("TIMEOUT ")]
   assert re.search(r"process 1 waited \d+ s at barrier 'never'", line), line
   assert "$DISTILL_BARRIER_TIMEOUT_S" in line
