@@ -4,11 +4,13 @@ XLA CPU runs convolutions inside while loops much slower than outside (jax-ml/ja
 ``train.fit`` scans over an epoch's steps, which is what the dense models want. This prints
 ms/step for one Adam step of a small conv net (the conv-encoder VAE, batch 100, 28×28) run (a)
 as 60 separate calls of a jitted step and (b) as one jitted ``lax.scan`` over 60 steps, and the
-ratio.
+ratio, then one ``JSON {...}`` line with the numbers.
 
   PYTHONPATH=. python benchmarks/conv_in_scan.py [--encoder_type=mlp]
+  PYTHONPATH=. python benchmarks/conv_in_scan.py --steps=3     # seconds (the tests run this)
 """
 
+import json
 import time
 
 import jax
@@ -57,6 +59,15 @@ def main(argv):
   print(f"  python loop over a jitted step: {loop_ms:7.1f} ms/step")
   print(f"  one jitted lax.scan:            {scan_ms:7.1f} ms/step")
   print(f"  scan / loop:                    {scan_ms / loop_ms:7.2f}x")
+  summary = {
+    "benchmark": "conv_in_scan",
+    "encoder_type": _ENCODER.value,
+    "steps": _STEPS.value,
+    "loop_ms_per_step": loop_ms,
+    "scan_ms_per_step": scan_ms,
+    "ratios": {"scan / loop": scan_ms / loop_ms},
+  }
+  print("JSON " + json.dumps(summary))
 
 
 if __name__ == "__main__":

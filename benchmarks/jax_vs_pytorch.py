@@ -3,6 +3,7 @@
   pip install -e '.[bench]'          # torch==2.13.0 (CPU)
   python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data          # ~2 minutes on 2 cores
   python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --full   # + whole experiment
+  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --smoke  # seconds (the tests)
 
 PyTorch is written as a user would: eager mode, ``nn.Sequential``, ``torch.optim.Adam``, a Python
 loop over shuffled mini-batches, one run after another, evaluation under ``torch.no_grad()``.
@@ -10,12 +11,14 @@ distill-jax runs through the library (``train.fit``: vmapped runs, one jitted ``
 epoch). Throughput excludes the first epoch (JAX compiles there; compile time is printed apart);
 ``--full`` wall times include everything but data loading, which both share.
 
-Prints ratios (JAX speed / PyTorch speed: > 1 means JAX is faster). Not a test: no assertions.
+Prints ratios (JAX speed / PyTorch speed: > 1 means JAX is faster), then one ``JSON {...}`` line
+with them and both sides' numbers. Not a test: no assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -182,10 +185,24 @@ def main():
   parser.add_argument("--student_epochs", type=int, default=20, help="timed: all but the first")
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--full", action="store_true", help="also time the whole experiment")
+  parser.add_argument("--max_big", type=int, default=None, help="the first images of Big")
+  parser.add_argument("--max_test", type=int, default=None, help="the first images of Test")
+  parser.add_argument(
+    "--smoke", action="store_true",
+    help="tiny sizes for the test suite: 640 Big / 200 Test images, 2 + 2 epochs, 1 seed; "
+    "with --full, the whole experiment at those sizes (2 + 3 epochs)",
+  )  # fmt: skip
   args = parser.parse_args()
+  if args.smoke:
+    args.teacher_epochs, args.student_epochs, args.seeds = 2, 2, 1
+    args.max_big, args.max_test = args.max_big or 640, args.max_test or 200
+  whole_epochs = (2, 3) if args.smoke else (10, 100)
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
 
   data = load_fashion(args.data_dir)
+  for split, limit in (("big", args.max_big), ("test", args.max_test)):
+    if limit is not None:
+      data[split] = tuple(array[:limit] for array in data[split])
   mesh = parallel.make_mesh()
   print(
     f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}; "
@@ -199,7 +216,7 @@ def main():
     return work_per_epoch * (len(stamps) - 2) / (stamps[-1] - stamps[1])
 
   # 1. Teacher: MLP 576-256-128-64-64-10 on φ(Big), batch 64: 921 steps + test eval per epoch.
-  steps = 59000 // 64
+  steps = len(data["big"][1]) // 64
   with tempfile.TemporaryDirectory() as workdir:
     jax_stamps, callback = timed_epochs()
     config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
@@ -208,7 +225,7 @@ def main():
   torch_teacher_model, (torch_teacher_acc, _) = torch_teacher(data, args.teacher_epochs, callback)
   rows.append(
     (
-      "teacher: steps/s (921 steps + test eval per epoch)",
+      f"teacher: steps/s ({steps} steps + test eval per epoch)",
       rate(jax_stamps, steps),
       rate(torch_stamps, steps),
     )
@@ -247,16 +264,17 @@ def main():
 
   # 3. Whole experiment (teacher 10 epochs + 2 arms x seeds x 100 epochs), compile included.
   if args.full:
+    teacher_epochs, student_epochs = whole_epochs
     with tempfile.TemporaryDirectory() as workdir:
-      config = jax_config(10, 100, args.seeds)
+      config = jax_config(teacher_epochs, student_epochs, args.seeds)
       start = time.perf_counter()
       jax_students(
         config, data, conv_experiment.fit_teacher(config, data, mesh, workdir), workdir, mesh
       )
       jax_wall = time.perf_counter() - start
     start = time.perf_counter()
-    teacher, _ = torch_teacher(data, 10)
-    torch_students(data, teacher, 100, args.seeds)
+    teacher, _ = torch_teacher(data, teacher_epochs)
+    torch_students(data, teacher, student_epochs, args.seeds)
     torch_wall = time.perf_counter() - start
     rows.append(("whole experiment: experiments per hour", 3600 / jax_wall, 3600 / torch_wall))
     print(f"whole experiment wall time: JAX {jax_wall:.1f} s, PyTorch {torch_wall:.1f} s")
@@ -264,6 +282,15 @@ def main():
   print(f"\n{'measure':<58}{'JAX':>10}{'PyTorch':>10}{'JAX/PyTorch':>13}")
   for name, jax_value, torch_value in rows:
     print(f"{name:<58}{jax_value:>10.1f}{torch_value:>10.1f}{jax_value / torch_value:>12.2f}x")
+  summary = {
+    "benchmark": "jax_vs_pytorch",
+    "ratios": {name: jax_value / torch_value for name, jax_value, torch_value in rows},
+    "jax": {name: jax_value for name, jax_value, _ in rows},
+    "pytorch": {name: torch_value for name, _, torch_value in rows},
+    "accuracy": {"jax": jax_acc, "pytorch": torch_acc},
+    "args": vars(args),
+  }
+  print("JSON " + json.dumps(summary))
 
 
 if __name__ == "__main__":

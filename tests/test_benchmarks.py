@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import jax
@@ -131,3 +132,31 @@ def test_parity_smoke(shared_data_dir, tmp_path):
   assert set(saved["overlap_with_pytorch"]["conv"]["jax-torch"]) == {
     f"{m}/{e}" for m in parity_pytorch.METRICS for e in parity_pytorch.ESTIMATORS
   }
+
+
+def _json_line(stdout: str) -> dict:
+  (line,) = [line for line in stdout.splitlines() if line.startswith("JSON ")]
+  return json.loads(line[len("JSON ") :])
+
+
+def test_jax_vs_pytorch_smoke_with_the_whole_experiment(shared_data_dir, tmp_path):
+  """The documented command (``--full`` included, which once failed unseen) at smoke sizes."""
+  result = subprocess.run(
+    [
+      sys.executable, os.path.join(REPO_ROOT, "benchmarks", "jax_vs_pytorch.py"),
+      f"--data_dir={shared_data_dir}", "--smoke", "--full",
+    ],
+    env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), XLA_FLAGS=""),
+    capture_output=True, text=True, timeout=400, cwd=tmp_path,
+  )  # fmt: skip
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = _json_line(result.stdout)
+  assert summary["benchmark"] == "jax_vs_pytorch"
+  names = list(summary["ratios"])
+  assert len(names) == 3 and names[0].startswith("teacher: steps/s (10 steps")
+  assert names[2] == "whole experiment: experiments per hour"
+  for name in names:  # ratio = JAX / PyTorch, both measured
+    assert summary["jax"][name] > 0 and summary["pytorch"][name] > 0
+    assert summary["ratios"][name] == pytest.approx(summary["jax"][name] / summary["pytorch"][name])
+  for side in ("jax", "pytorch"):
+    assert set(summary["accuracy"][side]) == {"no_teacher", "teacher_phi"}
