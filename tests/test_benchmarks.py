@@ -160,3 +160,10 @@ def test_jax_vs_pytorch_smoke_with_the_whole_experiment(shared_data_dir, tmp_pat
     assert summary["ratios"][name] == pytest.approx(summary["jax"][name] / summary["pytorch"][name])
   for side in ("jax", "pytorch"):
     assert set(summary["accuracy"][side]) == {"no_teacher", "teacher_phi"}
+  step = summary["teacher_step"]  # achieved FLOP/s against a peak measured in the same run
+  # forward + backward of the 576-256-128-64-64-10 MLP on 64 images: ~6 × 64 × 190k MAC-FLOP
+  assert 40e-3 < step["gflop"] < 200e-3
+  assert step["matmul_peak_gflops"] > 0
+  assert step["jax_fraction_of_peak"] == pytest.approx(
+    step["jax_gflops"] / step["matmul_peak_gflops"]
+  )
