@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+import sizes  # benchmarks/sizes.py, next to this script (no JAX: flags come first)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_ENV = "DEVICES_SCALING_RESULT"  # where a process of the P-process job writes its numbers
 
@@ -49,19 +51,12 @@ def parse_args(argv=None):
   parser.add_argument("--teacher_epochs", type=int, default=3, help="timed: all but the first")
   parser.add_argument("--student_epochs", type=int, default=20, help="timed: all but the first")
   parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--max_big", type=int, default=None, help="a subset of Big (all: None)")
-  parser.add_argument("--max_test", type=int, default=None, help="a subset of Test")
-  parser.add_argument(
-    "--smoke", action="store_true",
-    help="tiny sizes for the test suite: 2 fake devices, 2 processes, 640 Big / 200 Test "
-    "images, 2 + 2 epochs, 1 seed",
-  )  # fmt: skip
+  sizes.add_size_flags(parser, "2 fake devices, 2 processes")
   args = parser.parse_args(argv)
+  sizes.apply_smoke(args)
   if args.smoke:
     args.fake_cpu_devices = args.fake_cpu_devices or 2
     args.num_processes = args.num_processes or 2
-    args.teacher_epochs, args.student_epochs, args.seeds = 2, 2, 1
-    args.max_big, args.max_test = args.max_big or 640, args.max_test or 200
   if args.num_processes == 1 or args.num_processes < 0:
     parser.error(f"--num_processes must be 0 (none) or >= 2, got {args.num_processes}")
   return args
@@ -118,16 +113,13 @@ def load_data(args):
   data = data_lib.load_splits(
     "fashion_mnist", data_dir=data_lib.resolve_data_dir(args.data_dir), tfds_dir=args.tfds_dir
   )
-  for split, limit in (("big", args.max_big), ("test", args.max_test)):
-    if limit is not None:
-      data[split] = tuple(array[:limit] for array in data[split])
-  return data
+  return sizes.subset(data, args.max_big, args.max_test)
 
 
 def measure(args, mesh) -> dict:
   """Teacher steps/s, student run-epochs/s, the teacher's accuracy and the students' mean final
   accuracy per arm, on ``mesh``."""
-  import conv_experiment  # benchmarks/conv_experiment.py, next to this script
+  import conv_experiment  # benchmarks/conv_experiment.py (imports JAX: after the XLA flags)
   from experiments.configs import default as default_config
 
   started = time.perf_counter()

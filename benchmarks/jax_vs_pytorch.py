@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from absl import logging as absl_logging
 
 import conv_experiment  # benchmarks/conv_experiment.py, next to this script
+import sizes  # benchmarks/sizes.py: --max_big, --max_test, --smoke
 import torch_reference  # benchmarks/torch_reference.py: the plain PyTorch implementation
 from distill_jax import parallel
 from distill_jax.data import read_idx_pair
@@ -226,24 +227,13 @@ def main():
   parser.add_argument("--student_epochs", type=int, default=20, help="timed: all but the first")
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--full", action="store_true", help="also time the whole experiment")
-  parser.add_argument("--max_big", type=int, default=None, help="the first images of Big")
-  parser.add_argument("--max_test", type=int, default=None, help="the first images of Test")
-  parser.add_argument(
-    "--smoke", action="store_true",
-    help="tiny sizes for the test suite: 640 Big / 200 Test images, 2 + 2 epochs, 1 seed; "
-    "with --full, the whole experiment at those sizes (2 + 3 epochs)",
-  )  # fmt: skip
+  sizes.add_size_flags(parser, "with --full, the whole experiment at those sizes (2 + 3 epochs)")
   args = parser.parse_args()
-  if args.smoke:
-    args.teacher_epochs, args.student_epochs, args.seeds = 2, 2, 1
-    args.max_big, args.max_test = args.max_big or 640, args.max_test or 200
+  sizes.apply_smoke(args)
   whole_epochs = (2, 3) if args.smoke else (10, 100)
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
 
-  data = load_fashion(args.data_dir)
-  for split, limit in (("big", args.max_big), ("test", args.max_test)):
-    if limit is not None:
-      data[split] = tuple(array[:limit] for array in data[split])
+  data = sizes.subset(load_fashion(args.data_dir), args.max_big, args.max_test)
   mesh = parallel.make_mesh()
   print(
     f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}; "

@@ -99,27 +99,12 @@ else:
 
 
 def test_barriers_wait_for_a_busy_process_and_time_out_for_a_missing_one():
-  base = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
-  base = {k: v for k, v in base.items() if not k.startswith("SLURM_")}
-  port = _free_port()
-  processes = [
-    subprocess.Popen(
-      [sys.executable, "-c", _BARRIERS],
-      env=dict(
-        base, XLA_FLAGS="--xla_force_host_platform_device_count=1", **_job_env("env", i, port)
-      ),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  outputs = [process.communicate(timeout=120) for process in processes]
-  for process, (output, error) in zip(processes, outputs):
+  outputs = _run_job(_BARRIERS)
+  for _, output, error in outputs:
     assert "PASSED late" in output, error[-2000:]
-  (waited,) = [line for line in outputs[1][0].splitlines() if line.startswith("WAITED ")]
+  (waited,) = [line for line in outputs[1][1].splitlines() if line.startswith("WAITED ")]
   assert float(waited.split()[1]) > 2
-  (line,) = [line for line in outputs[1][0].splitlines() if line.startswith("TIMEOUT ")]
+  (line,) = [line for line in outputs[1][1].splitlines() if line.startswith("TIMEOUT ")]
   assert re.search(r"process 1 waited \d+ s at barrier 'never'", line), line
   assert "$DISTILL_BARRIER_TIMEOUT_S" in line
 
@@ -182,26 +167,25 @@ def _free_slurm_port() -> int:
   raise RuntimeError("no free port in 61440-65535")
 
 
-@pytest.mark.parametrize("how", ["env", "slurm"])
-def test_two_processes_train_as_one_process_with_two_devices(how):
+def _job_base_env() -> dict:
+  """This environment without any job of its own (JAX_* or SLURM_* variables), CPU only."""
   base = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu")
   for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     base.pop(name, None)
-  base = {k: v for k, v in base.items() if not k.startswith("SLURM_")}
-  single = subprocess.run(
-    [sys.executable, "-c", _FIT],
-    env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert single.returncode == 0, single.stderr[-2000:]
+  return {k: v for k, v in base.items() if not k.startswith("SLURM_")}
+
+
+def _run_job(script: str, how: str = "env") -> list[tuple[int, str, str]]:
+  """``script`` as the 2 processes of one job (one CPU device each): ``(status, stdout,
+  stderr)`` per process."""
   port = _free_port() if how == "env" else _free_slurm_port()
   processes = [
     subprocess.Popen(
-      [sys.executable, "-c", _FIT],
+      [sys.executable, "-c", script],
       env=dict(
-        base, XLA_FLAGS="--xla_force_host_platform_device_count=1", **_job_env(how, i, port)
+        _job_base_env(),
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        **_job_env(how, i, port),
       ),
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
@@ -210,10 +194,24 @@ def test_two_processes_train_as_one_process_with_two_devices(how):
     for i in range(2)
   ]
   outputs = [process.communicate(timeout=120) for process in processes]
-  for process, (_, error) in zip(processes, outputs):
-    assert process.returncode == 0, error[-2000:]
+  return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
+
+
+@pytest.mark.parametrize("how", ["env", "slurm"])
+def test_two_processes_train_as_one_process_with_two_devices(how):
+  single = subprocess.run(
+    [sys.executable, "-c", _FIT],
+    env=dict(_job_base_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert single.returncode == 0, single.stderr[-2000:]
+  outputs = _run_job(_FIT, how)
+  for status, _, error in outputs:
+    assert status == 0, error[-2000:]
   expected = _history(single.stdout)
-  for output, _ in outputs:  # every process holds the same (replicated) result
+  for _, output, _ in outputs:  # every process holds the same (replicated) result
     got = _history(output)
     for name, values in expected.items():
       np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,44 @@
+"""The benchmarks' size flags: subsets of the data and the tiny ``--smoke`` sizes the tests run.
+
+No JAX import here: ``devices_scaling.py`` parses its flags before JAX starts (it may set
+``XLA_FLAGS`` for fake CPU devices first).
+"""
+
+from __future__ import annotations
+
+SMOKE_SIZES = {
+  "teacher_epochs": 2,
+  "student_epochs": 2,
+  "seeds": 1,
+  "max_big": 640,
+  "max_test": 200,
+}
+
+
+def add_size_flags(parser, smoke_help: str) -> None:
+  """``--max_big``, ``--max_test`` (subsets: the first images) and ``--smoke`` (tiny sizes for
+  the test suite, ``SMOKE_SIZES``; ``smoke_help`` says what else it sets)."""
+  parser.add_argument("--max_big", type=int, default=None, help="the first images of Big")
+  parser.add_argument("--max_test", type=int, default=None, help="the first images of Test")
+  parser.add_argument(
+    "--smoke", action="store_true",
+    help="tiny sizes for the test suite: 640 Big / 200 Test images, 2 + 2 epochs, 1 seed"
+    + (f"; {smoke_help}" if smoke_help else ""),
+  )  # fmt: skip
+
+
+def apply_smoke(args) -> None:
+  """With ``--smoke``: the ``SMOKE_SIZES`` (explicit ``--max_big`` / ``--max_test`` kept)."""
+  if args.smoke:
+    for name, value in SMOKE_SIZES.items():
+      if not name.startswith("max_") or getattr(args, name) is None:
+        setattr(args, name, value)
+
+
+def subset(data: dict, max_big: int | None, max_test: int | None) -> dict:
+  """``data`` with Big and Test cut to their first ``max_big`` / ``max_test`` images."""
+  data = dict(data)
+  for split, limit in (("big", max_big), ("test", max_test)):
+    if limit is not None:
+      data[split] = tuple(array[:limit] for array in data[split])
+  return data
