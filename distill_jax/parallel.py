@@ -69,7 +69,14 @@ def initialize_distributed(auto: bool = False) -> None:
       heartbeat_timeout_seconds=heartbeat_s,
     )  # fmt: skip
   else:
-    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_s)
+    try:
+      jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_s)
+    except ValueError as error:  # e.g. "coordinator_address should be defined."
+      raise ValueError(
+        f"no jax.distributed job found to join ({error}): run under SLURM, Open MPI, "
+        "Kubernetes or Cloud TPU, or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+        "JAX_PROCESS_ID; for local processes use --num_processes instead."
+      ) from None
   warm_up_collectives()
 
 

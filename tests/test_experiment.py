@@ -220,6 +220,7 @@ def test_cli_rejects_bad_flags(args, match):
     (["--mapping=conv", "--config.num_devices=-1"], "num_devices must be an int from 1"),
     (["--mapping=conv", "--num_processes=0"], "--num_processes must be >= 1"),
     (["--mapping=conv", "--num_processes=2", "--distributed"], "give one of them"),
+    (["--mapping=conv", "--distributed"], "no jax.distributed job found to join"),
   ],
 )
 def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):
