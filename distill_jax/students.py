@@ -92,16 +92,20 @@ def run_grid(config, arm: Arm, num_teachers: int) -> list[Run]:
 def student_loss(student_apply, arm: Arm, *, online_phi: maps.Map | None, teacher_apply, t_squared):
   """The students' ``loss_fn(params, batch, key, hparams, context)`` for one arm.
 
-  ``no_teacher``: the labels' cross-entropy. Otherwise ``losses.distillation_loss`` with this
-  run's λ and T (``hparams``) against its teacher's logits (teacher ``hparams["teacher"]`` of
-  the ensemble): precomputed in ``batch["teacher_logits"]`` ``[B, K, classes]``, or, for a
-  stochastic ``online_phi``, that teacher (ensemble parameters in ``context``) on a fresh φ(x)
-  drawn from the step's key.
+  ``losses.distillation_loss`` with this run's λ and T (``hparams``) against its teacher's
+  logits (teacher ``hparams["teacher"]`` of the ensemble): precomputed in
+  ``batch["teacher_logits"]`` ``[B, K, classes]``, or, for a stochastic ``online_phi``, that
+  teacher (ensemble parameters in ``context``) on a fresh φ(x) drawn from the step's key.
+  ``no_teacher`` (λ = 0): zero soft targets in ``batch["teacher_logits"]`` (``fit_students``
+  puts them there) and the same loss as an arm with precomputed soft targets (``hard + 0·soft``
+  is ``hard`` exactly), so that its epoch is the same XLA program as that arm's and compiles
+  once (with the persistent compilation cache on, as the CLI and the tests have it); without
+  ``teacher_logits`` in the batch, the labels' cross-entropy alone.
   """
 
   def loss_fn(params, batch, key, hparams, context):
     student_logits = student_apply(params, batch["image"])
-    if not arm.uses_teacher:
+    if not arm.uses_teacher and "teacher_logits" not in batch:
       return losses.distillation_loss(student_logits, None, batch["label"], lam=0)
     k = hparams["teacher"].astype(jnp.int32)
     if online_phi is not None:
@@ -197,6 +201,11 @@ def fit_students(
   if arm.uses_teacher and online_phi is None:  # soft targets computed once for all epochs/runs
     teacher_inputs = phi.map_array(images, jax.random.key(0)) if arm.through_phi else images
     train_data["teacher_logits"] = teacher.logits(teacher_inputs, mesh)
+  elif not arm.uses_teacher:  # λ = 0 on zero soft targets: the program of the teacher arms
+    num_classes = jax.eval_shape(  # abstract: nothing is computed or compiled
+      lambda x: student.init_with_output(jax.random.key(0), x)[0], images[:1]
+    ).shape[-1]
+    train_data["teacher_logits"] = np.zeros((len(images), teacher.count, num_classes), np.float32)
   key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test.labels))
   with checkpoints.Checkpointer(
     os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config

@@ -44,8 +44,8 @@ class TrainedTeacher:
     return int(jax.tree.leaves(self.params)[0].shape[0])
 
   def member(self, k: int):
-    """Teacher k's parameters."""
-    return jax.tree.map(lambda leaf: leaf[k], self.params)
+    """Teacher k's parameters (host arrays: slicing there compiles no small XLA programs)."""
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[k], self.params)
 
   def logits(self, images: np.ndarray, mesh) -> np.ndarray:
     """Every teacher's logits on ``images``: ``[N, K, classes]`` (examples first, so that a

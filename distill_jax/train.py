@@ -141,7 +141,7 @@ def fit(
     and each ``test_<metric>`` (NaN after epochs not evaluated; ``on_epoch`` then gets none).
   """
   _check_inputs(name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every)
-  init_keys, keys = jnp.moveaxis(jax.vmap(jax.random.split)(run_keys), 1, 0)
+  init_keys, keys = epochs_lib.split_run_keys(run_keys)
   put = functools.partial(parallel.put_replicated, mesh=mesh)
   states = put(init_states(init_fn, tx, init_keys))
   keys, context = put(keys), put(context)

@@ -31,6 +31,10 @@ def setup() -> None:
   threading.excepthook = _one_line_thread_error
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
+  # Every program, not only those compiling >= 1 s: the arms of an experiment share their epoch
+  # program (students.student_loss), and the second arm then reads the first one's from the cache.
+  if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:

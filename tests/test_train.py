@@ -12,6 +12,7 @@ from distill_jax import optim
 from distill_jax import parallel
 from distill_jax import train
 from distill_jax.checkpoints import Checkpointer
+from distill_jax import epochs
 from distill_jax.epochs import choose_steps_per_call
 
 MODEL = models.get_model("mlp", hidden=(16,))
@@ -257,3 +258,21 @@ def test_eval_every_resume_keeps_unevaluated_epochs_nan(tmp_path):
 def test_eval_every_must_be_positive():
   with pytest.raises(ValueError, match="eval_every must be >= 1"):
     _fit(epochs=1, eval_every=0)
+
+
+@pytest.mark.parametrize("init", models.INIT_NAMES)
+def test_init_states_fast_compile_gives_the_default_compile_bits(init):
+  """init_states compiles at -O1 on CPU (RUN_ONCE_CPU_COMPILER_OPTIONS): same bits as -O3."""
+  model = models.get_model("mlp", hidden=(32, 16), init=init)
+  init_fn, tx = models.init_fn(model, (8, 8, 1)), optax.adam(1e-3)
+  keys = jax.random.split(jax.random.key(3), 4)
+  fast = epochs.init_states(init_fn, tx, keys)
+
+  def init_all(keys):  # the same program, compiled with XLA's default options
+    params = jax.vmap(init_fn)(keys)
+    return epochs.TrainState(params=params, opt_state=jax.vmap(tx.init)(params))
+
+  default = jax.jit(init_all)(keys)
+  for got, want in zip(jax.tree.leaves(fast), jax.tree.leaves(default)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
