@@ -1,42 +1,79 @@
-"""distill-jax vs PyTorch on the conv experiment: same data, same models, same optimizer.
+"""distill-jax vs PyTorch on the real workload: the default conv experiment, end to end.
 
-  pip install -e '.[bench]'          # torch==2.13.0 (CPU)
-  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data          # ~2 minutes on 2 cores
-  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --full   # + whole experiment
-  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --smoke  # seconds (the tests)
+  pip install -e '.[test]'                                         # includes torch==2.13.0 (CPU)
+  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data           # ~7 minutes on 2 cores
+  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --smoke   # seconds (the tests)
 
-PyTorch is written as a user would: eager mode, ``nn.Sequential``, ``torch.optim.Adam``, a Python
-loop over shuffled mini-batches, one run after another, evaluation under ``torch.no_grad()``.
-distill-jax runs through the library (``train.fit``: vmapped runs, one jitted ``lax.scan`` per
-epoch). Throughput excludes the first epoch (JAX compiles there; compile time is printed apart);
-``--full`` wall times include everything but data loading, which both share.
+In one run, on the same Fashion-MNIST arrays (read from the IDX files):
 
-Prints ratios (JAX speed / PyTorch speed: > 1 means JAX is faster), then one ``JSON {...}`` line
-with them and both sides' numbers. Not a test: no assertions.
+1. **Peak**: this machine's float32 matmul rate through JAX (a jitted 2048² ``jnp.dot``).
+2. **The whole default conv experiment** (``configs/default.py``, ``--mapping=conv``): K = 5
+   teachers (MLP 576-256-128-64-64-10 on φ(Big), batch 64, 10 epochs) × S = 5 student seeds
+   each × 2 arms (``no_teacher``: K·S seeds; ``teacher_phi``: seed k·S + s under teacher k),
+   linear students on Small for 100 epochs, test accuracy and cross-entropy after every student
+   epoch. distill-jax through the library (``teacher.fit_teacher`` / ``students.fit_students``:
+   the K teachers vmapped, all K·S runs of an arm vmapped, one jitted ``lax.scan`` per epoch,
+   checkpoints) from a *cold* persistent compilation cache set up as the CLI sets it (its
+   compile time is printed apart); PyTorch as ``torch_reference.run`` writes it: eager,
+   ``nn.Sequential``, ``torch.optim.Adam``, a Python loop over teachers, seeds, arms and
+   shuffled mini-batches. Data loading is outside both timings.
+3. **The teacher's training step alone** (no evaluation): JAX for one teacher and for K vmapped
+   teachers (the library's scanned epoch), PyTorch for one (K teachers cost K times that);
+   achieved GFLOP/s from XLA's cost analysis of one step, as a fraction of the peak.
+4. **Students**: run-epochs/s (10 steps + a test evaluation each), JAX for an arm's K·S runs
+   vmapped, PyTorch one run after another.
+
+Steps/s exclude the first epoch (JAX compiles there). Prints a table of JAX, PyTorch and their
+ratio (> 1: JAX is faster), then one ``JSON {...}`` line. Not a test: no assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import tempfile
 import time
 
 import jax
-import numpy as np
-import torch
-import torch.nn.functional as F
-from absl import logging as absl_logging
 
-import conv_experiment  # benchmarks/conv_experiment.py, next to this script
-import sizes  # benchmarks/sizes.py: --max_big, --max_test, --smoke
-import torch_reference  # benchmarks/torch_reference.py: the plain PyTorch implementation
-from distill_jax import parallel
-from distill_jax.data import read_idx_pair
-from experiments.configs import default as default_config
+# As the CLI (experiments/cli_setup.py): a persistent compilation cache that keeps every
+# program; a fresh folder, so the whole experiment below starts cold.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jax_vs_pytorch_xla_"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+import conv_experiment  # noqa: E402  benchmarks/conv_experiment.py, next to this script
+import sizes  # noqa: E402  benchmarks/sizes.py: --max_big, --max_test, --smoke
+import torch_reference  # noqa: E402  benchmarks/torch_reference.py: plain PyTorch
+from distill_jax import epochs as epochs_lib  # noqa: E402
+from distill_jax import losses  # noqa: E402
+from distill_jax import models  # noqa: E402
+from distill_jax import parallel  # noqa: E402
+from distill_jax.data import read_idx_pair  # noqa: E402
+from experiments.configs import default as default_config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPILE_EVENTS = collections.Counter()  # jax.monitoring: seconds and counts of compile events
+
+
+def _on_duration(event, duration, **kwargs):
+  COMPILE_EVENTS[event + " seconds"] += duration
+  COMPILE_EVENTS[event + " count"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+jax.monitoring.register_event_listener(lambda event, **kwargs: COMPILE_EVENTS.update([event]))
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+CACHE_HITS = "/jax/compilation_cache/cache_hits"
 
 
 def load_fashion(data_dir):
@@ -60,125 +97,29 @@ def load_fashion(data_dir):
   }
 
 
-# ----------------------------------------------------------------------------- PyTorch side
+def as_torch(data: dict) -> dict:
+  """The same arrays as NCHW float / int64 tensors (what ``torch_reference`` reads)."""
+  return {
+    split: (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long())
+    for split, (x, y) in data.items()
+  }
 
 
-def torch_phi(images_nhwc: np.ndarray) -> torch.Tensor:
-  """The dilated conv φ in PyTorch (NCHW)."""
-  return torch_reference.phi("conv", torch.from_numpy(images_nhwc).permute(0, 3, 1, 2))
-
-
-torch_mlp = torch_reference.mlp
-torch_evaluate = torch_reference.evaluate
-
-
-def torch_fit(
-  model,
-  x,
-  y,
-  test_x,
-  test_y,
-  *,
-  epochs,
-  batch_size,
-  seed,
-  soft=None,
-  lam=0.0,
-  temperature=1.0,
-  on_epoch=None,
-):
-  """Adam 1e-3, shuffled mini-batches (last partial batch dropped), eval every epoch."""
-  generator = torch.Generator().manual_seed(seed)
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-  steps = len(y) // batch_size
-  metrics = None
-  for epoch in range(epochs):
-    order = torch.randperm(len(y), generator=generator)
-    for step in range(steps):
-      idx = order[step * batch_size : (step + 1) * batch_size]
-      logits = model(x[idx])
-      loss = F.cross_entropy(logits, y[idx])
-      if soft is not None and lam > 0:
-        targets = F.softmax(soft[idx] / temperature, dim=1)
-        loss = loss - lam * (targets * F.log_softmax(logits / temperature, dim=1)).sum(1).mean()
-      optimizer.zero_grad()
-      loss.backward()
-      optimizer.step()
-    metrics = torch_evaluate(model, test_x, test_y)
-    if on_epoch is not None:
-      on_epoch(epoch + 1)
-  return metrics
-
-
-def torch_teacher(data, epochs, on_epoch=None):
-  torch.manual_seed(0)
-  big_x, big_y = torch_phi(data["big"][0]), torch.from_numpy(data["big"][1]).long()
-  test_x = torch_phi(data["test"][0])
-  test_y = torch.from_numpy(data["test"][1]).long()
-  model = torch_mlp(576, (256, 128, 64, 64))
-  metrics = torch_fit(
-    model, big_x, big_y, test_x, test_y, epochs=epochs, batch_size=64, seed=0, on_epoch=on_epoch
-  )
-  return model, metrics
-
-
-def torch_students(data, teacher, epochs, seeds, on_epoch=None):
-  """Arms no_teacher and teacher_phi (precomputed soft targets), seeds one after another."""
-  small_x = torch.from_numpy(data["small"][0]).permute(0, 3, 1, 2)
-  small_y = torch.from_numpy(data["small"][1]).long()
-  test_x = torch.from_numpy(data["test"][0]).permute(0, 3, 1, 2)
-  test_y = torch.from_numpy(data["test"][1]).long()
-  with torch.no_grad():
-    soft = teacher(torch_phi(data["small"][0]))
-  results = {}
-  for arm, lam in (("no_teacher", 0.0), ("teacher_phi", 1.0)):
-    accs = []
-    for seed in range(seeds):
-      torch.manual_seed(seed)
-      student = torch_mlp(784, ())
-      acc, _ = torch_fit(
-        student,
-        small_x,
-        small_y,
-        test_x,
-        test_y,
-        epochs=epochs,
-        batch_size=100,
-        seed=seed,
-        soft=soft,
-        lam=lam,
-        on_epoch=on_epoch,
-      )
-      accs.append(acc)
-    results[arm] = float(np.mean(accs))
-  return results
-
-
-# ----------------------------------------------------------------------------- JAX side
-
-
-def jax_config(teacher_epochs, student_epochs, seeds):
+def jax_config(args, teachers: int):
   config = default_config.get_config()
   config.mapping = "conv"
-  config.teacher.epochs = teacher_epochs
-  config.student.epochs = student_epochs
-  config.seeds = seeds
-  config.teacher.count = 1  # PyTorch trains one teacher: compare like with like
+  config.teacher.epochs, config.student.epochs = args.teacher_epochs, args.student_epochs
+  config.seeds, config.teacher.count = args.seeds, teachers
   return config
 
 
-def jax_students(config, data, teacher, workdir, mesh, on_epoch=None):
-  """Both arms' mean final test accuracy (all seeds of an arm in one vmapped program)."""
-  results = conv_experiment.fit_students(config, data, teacher, mesh, workdir, on_epoch)
-  return {arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in results.items()}
+# ----------------------------------------------------------------------------- measurements
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
   """This machine's float32 matmul rate through JAX (GFLOP/s): a jitted ``size × size`` product,
   best of ``repeats`` calls after a warm-up. The reference the teacher step is measured against.
   """
-  import jax.numpy as jnp
-
   a = jnp.ones((size, size), jnp.float32)
   product = jax.jit(jnp.dot)
   product(a, a).block_until_ready()
@@ -193,11 +134,6 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
 def teacher_step_gflop(config, input_shape=(24, 24, 1)) -> float:
   """XLA's FLOP count (``cost_analysis``) of one teacher training step: forward, backward and
   the Adam update of the conv experiment's MLP on a batch of ``config.teacher.batch_size``."""
-  import jax.numpy as jnp
-  import optax
-
-  from distill_jax import losses, models
-
   model = models.from_config(config.teacher)
   params = models.init_fn(model, input_shape)(jax.random.key(0))
   tx = optax.adam(1e-3)
@@ -214,129 +150,243 @@ def teacher_step_gflop(config, input_shape=(24, 24, 1)) -> float:
   return float(cost["flops"]) / 1e9
 
 
-def timed_epochs():
-  """``(stamps, callback)``: the callback appends the time of each epoch end to ``stamps``."""
-  stamps = [time.perf_counter()]
-  return stamps, lambda *args: stamps.append(time.perf_counter())
+def whole_experiment_jax(config, data, mesh) -> dict:
+  """The default experiment through the library, compile and checkpoints included."""
+  before = COMPILE_EVENTS.copy()
+  with tempfile.TemporaryDirectory() as workdir:
+    started = time.perf_counter()
+    teacher = conv_experiment.fit_teacher(config, data, mesh, workdir)
+    arms = conv_experiment.fit_students(config, data, teacher, mesh, workdir)
+    seconds = time.perf_counter() - started
+  compiled = COMPILE_EVENTS - before
+  return {
+    "seconds": seconds,
+    "compile_seconds": compiled[BACKEND_COMPILE + " seconds"],
+    "programs": compiled[BACKEND_COMPILE + " count"],
+    "cache_hits": compiled[CACHE_HITS],
+    "teacher_accuracy": teacher.info["test_accuracy_mean"],
+    "accuracy": {arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in arms.items()},
+    "teacher": teacher,
+  }
+
+
+def whole_experiment_torch(config, torch_data) -> dict:
+  """The same experiment as ``torch_reference.run`` writes it (the last partial batch dropped,
+  as distill-jax does; the teacher is scored after its last epoch only)."""
+  started = time.perf_counter()
+  out = torch_reference.run(
+    "conv",
+    torch_data,
+    teachers=config.teacher.count,
+    seeds=config.seeds,
+    teacher_epochs=config.teacher.epochs,
+    student_epochs=config.student.epochs,
+    drop_last=True,
+    log=lambda *a: None,
+  )
+  seconds = time.perf_counter() - started
+  final = lambda runs: float(np.mean([run["test_accuracy"][-1] for run in runs]))  # noqa: E731
+  return {
+    "seconds": seconds,
+    "teacher_accuracy": float(np.mean([t["test_accuracy"] for t in out["teachers"]])),
+    "accuracy": {
+      "no_teacher": final(out["arms"]["no_teacher"]),
+      "teacher_phi": final([run for runs in out["arms"]["teacher_phi"] for run in runs]),
+    },
+  }
+
+
+def jax_teacher_epoch_seconds(config, data, mesh, count: int, epochs: int) -> float:
+  """Seconds of one training epoch (no evaluation) of ``count`` vmapped teachers: the library's
+  scanned epoch (``epochs.make_epoch_fn``, the program ``train.fit`` runs), best of epochs
+  2..n."""
+  model = models.from_config(config.teacher)
+  images = conv_experiment.PHI.map_array(data["big"][0], jax.random.key(0))
+  tx = optax.adam(1e-3)
+
+  def loss_fn(params, batch, key, hparams, context):
+    return jnp.mean(losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]))
+
+  epoch_fn = epochs_lib.make_epoch_fn(
+    loss_fn,
+    losses.classification_metrics(model.apply),
+    tx,
+    num_examples=len(images),
+    batch_size=config.teacher.batch_size,
+    mesh=mesh,
+  )
+  init_keys, keys = epochs_lib.split_run_keys(jax.random.split(jax.random.key(0), count))
+  put = lambda tree: parallel.put_replicated(tree, mesh)  # noqa: E731
+  states = put(epochs_lib.init_states(models.init_fn(model, images.shape[1:]), tx, init_keys))
+  keys = put(keys)
+  train_data = parallel.put_rows({"image": images, "label": data["big"][1]}, mesh)
+  seconds = []
+  for epoch in range(epochs):
+    started = time.perf_counter()
+    states, metrics = epoch_fn(states, train_data, keys, epoch, {}, None, None, evaluate=False)
+    jax.block_until_ready(metrics)
+    seconds.append(time.perf_counter() - started)
+  return min(seconds[1:])
+
+
+def torch_teacher_epoch_seconds(torch_data, batch_size: int, epochs: int):
+  """Seconds of one PyTorch training epoch of one teacher (no evaluation), best of ``epochs``;
+  and the trained model (it teaches the PyTorch students below)."""
+  torch.manual_seed(0)
+  big_x, big_y = torch_reference.phi("conv", torch_data["big"][0]), torch_data["big"][1]
+  model = torch_reference.mlp(big_x[0].numel())
+  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+  generator = torch.Generator().manual_seed(0)
+  seconds = []
+  for _ in range(epochs):
+    started = time.perf_counter()
+    for idx in torch_reference.batches(len(big_y), batch_size, generator, drop_last=True):
+      loss = F.cross_entropy(model(big_x[idx]), big_y[idx])
+      optimizer.zero_grad()
+      loss.backward()
+      optimizer.step()
+    seconds.append(time.perf_counter() - started)
+  return min(seconds), model.eval()
+
+
+def jax_student_rate(config, data, teacher, mesh) -> float:
+  """Run-epochs/s of both arms (K·S runs each, vmapped), epochs 2..n of each arm."""
+  stamps = {}
+
+  def start_arm(arm):
+    stamps[arm.name] = [time.perf_counter()]
+
+  def on_epoch(*args):
+    next(reversed(stamps.values())).append(time.perf_counter())
+
+  config = config.copy_and_resolve_references()
+  config.checkpoint_every = 10**9  # checkpoint only at the end
+  with tempfile.TemporaryDirectory() as workdir:
+    results = conv_experiment.fit_students(
+      config, data, teacher, mesh, workdir, on_epoch=on_epoch, before_arm=start_arm
+    )
+  run_epochs = sum(r.history["train_loss"].shape[0] for r in results.values())
+  run_epochs *= config.student.epochs - 1
+  return run_epochs / sum(s[-1] - s[1] for s in stamps.values())
+
+
+def torch_student_rate(torch_data, teacher_model, epochs: int, seeds: int) -> float:
+  """Run-epochs/s of both arms, ``seeds`` runs each, one after another."""
+  with torch.no_grad():
+    soft = teacher_model(torch_reference.phi("conv", torch_data["small"][0]))
+  started = time.perf_counter()
+  for seed in range(seeds):
+    for teaching in ({}, {"soft_logits": soft}):
+      torch_reference.train_student(torch_data, seed, epochs=epochs, drop_last=True, **teaching)
+  return 2 * seeds * epochs / (time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------- the run
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
-  parser.add_argument("--teacher_epochs", type=int, default=3, help="timed: all but the first")
-  parser.add_argument("--student_epochs", type=int, default=20, help="timed: all but the first")
-  parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--full", action="store_true", help="also time the whole experiment")
-  sizes.add_size_flags(parser, "with --full, the whole experiment at those sizes (2 + 3 epochs)")
+  parser.add_argument("--teachers", type=int, default=5, help="K (default: the experiment's)")
+  parser.add_argument("--seeds", type=int, default=5, help="S student seeds per teacher")
+  parser.add_argument("--teacher_epochs", type=int, default=10)
+  parser.add_argument("--student_epochs", type=int, default=100)
+  parser.add_argument(
+    "--rate_epochs", type=int, default=3, help="epochs per step-rate measurement (>= 2)"
+  )
+  parser.add_argument("--student_rate_epochs", type=int, default=20)
+  sizes.add_size_flags(parser, "2 teachers, 2 rate epochs")
   args = parser.parse_args()
   sizes.apply_smoke(args)
-  whole_epochs = (2, 3) if args.smoke else (10, 100)
+  if args.smoke:
+    args.teachers, args.rate_epochs, args.student_rate_epochs = 2, 2, 3
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
 
   data = sizes.subset(load_fashion(args.data_dir), args.max_big, args.max_test)
+  torch_data = as_torch(data)
   mesh = parallel.make_mesh()
+  config = jax_config(args, teachers=args.teachers)
+  steps = len(data["big"][1]) // config.teacher.batch_size
   print(
     f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}; "
     f"torch {torch.__version__} with {torch.get_num_threads()} threads; "
     f"{os.cpu_count()} CPU cores"
   )
-  rows = []
-
-  def rate(stamps, work_per_epoch):
-    """Work per second over epochs 2..n (epoch 1 holds JAX's compilation)."""
-    return work_per_epoch * (len(stamps) - 2) / (stamps[-1] - stamps[1])
-
-  # 1. Teacher: MLP 576-256-128-64-64-10 on φ(Big), batch 64: 921 steps + test eval per epoch.
-  steps = len(data["big"][1]) // 64
-  with tempfile.TemporaryDirectory() as workdir:
-    jax_stamps, callback = timed_epochs()
-    config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
-    jax_trained_teacher = conv_experiment.fit_teacher(config, data, mesh, workdir, callback)
-  torch_stamps, callback = timed_epochs()
-  torch_teacher_model, (torch_teacher_acc, _) = torch_teacher(data, args.teacher_epochs, callback)
-  rows.append(
-    (
-      f"teacher: steps/s ({steps} steps + test eval per epoch)",
-      rate(jax_stamps, steps),
-      rate(torch_stamps, steps),
-    )
-  )
   peak = matmul_peak_gflops()
-  step_gflop = teacher_step_gflop(config)
-  achieved = step_gflop * rate(jax_stamps, steps)
-  torch_achieved = step_gflop * rate(torch_stamps, steps)
-  print(
-    f"\nteacher step: {step_gflop * 1e3:.1f} MFLOP (XLA cost analysis); JAX achieves "
-    f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of this machine's matmul peak "
-    f"({peak:.1f} GFLOP/s, jitted 2048² jnp.dot, measured now); PyTorch "
-    f"{torch_achieved:.1f} GFLOP/s (both from steps/s that include the test evaluation after "
-    "each epoch: lower bounds for the step alone)"
-  )
-  print(
-    f"teacher: first epoch (JAX: incl. compile) JAX {jax_stamps[1] - jax_stamps[0]:.1f} s, "
-    f"PyTorch {torch_stamps[1] - torch_stamps[0]:.1f} s; test accuracy on φ(test) after "
-    f"{args.teacher_epochs} epochs: JAX {jax_trained_teacher.info['test_accuracy_mean']:.4f}, "
-    f"PyTorch {torch_teacher_acc:.4f}"
-  )
 
-  # 2. Students: 2 arms x seeds, linear 784-10 on Small: 10 steps + test eval per epoch.
-  with tempfile.TemporaryDirectory() as workdir:
-    jax_stamps, callback = timed_epochs()
-    config = jax_config(args.teacher_epochs, args.student_epochs, args.seeds)
-    config.checkpoint_every = 10**9  # checkpoint only at the end
-    jax_acc = jax_students(config, data, jax_trained_teacher, workdir, mesh, callback)
-  # The JAX stamps cover two arms back to back; time each arm's epochs 2..n.
-  arms = [jax_stamps[: args.student_epochs + 1], jax_stamps[args.student_epochs :]]
-  jax_seconds = sum(s[-1] - s[1] for s in arms)
-  jax_run_epochs = args.seeds * (args.student_epochs - 1) * 2
-  torch_stamps, callback = timed_epochs()
-  torch_acc = torch_students(data, torch_teacher_model, args.student_epochs, args.seeds, callback)
-  torch_run_epochs = 2 * args.seeds * args.student_epochs
-  rows.append(
+  # 2. The whole experiment, JAX first (its compilation cache is still cold).
+  jax_whole = whole_experiment_jax(config, data, mesh)
+  torch_whole = whole_experiment_torch(config, torch_data)
+
+  # 3. The teacher step alone: 1 and K vmapped teachers.
+  rate_epochs = max(2, args.rate_epochs)
+  jax_one = jax_teacher_epoch_seconds(config, data, mesh, 1, rate_epochs)
+  jax_k = jax_teacher_epoch_seconds(config, data, mesh, args.teachers, rate_epochs)
+  torch_one, torch_teacher = torch_teacher_epoch_seconds(
+    torch_data, config.teacher.batch_size, rate_epochs
+  )
+  step_gflop = teacher_step_gflop(config)
+
+  # 4. Students.
+  rate_config = jax_config(args, teachers=args.teachers)
+  rate_config.student.epochs = args.student_rate_epochs
+  jax_students = jax_student_rate(rate_config, data, jax_whole.pop("teacher"), mesh)
+  torch_students = torch_student_rate(torch_data, torch_teacher, args.student_rate_epochs, 2)
+
+  k = args.teachers
+  rows = [
     (
-      f"students: run-epochs/s ({2 * args.seeds} runs; 10 steps + eval)",
-      jax_run_epochs / jax_seconds,
-      torch_run_epochs / (torch_stamps[-1] - torch_stamps[0]),
+      f"default conv experiment (K={k} x S={args.seeds} x 2 arms): experiments/hour",
+      3600 / jax_whole["seconds"],
+      3600 / torch_whole["seconds"],
+    ),
+    ("teacher step alone, 1 teacher: steps/s", steps / jax_one, steps / torch_one),
+    (f"teacher step alone, K={k} teachers: teacher-steps/s", k * steps / jax_k, steps / torch_one),
+    ("students: run-epochs/s (10 steps + test eval)", jax_students, torch_students),
+  ]
+  fraction = lambda steps_per_s: step_gflop * steps_per_s / peak  # noqa: E731
+  teacher_step = {
+    "gflop": step_gflop,
+    "matmul_peak_gflops": peak,
+    "jax_gflops": step_gflop * steps / jax_one,
+    "jax_fraction_of_peak": fraction(steps / jax_one),
+    f"jax_gflops_k{k}": step_gflop * k * steps / jax_k,
+    f"jax_fraction_of_peak_k{k}": fraction(k * steps / jax_k),
+    "pytorch_gflops": step_gflop * steps / torch_one,
+    "pytorch_fraction_of_peak": fraction(steps / torch_one),
+    "k": k,
+    "k_teachers_cost_over_one": jax_k / jax_one,
+  }
+  print(
+    f"\nwhole experiment: JAX {jax_whole['seconds']:.1f} s (of which XLA compilation "
+    f"{jax_whole['compile_seconds']:.1f} s in {jax_whole['programs']} programs, "
+    f"{jax_whole['cache_hits']} shared through the compilation cache), PyTorch "
+    f"{torch_whole['seconds']:.1f} s. Teachers on φ(test): JAX {jax_whole['teacher_accuracy']:.4f}"
+    f", PyTorch {torch_whole['teacher_accuracy']:.4f}; students' final accuracy: "
+    + ", ".join(
+      f"{arm} JAX {jax_whole['accuracy'][arm]:.4f} / PyTorch {torch_whole['accuracy'][arm]:.4f}"
+      for arm in jax_whole["accuracy"]
     )
   )
   print(
-    f"students: final test accuracy after {args.student_epochs} epochs (mean over seeds): "
-    + ", ".join(f"{arm} JAX {jax_acc[arm]:.4f} / PyTorch {torch_acc[arm]:.4f}" for arm in jax_acc)
+    f"teacher step: {step_gflop * 1e3:.1f} MFLOP (XLA cost analysis); matmul peak "
+    f"{peak:.1f} GFLOP/s (jitted 2048² jnp.dot, measured now); JAX 1 teacher "
+    f"{teacher_step['jax_gflops']:.1f} GFLOP/s = {teacher_step['jax_fraction_of_peak']:.0%} of "
+    f"peak, {k} vmapped teachers {teacher_step[f'jax_gflops_k{k}']:.1f} GFLOP/s = "
+    f"{teacher_step[f'jax_fraction_of_peak_k{k}']:.0%}; {k} teachers cost "
+    f"{jax_k / jax_one:.2f}x one; PyTorch {teacher_step['pytorch_gflops']:.1f} GFLOP/s = "
+    f"{teacher_step['pytorch_fraction_of_peak']:.0%}"
   )
-
-  # 3. Whole experiment (teacher 10 epochs + 2 arms x seeds x 100 epochs), compile included.
-  if args.full:
-    teacher_epochs, student_epochs = whole_epochs
-    with tempfile.TemporaryDirectory() as workdir:
-      config = jax_config(teacher_epochs, student_epochs, args.seeds)
-      start = time.perf_counter()
-      jax_students(
-        config, data, conv_experiment.fit_teacher(config, data, mesh, workdir), workdir, mesh
-      )
-      jax_wall = time.perf_counter() - start
-    start = time.perf_counter()
-    teacher, _ = torch_teacher(data, teacher_epochs)
-    torch_students(data, teacher, student_epochs, args.seeds)
-    torch_wall = time.perf_counter() - start
-    rows.append(("whole experiment: experiments per hour", 3600 / jax_wall, 3600 / torch_wall))
-    print(f"whole experiment wall time: JAX {jax_wall:.1f} s, PyTorch {torch_wall:.1f} s")
-
-  print(f"\n{'measure':<58}{'JAX':>10}{'PyTorch':>10}{'JAX/PyTorch':>13}")
+  print(f"\n{'measure':<66}{'JAX':>10}{'PyTorch':>10}{'JAX/PyTorch':>13}")
   for name, jax_value, torch_value in rows:
-    print(f"{name:<58}{jax_value:>10.1f}{torch_value:>10.1f}{jax_value / torch_value:>12.2f}x")
+    print(f"{name:<66}{jax_value:>10.1f}{torch_value:>10.1f}{jax_value / torch_value:>12.2f}x")
   summary = {
     "benchmark": "jax_vs_pytorch",
     "ratios": {name: jax_value / torch_value for name, jax_value, torch_value in rows},
     "jax": {name: jax_value for name, jax_value, _ in rows},
     "pytorch": {name: torch_value for name, _, torch_value in rows},
-    "accuracy": {"jax": jax_acc, "pytorch": torch_acc},
-    "teacher_step": {
-      "gflop": step_gflop,
-      "matmul_peak_gflops": peak,
-      "jax_gflops": achieved,
-      "jax_fraction_of_peak": achieved / peak,
-      "pytorch_gflops": torch_achieved,
-    },
+    "whole": {"jax": jax_whole, "pytorch": torch_whole},
+    "teacher_step": teacher_step,
     "args": vars(args),
   }
   print("JSON " + json.dumps(summary))
