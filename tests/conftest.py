@@ -15,9 +15,25 @@ import tempfile  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Many tests compile the same small programs from fresh closures; a persistent compilation cache
-# (keyed by the program, not the Python function) lets them share the compiled code.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="distill_jax_xla_"))
+
+
+def _compilation_cache_dir() -> str:
+  """One folder per test run: shared by the pytest-xdist workers (same run id) and, through the
+  environment, by the subprocesses the tests start (CLI runs, benchmarks)."""
+  run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+  if not run:
+    return tempfile.mkdtemp(prefix="distill_jax_xla_")
+  folder = os.path.join(tempfile.gettempdir(), f"distill_jax_xla_{run}")
+  os.makedirs(folder, exist_ok=True)
+  return folder
+
+
+# Many tests compile the same programs from fresh closures or in fresh processes; a persistent
+# compilation cache (keyed by the program, not the Python function) lets them share the code.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _compilation_cache_dir()
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
