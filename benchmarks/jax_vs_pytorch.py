@@ -116,7 +116,7 @@ def jax_config(args, teachers: int):
 # ----------------------------------------------------------------------------- measurements
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+def matmul_peak_gflops(size: int = 2048, repeats: int = 30) -> float:
   """This machine's float32 matmul rate through JAX (GFLOP/s): a jitted ``size × size`` product,
   best of ``repeats`` calls after a warm-up. The reference the teacher step is measured against.
   """
@@ -359,8 +359,8 @@ def main():
   }
   print(
     f"\nwhole experiment: JAX {jax_whole['seconds']:.1f} s (of which XLA compilation "
-    f"{jax_whole['compile_seconds']:.1f} s in {jax_whole['programs']} programs, "
-    f"{jax_whole['cache_hits']} shared through the compilation cache), PyTorch "
+    f"{jax_whole['compile_seconds']:.1f} s over {jax_whole['programs']} programs, "
+    f"{jax_whole['cache_hits']} of them read from the compilation cache), PyTorch "
     f"{torch_whole['seconds']:.1f} s. Teachers on φ(test): JAX {jax_whole['teacher_accuracy']:.4f}"
     f", PyTorch {torch_whole['teacher_accuracy']:.4f}; students' final accuracy: "
     + ", ".join(

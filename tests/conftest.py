@@ -16,7 +16,6 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
-
 def _compilation_cache_dir() -> str:
   """One folder per test run: shared by the pytest-xdist workers (same run id) and, through the
   environment, by the subprocesses the tests start (CLI runs, benchmarks)."""
