@@ -249,12 +249,12 @@ else
   )
   CONV_ABOUT="CPU smoke: 500 / 100 / 200 images, 1 teacher × 1 epoch, 1 seed × 2 epochs"
   STYLE_ARGS+=(
-    --config.data.image_size=16 --config.data.max_big=16 --config.data.max_small=8
-    --config.data.max_test=8 --config.style.steps=1 --config.style.batch_size=8
+    --config.data.image_size=16 --config.data.imagenette_small=20 --config.data.max_big=16
+    --config.data.max_small=8 --config.data.max_test=8 --config.style.steps=1 --config.style.batch_size=8
     --config.teacher.batch_size=8 --config.student.batch_size=8 --config.eval_batch_size=8
     --teacher_epochs=1 --epochs=2 --seeds=1
   )
-  STYLE_ABOUT="CPU smoke: style_gpu.py's models and VGG layers at 16 px, 1 transfer step, 16 / 8 / 8 images, 1 teacher epoch, 1 seed × 2 epochs"
+  STYLE_ABOUT="CPU smoke: style_gpu.py's models and VGG layers at 16 px, 1 transfer step, Small drawn as 20 train images, 16 / 8 / 8 images, 1 teacher epoch, 1 seed × 2 epochs"
 fi
 if [[ -n "$VGG_WEIGHTS" ]]; then
   STYLE_ARGS+=("--config.style.weights=$VGG_WEIGHTS")
