@@ -114,7 +114,7 @@ def run_experiment(
     "devices": [str(d) for d in mesh.devices.flat],
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
-  report.write(results, workdir)
+  report.write(results, workdir, other_figures=tuple(built.figures))
   for path in built.figures:
     logging.info("figure: %s", path)
   logging.info(

@@ -15,6 +15,7 @@ import numpy as np
 from distill_jax import figures
 from distill_jax import files
 from distill_jax import parallel
+from distill_jax import summaries
 
 CURVES = ("test_accuracy", "test_cross_entropy")
 
@@ -62,7 +63,12 @@ def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
     f"{teacher['test_cross_entropy_mean']:.4f} ± {teacher['test_cross_entropy_std']:.4f}.",
     "",
   ]
-  if "teacher_on_phi_target_test_accuracy_mean" in phi:
+  same_scores = phi.get("phi_target_test_size") == teacher.get("num_test") and np.allclose(
+    phi.get("teacher_on_phi_target_test_accuracy", np.nan), teacher.get("test_accuracy", np.nan)
+  )
+  if same_scores:  # source and target test are one set (identity, noise's draw aside, conv)
+    lines += ["φ keeps the class: the target test set is the source's, scored above.", ""]
+  elif "teacher_on_phi_target_test_accuracy_mean" in phi:
     lines += [
       f"φ keeps the class: the teachers on φ(target test) ({phi['phi_target_test_size']} "
       "images), scored with the target labels: accuracy "
@@ -151,12 +157,17 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def write(results: dict, workdir: str) -> None:
-  """Writes results.json, results.md, test_accuracy.png and test_cross_entropy.png."""
+def write(results: dict, workdir: str, other_figures: tuple[str, ...] = ()) -> None:
+  """Writes results.json, results.md, test_accuracy.png, test_cross_entropy.png, (with
+  effects) teacher_gains.png, and the TensorBoard runs (``summaries``) with those figures and
+  ``other_figures`` (e.g. the map's) as images."""
   if parallel.is_primary():  # with several processes, process 0 writes
     files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
     files.write_text(os.path.join(workdir, "results.md"), markdown_table(results))
-  for metric in CURVES:
-    figures.curves(results, metric, os.path.join(workdir, f"{metric}.png"))
+  paths = [os.path.join(workdir, f"{metric}.png") for metric in CURVES]
+  for metric, path in zip(CURVES, paths):
+    figures.curves(results, metric, path)
   if results.get("effects"):
-    figures.teacher_gains(results, os.path.join(workdir, "teacher_gains.png"))
+    paths.append(figures.teacher_gains(results, os.path.join(workdir, "teacher_gains.png")))
+  if parallel.is_primary():
+    summaries.write(results, workdir, [*paths, *other_figures])

@@ -26,6 +26,7 @@ from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
 from distill_jax import train
+from distill_jax.report import history_to_json
 
 TRAIN_ON = ("phi", "source")
 
@@ -186,6 +187,8 @@ def fit_teacher(
     **_per_teacher("test_", {k: v[:, -1] for k, v in result.history.items()}),
     "reused_checkpoint": bool(reused),
     "train_seconds": result.seconds,
+    # per teacher and epoch [K, epochs] (null: not evaluated): the curves, e.g. for TensorBoard
+    "history": {metric: history_to_json(values) for metric, values in result.history.items()},
     "checkpoint": checkpointer.directory,
   }
   return TrainedTeacher(model=model, params=result.params, key=key, info=info)

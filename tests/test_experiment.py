@@ -76,6 +76,14 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
   assert 0.1 < saved["teacher"]["test_accuracy_mean"] <= 1.0
   assert saved["teacher"]["evaluated_on"] == "phi(fashion_mnist test)"
   assert not saved["teacher"]["reused_checkpoint"]
+  # TensorBoard: a run per teacher and per student run, each arm's mean, the figures; the
+  # teachers' curves end at their final scores (tests/test_summaries.py reads every value back).
+  board = tmp_path / "tensorboard"
+  assert sorted(os.listdir(board)) == ["figures", "no_teacher", "teacher", "teacher_phi"]
+  assert sorted(os.listdir(board / "teacher_phi")) == ["mean", "t0_s0", "t0_s1", "t1_s2", "t1_s3"]
+  assert sorted(os.listdir(board / "teacher")) == ["k0", "k1"]
+  history = saved["teacher"]["history"]["test_accuracy"]
+  assert [row[-1] for row in history] == pytest.approx(saved["teacher"]["test_accuracy"])
 
   again = experiment.run_experiment(
     config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir

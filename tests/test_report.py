@@ -97,3 +97,22 @@ def test_unevaluated_epochs_are_null_in_json_and_skipped_in_figures(tmp_path):
   text = (tmp_path / "results.json").read_text()
   assert "NaN" not in text and json.loads(text)["arms"]["no_teacher"]["test_accuracy"][0][0] is None
   assert (tmp_path / "test_accuracy.png").stat().st_size > 0
+
+
+def test_same_test_set_is_not_scored_twice():
+  """identity / conv: target test = source test, so the class check repeats the teacher's line."""
+  results = _results()
+  results["teacher"]["test_accuracy"] = [0.9]
+  results["phi"] = {
+    "teacher_on_phi_target_test_accuracy": [0.9],
+    "teacher_on_phi_target_test_accuracy_mean": 0.9,
+    "teacher_on_phi_target_test_accuracy_std": 0.0,
+    "teacher_on_phi_target_test_cross_entropy_mean": 0.3,
+    "teacher_on_phi_target_test_cross_entropy_std": 0.0,
+    "phi_target_test_size": 100,
+  }
+  table = report.markdown_table(results)
+  assert table.count("accuracy 0.9000 ± 0.0000") == 1
+  assert "φ keeps the class: the target test set is the source's, scored above." in table
+  results["phi"]["teacher_on_phi_target_test_accuracy"] = [0.8]  # another draw (noise)
+  assert "φ keeps the class: the teachers on φ(target test)" in report.markdown_table(results)

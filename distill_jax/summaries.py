@@ -1,0 +1,102 @@
+"""TensorBoard event files of a finished experiment, written with tensorboardX (no TensorFlow).
+
+``write(results, workdir, figure_paths)`` writes, under ``<workdir>/tensorboard/``, one
+TensorBoard run per trained model, so ``tensorboard --logdir <workdir>/tensorboard`` (or a folder
+of several workdirs) overlays them:
+
+* ``teacher/k<k>``: teacher k's per-epoch ``train/loss``, ``test/accuracy``,
+  ``test/cross_entropy`` (on φ(source test));
+* ``<arm>/t<k>_s<seed>``: each student run's per-epoch ``train/loss``, ``test/accuracy``,
+  ``test/cross_entropy`` (``<arm>`` is the results' arm label, with ``[lam=…,T=…]`` for grids;
+  ``t-1`` for no_teacher), with its hyper-parameters (mapping, arm, λ, T, seed, teacher) and final
+  test metrics for the HParams dashboard;
+* ``<arm>/mean``: the mean over the arm's runs;
+* ``figures``: the run's PNG figures as images.
+
+Epochs are the steps (1 … E); epochs not evaluated (``eval_every``) are skipped. The numbers are
+the ones in results.json (``tests/test_summaries.py`` reads them back).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+SCALARS = {"train_loss": "train/loss", "test_accuracy": "test/accuracy"}
+SCALARS["test_cross_entropy"] = "test/cross_entropy"
+FOLDER = "tensorboard"
+
+
+def _safe(name: str) -> str:
+  """A run folder name: letters, digits and ``.=,_-`` kept, the rest ``_``."""
+  return re.sub(r"[^\w.=,\-]", "_", name)
+
+
+def _add_curves(writer, history: dict, row: int | None = None) -> dict[str, float]:
+  """Adds every metric of ``history`` (``[runs, epochs]`` lists, or ``[epochs]`` with ``row``
+  None for a mean) as scalars; returns the last evaluated value of each."""
+  last = {}
+  for metric, tag in SCALARS.items():
+    if metric not in history:
+      continue
+    values = np.asarray(history[metric], np.float64)
+    values = values if row is None else values[row]
+    for epoch, value in enumerate(values, start=1):
+      if np.isfinite(value):
+        writer.add_scalar(tag, float(value), epoch)
+        last[tag] = float(value)
+  return last
+
+
+def _mean_over_runs(history: list) -> np.ndarray:
+  """``[runs, epochs]`` → ``[epochs]`` means; NaN where no run was evaluated."""
+  values = np.asarray(history, np.float64)
+  evaluated = np.isfinite(values).any(axis=0)
+  means = np.full(values.shape[1], np.nan)
+  means[evaluated] = np.nanmean(values[:, evaluated], axis=0)
+  return means
+
+
+def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
+  """Writes the experiment's TensorBoard runs (module docstring); returns their folder."""
+  from PIL import Image
+  from tensorboardX import SummaryWriter
+  from tensorboardX.summary import hparams
+
+  root = os.path.join(workdir, FOLDER)
+  mapping = str(results.get("config", {}).get("mapping", ""))
+  teacher = results.get("teacher", {})
+  for k, seed in enumerate(teacher.get("seeds", [])):
+    if "history" in teacher:
+      with SummaryWriter(os.path.join(root, "teacher", f"k{k}")) as writer:
+        _add_curves(writer, teacher["history"], row=k)
+        writer.add_text("teacher", f"seed {seed}, trained on {teacher.get('trained_on', '')}")
+  for label, arm in results.get("arms", {}).items():
+    for row, (seed, k) in enumerate(zip(arm["seeds"], arm["teachers"])):
+      with SummaryWriter(os.path.join(root, _safe(label), f"t{k}_s{seed}")) as writer:
+        final = _add_curves(writer, arm, row=row)
+        run_hparams = {
+          "mapping": mapping,
+          "arm": arm["arm"],
+          "lam": float(arm["lam"]),
+          "temperature": float(arm["temperature"]),
+          "seed": int(seed),
+          "teacher": int(k),
+        }
+        for summary in hparams(run_hparams, {f"hparams/{t}": v for t, v in final.items()}):
+          writer.file_writer.add_summary(summary)
+        for tag, value in final.items():
+          writer.add_scalar(f"hparams/{tag}", value)
+    mean = {m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm}
+    with SummaryWriter(os.path.join(root, _safe(label), "mean")) as writer:
+      _add_curves(writer, mean)
+  pictures = [p for p in figure_paths if os.path.exists(p)]
+  if pictures:
+    with SummaryWriter(os.path.join(root, "figures")) as writer:
+      for path in pictures:
+        with Image.open(path) as image:
+          pixels = np.asarray(image.convert("RGB"))
+        writer.add_image(os.path.splitext(os.path.basename(path))[0], pixels, 0, dataformats="HWC")
+  return root

@@ -1,0 +1,87 @@
+"""TensorBoard event files: read back with TensorBoard's own reader, equal to results.json."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from distill_jax import summaries
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+def _results():
+  rng = np.random.default_rng(0)
+  curve = lambda runs, epochs: rng.random((runs, epochs)).round(4).tolist()  # noqa: E731
+  teacher_phi = {"arm": "teacher_phi", "lam": 1.0, "temperature": 2.0}
+  teacher_phi.update(seeds=[0, 1, 2, 3], teachers=[0, 0, 1, 1])
+  no_teacher = {"arm": "no_teacher", "lam": 0.0, "temperature": 1.0}
+  no_teacher.update(seeds=[0, 1, 2, 3], teachers=[-1] * 4)
+  for arm in (teacher_phi, no_teacher):
+    for metric in summaries.SCALARS:
+      arm[metric] = curve(4, 3)
+  no_teacher["test_accuracy"][0][1] = None  # an epoch not evaluated
+  teacher = {"seeds": [0, 1], "trained_on": "phi(x)"}
+  teacher["history"] = {metric: curve(2, 2) for metric in summaries.SCALARS}
+  return {
+    "config": {"mapping": "conv"},
+    "teacher": teacher,
+    "arms": {"no_teacher": no_teacher, "teacher_phi[lam=1,T=2]": teacher_phi},
+  }
+
+
+def _scalars(folder):
+  accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={"scalars": 0})
+  accumulator.Reload()
+  return accumulator, {
+    tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+    for tag in accumulator.Tags()["scalars"]
+  }
+
+
+def test_every_run_reads_back_as_in_results(tmp_path):
+  results = _results()
+  figure = tmp_path / "test_accuracy.png"
+  Image.new("RGB", (8, 6), (255, 0, 0)).save(figure)
+  root = summaries.write(results, str(tmp_path), [str(figure)])
+  assert root == str(tmp_path / "tensorboard")
+  for label, arm in results["arms"].items():
+    folder = tmp_path / "tensorboard" / summaries._safe(label)
+    runs = sorted(os.listdir(folder))
+    assert len(runs) == len(arm["seeds"]) + 1 and "mean" in runs
+    for row, (seed, k) in enumerate(zip(arm["seeds"], arm["teachers"])):
+      _, scalars = _scalars(folder / f"t{k}_s{seed}")
+      for metric, tag in summaries.SCALARS.items():
+        want = [(e + 1, v) for e, v in enumerate(arm[metric][row]) if v is not None]
+        got = scalars[tag]
+        assert [s for s, _ in got] == [s for s, _ in want]
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+      assert scalars["hparams/test/accuracy"][0][1] == pytest.approx(arm["test_accuracy"][row][-1])
+    _, mean = _scalars(folder / "mean")
+    np.testing.assert_allclose(
+      [v for _, v in mean["test/cross_entropy"]],
+      np.mean(np.asarray(arm["test_cross_entropy"]), axis=0),
+      rtol=1e-6,
+    )
+  _, mean = _scalars(tmp_path / "tensorboard" / "no_teacher" / "mean")
+  no_teacher = np.asarray(results["arms"]["no_teacher"]["test_accuracy"], np.float64)
+  assert [v for _, v in mean["test/accuracy"]][1] == pytest.approx(np.nanmean(no_teacher[:, 1]))
+  for k in range(2):
+    _, scalars = _scalars(tmp_path / "tensorboard" / "teacher" / f"k{k}")
+    want = results["teacher"]["history"]["test_accuracy"][k]
+    np.testing.assert_allclose([v for _, v in scalars["test/accuracy"]], want, rtol=1e-6)
+  accumulator, _ = _scalars(tmp_path / "tensorboard" / "figures")
+  assert accumulator.Tags()["images"] == ["test_accuracy"]
+
+
+def test_hparams_name_the_run(tmp_path):
+  summaries.write(_results(), str(tmp_path))
+  folder = tmp_path / "tensorboard" / "teacher_phi_lam=1,T=2_" / "t1_s2"
+  accumulator = event_accumulator.EventAccumulator(str(folder))
+  accumulator.Reload()
+  content = accumulator.PluginTagToContent("hparams")
+  assert set(content) >= {"_hparams_/experiment", "_hparams_/session_start_info"}
+  start = content["_hparams_/session_start_info"]
+  for text in (b"teacher_phi", b"conv"):
+    assert text in start
