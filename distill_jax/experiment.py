@@ -101,7 +101,7 @@ def run_experiment(
     "experiment": (
       f"{config.source_dataset} -> {config.target_dataset} through phi = {built.phi.name}"
     ),
-    "config": config.to_dict(),
+    "config": _config_for_results(config),
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
@@ -142,6 +142,16 @@ def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> di
       report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)
     )
   return arm_results
+
+
+def _config_for_results(config) -> dict:
+  """The config as a dict, with only this mapping's options under ``maps`` (a conv run does not
+  carry the noise map's settings)."""
+  as_dict = config.to_dict()
+  as_dict["maps"] = {
+    name: options for name, options in as_dict.get("maps", {}).items() if name == config.mapping
+  }
+  return as_dict
 
 
 def _max_sizes(config) -> dict:

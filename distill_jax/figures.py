@@ -46,6 +46,8 @@ def curves(results: dict, metric: str, path: str) -> str:
   panel. Epochs that were not evaluated (null) are skipped.
   """
   plt = _pyplot()
+  from matplotlib.ticker import MaxNLocator
+
   arms = results["arms"]
   colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
   fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -70,6 +72,7 @@ def curves(results: dict, metric: str, path: str) -> str:
     pad = 0.1 * (high - low) or 1e-3
     zoom.set_ylim(low - pad, high + pad)
   for ax, title in ((full, "all epochs"), (zoom, "second half, zoomed")):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5, 3.25
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title, fontsize=9)

@@ -3,7 +3,8 @@
 ``--mapping=<name>`` picks the experiment: ``experiments/configs/<name>.py`` when there is one
 (vae, generated, generated_full, style), else ``default.py`` with that map φ (identity, noise, conv);
 ``--config=<file>`` picks a config file directly. Flags set the common values; any config value
-can be set with ``--config.<name>=...``. Writes results.json, results.md and figures to
+can be set with ``--config.<name>=...`` (``--list_config`` lists them with their values and
+meanings). Writes results.json, results.md, figures and TensorBoard event files to
 ``--workdir``.
 """
 
@@ -26,6 +27,7 @@ from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import validation
 from experiments import cli_setup
+from experiments import config_help
 from experiments import launch
 
 CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -111,7 +113,9 @@ try:
   _CONFIG = config_flags.DEFINE_config_file(
     "config",
     os.path.join(os.path.dirname(__file__), "configs", "default.py"),
-    "Experiment configuration file.",
+    "Experiment configuration file (default: the one --mapping picks). Any field can be set "
+    "with --config.<field>=<value>; --list_config prints them all with their values and "
+    "meanings.",
     lock_config=True,
   )
 except (AttributeError, KeyError) as _error:
@@ -129,6 +133,12 @@ _MAPPING = flags.DEFINE_enum(
   "generated_full: the ablation, GeneratedMNIST = φ_vae(all of Fashion-MNIST) "
   "(configs/generated_full.py); style: Imagenette through VGG-19 style transfer "
   "(configs/style.py). With --config=<file>, only sets config.mapping.",
+)
+_LIST_CONFIG = flags.DEFINE_bool(
+  "list_config",
+  False,
+  "Print every --config.<field> of the selected experiment (after --mapping and the flags "
+  "below) with its value and one-line meaning, from the config files' comments; then exit.",
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Student epochs (default: config, 100).")
 _TEACHER_EPOCHS = flags.DEFINE_integer("teacher_epochs", None, "Teacher epochs (default 10).")
@@ -166,11 +176,8 @@ def _floats(name: str, values: list[str]) -> tuple[float, ...]:
     raise app.UsageError(f"--{name} takes numbers separated by commas, got {','.join(values)!r}.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  launch.launch_or_join("experiments.distill")
-  cli_setup.setup()
+def _config_from_flags():
+  """The selected config file with ``--mapping`` and the other flags applied."""
   config = _CONFIG.value
   try:
     config.mapping  # noqa: B018 — config_flags defers a bad --config file's error to first use
@@ -191,6 +198,18 @@ def main(argv):
       config.lams = _floats("lam", _LAM.value)
     if _TEMPERATURE.value is not None:
       config.temperatures = _floats("temperature", _TEMPERATURE.value)
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _LIST_CONFIG.value:  # before any process is launched or any work done
+    print(config_help.describe(_config_from_flags()))
+    return
+  launch.launch_or_join("experiments.distill")
+  cli_setup.setup()
+  config = _config_from_flags()
   try:
     validation.validate_config(config)
   except ValueError as error:  # one line, no help text: the message names the value and the fix

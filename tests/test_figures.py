@@ -51,3 +51,18 @@ def test_style_examples(tmp_path, num_styles):
     images, labels, 1 - images, style_images, np.arange(6) % num_styles, str(tmp_path / "s.png")
   )
   assert _is_png(tmp_path / "s.png") and path == str(tmp_path / "s.png")
+
+
+def test_curves_have_whole_epoch_ticks(tmp_path, monkeypatch):
+  """A 3-epoch run: ticks 1, 2, 3 (matplotlib's default would put 1.5, 2.5 between them)."""
+  from distill_jax import figures as figures_lib
+
+  saved = []
+  monkeypatch.setattr(figures_lib, "_save", lambda fig, path, **options: saved.append(fig))
+  arm = {"test_accuracy": [[0.5, 0.6, 0.7], [0.4, 0.6, 0.8]]}
+  results = {"experiment": "toy", "arms": {"no_teacher": arm, "teacher_phi": arm}}
+  figures_lib.curves(results, "test_accuracy", str(tmp_path / "c.png"))
+  (fig,) = saved
+  for ax in fig.axes:
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
