@@ -572,3 +572,20 @@ def test_real_load_subsets_equal_the_picks_of_the_full_load(fashion, shared_data
   assert not np.array_equal(out["test"][1], splits["test"][1][:700])  # seeded, not the first
   np.testing.assert_array_equal(out["small"][0], splits["small"][0])  # 1,000: all of it
   np.testing.assert_array_equal(out["small"][1], splits["small"][1])
+
+
+def test_local_preparation_prints_no_download_line_and_no_progress_bars(tmp_path, capfd, caplog):
+  """Preparing from local files: our two timed log lines, not tfds's "Downloading and
+  preparing dataset Unknown size" nor its progress bars (which ran into the next log line)."""
+  import logging
+
+  root = tmp_path / "raw"
+  make_tiny_dataset(root / "fashion_mnist", seed=4)
+  caplog.set_level(logging.INFO)
+  tfds_dir = str(tmp_path / "tfds")
+  load_splits("fashion_mnist", data_dir=str(root), tfds_dir=tfds_dir, splits=("test",))
+  out, err = capfd.readouterr()
+  assert "Downloading and preparing" not in out + err
+  assert "examples/s" not in out + err and "\r" not in out + err  # no tqdm bars
+  assert "tfds distill_fashion_mnist: preparing" in caplog.text
+  assert "tfds distill_fashion_mnist: prepared in" in caplog.text

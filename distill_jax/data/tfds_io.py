@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import time
 from collections.abc import Callable, Iterable
 
 import jax
@@ -18,6 +19,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 from tensorflow_datasets.core import shuffle as tfds_shuffle
+from tensorflow_datasets.core.utils import tqdm_utils
 from tensorflow_datasets.proto import tf_example_pb2
 
 from distill_jax import integrity
@@ -107,14 +109,40 @@ def _prepare_once(
         moved,
       )
       builder = make_builder()
-    with _in_memory_shuffle_buffer():
+    local = download_config is None or bool(getattr(download_config, "manual_dir", None))
+    source = "local files" if local else "the official URLs"
+    logging.info("tfds %s: preparing %s from %s ...", builder.name, builder.data_dir, source)
+    started = time.perf_counter()
+    with _in_memory_shuffle_buffer(), _quiet_local_preparation(builder, local):
       builder.download_and_prepare(
         file_format="array_record",
         download_dir=os.path.join(root, "downloads", builder.name),
         download_config=download_config,
       )
     integrity.write_manifest(os.fspath(builder.data_dir), manifest)
+    logging.info("tfds %s: prepared in %.1f s", builder.name, time.perf_counter() - started)
   return builder
+
+
+@contextlib.contextmanager
+def _quiet_local_preparation(builder: tfds.core.DatasetBuilder, local: bool):
+  """For a dataset made from local files: no "Downloading and preparing dataset Unknown size"
+  line (nothing is downloaded) and no tfds progress bars (they end without a newline and run
+  into the next log line); our own two log lines say what happens and how long it took. A real
+  download keeps tfds's output (its size line and bars are what a user needs to wait or
+  cancel)."""
+  if not local:
+    yield
+    return
+  for name in ("_log_download_bytes", "_log_download_done"):  # this builder only
+    if hasattr(builder, name):
+      setattr(builder, name, lambda: None)
+  was_active = getattr(tqdm_utils, "_active", True)
+  tqdm_utils.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tqdm_utils.display_progress_bar(was_active)
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
