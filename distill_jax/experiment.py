@@ -68,16 +68,23 @@ def run_experiment(
   loaded = {config.source_dataset, config.target_dataset} - {data_lib.GENERATED_MNIST}
   datasets = {name: _subsets(load(name, subsets=True), config) for name in sorted(loaded)}
   data_seconds = time.perf_counter() - started
+  for name, splits in datasets.items():
+    sizes = " / ".join(f"{split} {len(arrays.labels):,}" for split, arrays in splits.items())
+    logging.info("data: %s %s", name, sizes)
+  logging.info("data: loaded in %.1f s", data_seconds)
 
   context = maps.MapContext(
     load=load, mesh=mesh, cache_dir=cache_dir, tfds_dir=tfds_dir, workdir=workdir
   )
+  stage = time.perf_counter()
   built = maps.family_for(config.mapping).build(config, datasets, context)
+  logging.info("φ: %s ready in %.1f s", built.phi.name, time.perf_counter() - stage)
   if built.source_splits is not None:
     datasets[config.source_dataset] = _subsets(built.source_splits, config)
   source, target = datasets[config.source_dataset], datasets[config.target_dataset]
   eval_size = config.teacher.eval_size
 
+  stage = time.perf_counter()
   teacher = teacher_lib.fit_teacher(
     config,
     phi=built.phi,
@@ -93,6 +100,12 @@ def run_experiment(
     teacher_lib.score_through_phi(
       teacher, built.phi, data_lib.subset(target["test"], eval_size), mesh
     )
+  )
+
+  logging.info(
+    "teacher: %s in %.1f s",
+    "reused" if teacher.info["reused_checkpoint"] else "trained",
+    time.perf_counter() - stage,
   )
 
   small, test = target["small"], target["test"]
@@ -114,9 +127,14 @@ def run_experiment(
     "devices": [str(d) for d in mesh.devices.flat],
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
+  stage = time.perf_counter()
   report.write(results, workdir, other_figures=tuple(built.figures))
   for path in built.figures:
     logging.info("figure: %s", path)
+  logging.info(
+    "report: results.json, results.md, figures and tensorboard/ written in %.1f s",
+    time.perf_counter() - stage,
+  )
   logging.info(
     "experiment done in %.1fs: %s", results["seconds"]["total"], os.path.join(workdir, "results.md")
   )
@@ -127,6 +145,7 @@ def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> di
   """Every arm's students; ``results.json``'s ``arms`` (one entry per arm and λ, T)."""
   arm_results = {}
   for arm in students_lib.arms_for(built.phi, small.images.shape[1:]):
+    stage = time.perf_counter()
     runs = students_lib.fit_students(
       config,
       arm,
@@ -140,6 +159,9 @@ def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> di
     )
     arm_results.update(
       report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)
+    )
+    logging.info(
+      "students[%s]: %d runs in %.1f s", arm.name, len(runs.grid), time.perf_counter() - stage
     )
   return arm_results
 

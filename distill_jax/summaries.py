@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -59,11 +60,29 @@ def _mean_over_runs(history: list) -> np.ndarray:
   return means
 
 
+def _import_tensorboardx():
+  """tensorboardX, imported without torch: its writer module imports torch whenever torch is
+  installed (3.5 s here, e.g. with the ``test`` extra), only to accept torch tensors, which we
+  never pass. Unless torch is loaded already, ``import torch`` fails during that import (its
+  documented fallback), and works again right after."""
+  if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    import tensorboardX
+
+    return tensorboardX
+  sys.modules["torch"] = None  # makes `import torch` raise ImportError
+  try:
+    import tensorboardX
+  finally:
+    del sys.modules["torch"]
+  return tensorboardX
+
+
 def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
   """Writes the experiment's TensorBoard runs (module docstring); returns their folder."""
   from PIL import Image
-  from tensorboardX import SummaryWriter
-  from tensorboardX.summary import hparams
+
+  tensorboardx = _import_tensorboardx()
+  SummaryWriter, hparams = tensorboardx.SummaryWriter, tensorboardx.summary.hparams
 
   root = os.path.join(workdir, FOLDER)
   mapping = str(results.get("config", {}).get("mapping", ""))
