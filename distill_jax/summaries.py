@@ -11,6 +11,7 @@ of several workdirs) overlays them:
   ``t-1`` for no_teacher), with its hyper-parameters (mapping, arm, λ, T, seed, teacher) and final
   test metrics for the HParams dashboard;
 * ``<arm>/mean``: the mean over the arm's runs;
+* ``vae`` (φ_vae experiments): the VAE's per-epoch ``vae/<metric>`` (−ELBO, KL, …);
 * ``figures``: the run's PNG figures as images.
 
 Epochs are the steps (1 … E); epochs not evaluated (``eval_every``) are skipped. The numbers are
@@ -92,6 +93,13 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
       with SummaryWriter(os.path.join(root, "teacher", f"k{k}")) as writer:
         _add_curves(writer, teacher["history"], row=k)
         writer.add_text("teacher", f"seed {seed}, trained on {teacher.get('trained_on', '')}")
+  vae_history = results.get("phi", {}).get("history")
+  if vae_history:  # the VAE of φ_vae: every metric it logs per epoch (−ELBO, KL, log-likelihoods)
+    with SummaryWriter(os.path.join(root, "vae")) as writer:
+      for metric, values in vae_history.items():
+        for epoch, value in enumerate(values, start=1):
+          if value is not None and np.isfinite(value):
+            writer.add_scalar(f"vae/{metric}", float(value), epoch)
   for label, arm in results.get("arms", {}).items():
     for row, (seed, k) in enumerate(zip(arm["seeds"], arm["teachers"])):
       with SummaryWriter(os.path.join(root, _safe(label), f"t{k}_s{seed}")) as writer:

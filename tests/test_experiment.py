@@ -304,6 +304,8 @@ def test_vae_map_end_to_end(shared_data_dir, tfds_dir, tmp_path):
   assert 0.0 <= results["phi"]["teacher_on_phi_target_test_accuracy_mean"] <= 1.0
   for name in ("vae_translations.png", "vae_latent_grid.png", "results.md"):
     assert (workdir / name).stat().st_size > 0
+  assert len(results["phi"]["history"]["test_neg_elbo"]) == config.vae.epochs  # its curves
+  assert (workdir / "tensorboard" / "vae").is_dir()
   vaes = [name for name in os.listdir(os.path.join(cache_dir, "vae")) if name != ".locks"]
   assert len(vaes) == 2  # the map's VAE and the 2-D one
   again = experiment.run_experiment(

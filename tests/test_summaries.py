@@ -28,6 +28,7 @@ def _results():
     "config": {"mapping": "conv"},
     "teacher": teacher,
     "arms": {"no_teacher": no_teacher, "teacher_phi[lam=1,T=2]": teacher_phi},
+    "phi": {"history": {"test_neg_elbo": [300.5, 250.25]}},
   }
 
 
@@ -71,6 +72,8 @@ def test_every_run_reads_back_as_in_results(tmp_path):
     _, scalars = _scalars(tmp_path / "tensorboard" / "teacher" / f"k{k}")
     want = results["teacher"]["history"]["test_accuracy"][k]
     np.testing.assert_allclose([v for _, v in scalars["test/accuracy"]], want, rtol=1e-6)
+  _, vae = _scalars(tmp_path / "tensorboard" / "vae")
+  assert vae["vae/test_neg_elbo"] == [(1, pytest.approx(300.5)), (2, pytest.approx(250.25))]
   accumulator, _ = _scalars(tmp_path / "tensorboard" / "figures")
   assert accumulator.Tags()["images"] == ["test_accuracy"]
 

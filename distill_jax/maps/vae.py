@@ -25,6 +25,7 @@ from distill_jax import figures
 from distill_jax import optim
 from distill_jax import vae as vae_lib
 from distill_jax.maps import core
+from distill_jax.report import history_to_json
 
 # The settings that change the VAE's training (``sample`` only changes how φ reads it).
 TRAINING_FIELDS = (
@@ -121,6 +122,8 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     "reused_checkpoint": bool(reused),
     "train_seconds": result.seconds,
     "checkpoint": checkpointer.directory,
+    # per epoch (null: not evaluated): the VAE's curves, e.g. for TensorBoard
+    "history": {name: history_to_json(values)[0] for name, values in result.history.items()},
   }
   params = jax.tree.map(lambda leaf: leaf[0], result.params)
   return TrainedVAE(model=model, params=params, key=key, info=info)
