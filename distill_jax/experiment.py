@@ -94,6 +94,7 @@ def run_experiment(
     mesh=mesh,
     cache_dir=cache_dir,
     source_key=built.source_key,
+    summary_dir=workdir,
   )
   phi_info = dict(built.info)
   phi_info.update(
@@ -156,6 +157,7 @@ def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> di
       test=test,
       mesh=mesh,
       workdir=workdir,
+      live_summaries=True,
     )
     arm_results.update(
       report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)

@@ -32,7 +32,7 @@ def group_runs(arm: str, grid: list, history: dict[str, np.ndarray], seconds: fl
   groups = {}
   for lam, temperature in settings:
     rows = [i for i, run in enumerate(grid) if (run.lam, run.temperature) == (lam, temperature)]
-    label = arm if len(settings) == 1 else f"{arm}[lam={lam:g},T={temperature:g}]"
+    label = summaries.run_label(arm, lam, temperature, grid=len(settings) > 1)
     entry = {
       "arm": arm,
       "lam": float(lam),

@@ -8,6 +8,7 @@ f(x), the teacher applied to unmapped images) and ``teacher_phi`` (soft targets 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -24,6 +25,8 @@ from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
+from distill_jax import parallel
+from distill_jax import summaries
 from distill_jax import train
 from distill_jax.teacher import TrainedTeacher
 
@@ -185,10 +188,13 @@ def fit_students(
   mesh,
   workdir: str,
   on_epoch=None,
+  live_summaries: bool = False,
 ) -> StudentRuns:
   """All runs of one arm on ``small`` (target Small), scored on ``test`` (target Test).
 
   ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
+  ``live_summaries``: each run's curves go to ``<workdir>/tensorboard`` as the epochs end
+  (``summaries.LiveCurves``).
   """
   sc = config.student
   student = models.from_config(sc)
@@ -210,27 +216,44 @@ def fit_students(
   with checkpoints.Checkpointer(
     os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
   ) as checkpointer:
-    result = train.fit(
-      name=f"students[{arm.name}]",
-      init_fn=models.init_fn(student, images.shape[1:]),
-      loss_fn=student_loss(
-        student.apply,
-        arm,
-        online_phi=online_phi,
-        teacher_apply=teacher.model.apply,
-        t_squared=bool(config.t_squared),
-      ),
-      metrics_fn=losses.classification_metrics(student.apply),
-      train_data=train_data,
-      test_data={"image": test.images, "label": test.labels},
-      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
-      hparams={"lam": lam, "temperature": temperature, "teacher": teacher_index},
-      context=teacher.params if online_phi is not None else None,
-      mesh=mesh,
-      eval_batch_size=config.eval_batch_size,
-      checkpointer=checkpointer,
-      checkpoint_every=config.checkpoint_every,
-      on_epoch=train.chain_callbacks(_epoch_logger(config, arm, len(grid)), on_epoch),
-      **train.options_from_config(sc, num_train=len(labels)),
+    grid_of_settings = len({(run.lam, run.temperature) for run in grid}) > 1
+    folders = [
+      summaries.student_folder(
+        summaries.run_label(arm.name, run.lam, run.temperature, grid_of_settings),
+        run.seed,
+        run.teacher,
+      )
+      for run in grid
+    ]
+    live = (
+      summaries.LiveCurves(workdir, folders, enabled=parallel.is_primary())
+      if live_summaries
+      else contextlib.nullcontext()
     )
+    with live as live_curves:
+      result = train.fit(
+        name=f"students[{arm.name}]",
+        init_fn=models.init_fn(student, images.shape[1:]),
+        loss_fn=student_loss(
+          student.apply,
+          arm,
+          online_phi=online_phi,
+          teacher_apply=teacher.model.apply,
+          t_squared=bool(config.t_squared),
+        ),
+        metrics_fn=losses.classification_metrics(student.apply),
+        train_data=train_data,
+        test_data={"image": test.images, "label": test.labels},
+        run_keys=jax.vmap(jax.random.key)(jnp.asarray(seed)),
+        hparams={"lam": lam, "temperature": temperature, "teacher": teacher_index},
+        context=teacher.params if online_phi is not None else None,
+        mesh=mesh,
+        eval_batch_size=config.eval_batch_size,
+        checkpointer=checkpointer,
+        checkpoint_every=config.checkpoint_every,
+        on_epoch=train.chain_callbacks(
+          _epoch_logger(config, arm, len(grid)), live_curves, on_epoch
+        ),
+        **train.options_from_config(sc, num_train=len(labels)),
+      )
   return StudentRuns(arm=arm, grid=grid, result=result)

@@ -15,7 +15,11 @@ of several workdirs) overlays them:
 * ``figures``: the run's PNG figures as images.
 
 Epochs are the steps (1 … E); epochs not evaluated (``eval_every``) are skipped. The numbers are
-the ones in results.json (``tests/test_summaries.py`` reads them back).
+the ones in results.json (``tests/test_summaries.py`` reads them back). During a run,
+``LiveCurves`` writes the teachers' and students' curves as each epoch ends (TensorBoard follows
+a running experiment); ``write`` then adds the rest once (its files end in ``.final``, so a
+rerun of a finished experiment adds nothing twice), and the curves of runs not written live
+(e.g. a teacher reused from another workdir's cache).
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ def _add_curves(writer, history: dict, row: int | None = None) -> dict[str, floa
   return last
 
 
+class _NoScalars:
+  """A writer stand-in that drops scalars (their curves were written live already)."""
+
+  def __init__(self, writer):
+    self.writer = writer
+
+  def add_scalar(self, *args, **kwargs):
+    pass
+
+
 def _mean_over_runs(history: list) -> np.ndarray:
   """``[runs, epochs]`` → ``[epochs]`` means; NaN where no run was evaluated."""
   values = np.asarray(history, np.float64)
@@ -78,23 +92,88 @@ def _import_tensorboardx():
   return tensorboardX
 
 
+def run_label(arm: str, lam: float, temperature: float, grid: bool) -> str:
+  """The results' label of an arm's runs at (λ, T): ``arm``, or ``arm[lam=…,T=…]`` in a grid."""
+  return f"{arm}[lam={lam:g},T={temperature:g}]" if grid else arm
+
+
+def student_folder(label: str, seed: int, teacher: int) -> str:
+  return os.path.join(_safe(label), f"t{teacher}_s{seed}")
+
+
+def teacher_folder(k: int) -> str:
+  return os.path.join("teacher", f"k{k}")
+
+
+FINAL = ".final"  # the file-name suffix of what ``write`` adds once a run is finished
+
+
+def _has_events(folder: str, suffix: str = "") -> bool:
+  """Whether ``folder`` holds event files (ending in ``suffix``)."""
+  return os.path.isdir(folder) and any(
+    n.startswith("events.") and n.endswith(suffix) for n in os.listdir(folder)
+  )
+
+
+class LiveCurves:
+  """An ``on_epoch(epoch, metrics)`` callback writing each run's metrics of the epoch as it ends
+  (run r into ``<workdir>/tensorboard/<folders[r]>``), so TensorBoard follows a running
+  experiment; ``write`` then adds only what a finished run has (hparams, means, figures). A
+  context manager: the writers close on exit. ``enabled=False`` (processes other than the
+  first) writes nothing."""
+
+  def __init__(self, workdir: str, folders: list[str], enabled: bool = True):
+    self._root, self._folders, self._enabled = os.path.join(workdir, FOLDER), folders, enabled
+    self._writers = {}
+
+  def __call__(self, epoch: int, metrics: dict) -> None:
+    if not self._enabled:
+      return
+    tensorboardx = _import_tensorboardx()
+    for row, folder in enumerate(self._folders):
+      writer = self._writers.get(folder)
+      if writer is None:
+        writer = tensorboardx.SummaryWriter(os.path.join(self._root, folder))
+        self._writers[folder] = writer
+      for metric, tag in SCALARS.items():
+        value = np.asarray(metrics.get(metric, [np.nan] * len(self._folders)))[row]
+        if np.isfinite(value):
+          writer.add_scalar(tag, float(value), epoch)
+      writer.flush()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    for writer in self._writers.values():
+      writer.close()
+    self._writers.clear()
+
+
 def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
   """Writes the experiment's TensorBoard runs (module docstring); returns their folder."""
   from PIL import Image
 
   tensorboardx = _import_tensorboardx()
-  SummaryWriter, hparams = tensorboardx.SummaryWriter, tensorboardx.summary.hparams
+  hparams = tensorboardx.summary.hparams
+
+  def SummaryWriter(folder):  # noqa: N802 — tensorboardX's writer, marked as the final write
+    return tensorboardx.SummaryWriter(folder, filename_suffix=FINAL)
+
+  def done(folder):  # written by an earlier write of the same finished run (a rerun)
+    return _has_events(os.path.join(root, folder), FINAL)
 
   root = os.path.join(workdir, FOLDER)
   mapping = str(results.get("config", {}).get("mapping", ""))
   teacher = results.get("teacher", {})
   for k, seed in enumerate(teacher.get("seeds", [])):
-    if "history" in teacher:
-      with SummaryWriter(os.path.join(root, "teacher", f"k{k}")) as writer:
+    folder = os.path.join(root, teacher_folder(k))
+    if "history" in teacher and not _has_events(folder):  # e.g. a teacher reused from the cache
+      with SummaryWriter(folder) as writer:
         _add_curves(writer, teacher["history"], row=k)
         writer.add_text("teacher", f"seed {seed}, trained on {teacher.get('trained_on', '')}")
   vae_history = results.get("phi", {}).get("history")
-  if vae_history:  # the VAE of φ_vae: every metric it logs per epoch (−ELBO, KL, log-likelihoods)
+  if vae_history and not done("vae"):  # φ_vae's VAE: each metric it logs per epoch
     with SummaryWriter(os.path.join(root, "vae")) as writer:
       for metric, values in vae_history.items():
         for epoch, value in enumerate(values, start=1):
@@ -102,8 +181,12 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
             writer.add_scalar(f"vae/{metric}", float(value), epoch)
   for label, arm in results.get("arms", {}).items():
     for row, (seed, k) in enumerate(zip(arm["seeds"], arm["teachers"])):
-      with SummaryWriter(os.path.join(root, _safe(label), f"t{k}_s{seed}")) as writer:
-        final = _add_curves(writer, arm, row=row)
+      if done(student_folder(label, seed, k)):
+        continue
+      folder = os.path.join(root, student_folder(label, seed, k))
+      written_live = _has_events(folder)
+      with SummaryWriter(folder) as writer:
+        final = _add_curves(_NoScalars(writer) if written_live else writer, arm, row=row)
         run_hparams = {
           "mapping": mapping,
           "arm": arm["arm"],
@@ -116,11 +199,12 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
           writer.file_writer.add_summary(summary)
         for tag, value in final.items():
           writer.add_scalar(f"hparams/{tag}", value)
-    mean = {m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm}
-    with SummaryWriter(os.path.join(root, _safe(label), "mean")) as writer:
-      _add_curves(writer, mean)
+    if not done(os.path.join(_safe(label), "mean")):
+      mean = {m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm}
+      with SummaryWriter(os.path.join(root, _safe(label), "mean")) as writer:
+        _add_curves(writer, mean)
   pictures = [p for p in figure_paths if os.path.exists(p)]
-  if pictures:
+  if pictures and not done("figures"):
     with SummaryWriter(os.path.join(root, "figures")) as writer:
       for path in pictures:
         with Image.open(path) as image:

@@ -10,6 +10,7 @@ other workdirs that share a ``--cache_dir`` share the teacher.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Any, Callable
@@ -25,6 +26,8 @@ from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
+from distill_jax import parallel
+from distill_jax import summaries
 from distill_jax import train
 from distill_jax.report import history_to_json
 
@@ -112,6 +115,7 @@ def fit_teacher(
   cache_dir: str,
   on_epoch=None,
   source_key: str | None = None,
+  summary_dir: str | None = None,
 ) -> TrainedTeacher:
   """Trains (or reloads) the K teachers on φ(Big) (on Big as is when ``teacher.train_on`` is
   ``"source"``) and scores them on the test set seen the same way. Teacher k is the run of seed
@@ -123,7 +127,9 @@ def fit_teacher(
   (BUILD_NOTES, "Parity with PyTorch"). Results are reproducible for a given config; compare
   teachers as a distribution. A stochastic φ draws fresh noise per teacher and step.
 
-  ``big`` / ``test``: ``(images, labels)`` of the source set; ``source_key`` names a source set
+  ``summary_dir`` (the experiment's workdir), if given, gets each teacher's curves in
+  TensorBoard as the epochs end (``summaries.LiveCurves``). ``big`` / ``test``: ``(images,
+  labels)`` of the source set; ``source_key`` names a source set
   made by φ (GeneratedMNIST), which then enters the cache key. ``on_epoch(epoch, metrics)``, if
   given, is called after each epoch (after the progress log).
   """
@@ -159,24 +165,34 @@ def fit_teacher(
       len(labels),
       " (reusing checkpoint)" if reused else "",
     )
-    result = train.fit(
-      name="teacher",
-      init_fn=models.init_fn(model, input_shape),
-      loss_fn=loss_fn,
-      metrics_fn=losses.classification_metrics(model.apply),
-      train_data={"image": images, "label": labels},
-      test_data={"image": mapped_test, "label": test.labels},
-      run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds(config))),
-      hparams={},
-      mesh=mesh,
-      eval_batch_size=config.eval_batch_size,
-      checkpointer=checkpointer,
-      checkpoint_every=1,
-      on_epoch=train.chain_callbacks(
-        _epoch_logger(config, seen(f"{config.source_dataset} test")), on_epoch
-      ),
-      **train.options_from_config(tc, num_train=len(labels)),
+    live = (
+      summaries.LiveCurves(
+        summary_dir,
+        [summaries.teacher_folder(k) for k in range(tc.count)],
+        enabled=parallel.is_primary(),
+      )
+      if summary_dir
+      else contextlib.nullcontext()
     )
+    with live as live_curves:
+      result = train.fit(
+        name="teacher",
+        init_fn=models.init_fn(model, input_shape),
+        loss_fn=loss_fn,
+        metrics_fn=losses.classification_metrics(model.apply),
+        train_data={"image": images, "label": labels},
+        test_data={"image": mapped_test, "label": test.labels},
+        run_keys=jax.vmap(jax.random.key)(jnp.asarray(seeds(config))),
+        hparams={},
+        mesh=mesh,
+        eval_batch_size=config.eval_batch_size,
+        checkpointer=checkpointer,
+        checkpoint_every=1,
+        on_epoch=train.chain_callbacks(
+          _epoch_logger(config, seen(f"{config.source_dataset} test")), live_curves, on_epoch
+        ),
+        **train.options_from_config(tc, num_train=len(labels)),
+      )
   info = {
     "model": tc.model,
     "layers": list(models.layer_widths(tc)),

@@ -85,11 +85,15 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
   assert sorted(os.listdir(board / "teacher")) == ["k0", "k1"]
   history = saved["teacher"]["history"]["test_accuracy"]
   assert [row[-1] for row in history] == pytest.approx(saved["teacher"]["test_accuracy"])
+  for folder in (board / "teacher" / "k0", board / "teacher_phi" / "t1_s2"):  # written live
+    assert any(not name.endswith(".final") for name in os.listdir(folder))
+  events = sorted(board.rglob("events.*"))
 
   again = experiment.run_experiment(
     config, str(tmp_path), data_dir=shared_data_dir, tfds_dir=tfds_dir
   )
   assert again["teacher"]["reused_checkpoint"]
+  assert sorted(board.rglob("events.*")) == events  # a finished run is not written twice
   for arm, entry in results["arms"].items():
     np.testing.assert_array_equal(again["arms"][arm]["test_accuracy"], entry["test_accuracy"])
 

@@ -88,3 +88,32 @@ def test_hparams_name_the_run(tmp_path):
   start = content["_hparams_/session_start_info"]
   for text in (b"teacher_phi", b"conv"):
     assert text in start
+
+
+def test_live_curves_then_write_give_each_point_once_and_a_rerun_adds_nothing(tmp_path):
+  results = _results()
+  arm = results["arms"]["teacher_phi[lam=1,T=2]"]
+  folders = [
+    summaries.student_folder("teacher_phi[lam=1,T=2]", seed, k)
+    for seed, k in zip(arm["seeds"], arm["teachers"])
+  ]
+  with summaries.LiveCurves(str(tmp_path), folders) as live:  # as train.fit's on_epoch
+    for epoch in range(3):
+      live(epoch + 1, {m: np.asarray(arm[m])[:, epoch] for m in summaries.SCALARS})
+  _, scalars = _scalars(tmp_path / "tensorboard" / folders[1])
+  assert [v for _, v in scalars["test/accuracy"]] == pytest.approx(arm["test_accuracy"][1])
+
+  summaries.write(results, str(tmp_path))
+  board = tmp_path / "tensorboard"
+  files = sorted(str(p) for p in board.rglob("events.*"))
+  _, scalars = _scalars(board / folders[1])
+  assert [s for s, _ in scalars["test/accuracy"]] == [1, 2, 3]  # written once, live
+  assert "hparams/test/accuracy" in scalars  # the final write added the rest
+  summaries.write(results, str(tmp_path))  # a rerun of the finished experiment
+  assert sorted(str(p) for p in board.rglob("events.*")) == files
+
+
+def test_live_curves_write_nothing_when_disabled(tmp_path):
+  with summaries.LiveCurves(str(tmp_path), ["a/t0_s0"], enabled=False) as live:
+    live(1, {"test_accuracy": np.asarray([0.5])})
+  assert not (tmp_path / "tensorboard").exists()
