@@ -581,7 +581,7 @@ def test_local_preparation_prints_no_download_line_and_no_progress_bars(tmp_path
 
   root = tmp_path / "raw"
   make_tiny_dataset(root / "fashion_mnist", seed=4)
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")  # other tests may have set absl to WARNING
   tfds_dir = str(tmp_path / "tfds")
   load_splits("fashion_mnist", data_dir=str(root), tfds_dir=tfds_dir, splits=("test",))
   out, err = capfd.readouterr()
