@@ -1,7 +1,7 @@
 """distill-jax vs PyTorch on the real workload: the default conv experiment, end to end.
 
   pip install -e '.[test]'                                         # includes torch==2.13.0 (CPU)
-  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data           # ~7 minutes on 2 cores
+  python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data           # ~6 minutes on 2 cores
   python benchmarks/jax_vs_pytorch.py --data_dir=../shared/data --smoke   # seconds (the tests)
 
 In one run, on the same Fashion-MNIST arrays (read from the IDX files):
