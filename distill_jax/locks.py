@@ -23,6 +23,7 @@ from typing import Iterator
 import filelock
 from absl import logging
 
+from distill_jax import env
 from distill_jax import files
 
 TIMEOUT_ENV = "DISTILL_LOCK_TIMEOUT"
@@ -35,16 +36,7 @@ class LockTimeout(RuntimeError):
 
 def default_timeout() -> float:
   """``$DISTILL_LOCK_TIMEOUT`` seconds if set, else ``DEFAULT_TIMEOUT_S``."""
-  text = os.environ.get(TIMEOUT_ENV)
-  if not text:
-    return DEFAULT_TIMEOUT_S
-  try:
-    value = float(text)
-  except ValueError:
-    value = -1.0
-  if not value >= 0:
-    raise ValueError(f"${TIMEOUT_ENV} must be a number of seconds >= 0, got {text!r}.")
-  return value
+  return env.seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, minimum=0)
 
 
 def holder(lock_path: str) -> str:

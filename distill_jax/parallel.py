@@ -26,6 +26,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from distill_jax import env
+
 DATA_AXIS = "data"
 
 
@@ -52,15 +54,7 @@ def initialize_distributed(auto: bool = False) -> None:
   count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
   if not (auto or address or count or index):
     return
-  heartbeat = os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_TIMEOUT_S))
-  try:
-    heartbeat_s = int(heartbeat)
-    if heartbeat_s < 1:
-      raise ValueError
-  except ValueError:
-    raise ValueError(
-      f"${HEARTBEAT_ENV}={heartbeat!r}: give a whole number of seconds >= 1."
-    ) from None
+  heartbeat_s = env.seconds(HEARTBEAT_ENV, HEARTBEAT_TIMEOUT_S, minimum=1, whole=True)
   barrier_timeout_s()  # a bad $DISTILL_BARRIER_TIMEOUT_S fails here, before any work
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only
   if address and count and index:
@@ -95,16 +89,7 @@ class BarrierTimeout(RuntimeError):
 
 def barrier_timeout_s() -> float:
   """``$DISTILL_BARRIER_TIMEOUT_S`` seconds if set, else ``BARRIER_TIMEOUT_S`` (4 h)."""
-  text = os.environ.get(BARRIER_ENV)
-  if not text:
-    return BARRIER_TIMEOUT_S
-  try:
-    value = float(text)
-    if not value > 0:
-      raise ValueError
-  except ValueError:
-    raise ValueError(f"${BARRIER_ENV}={text!r}: give a number of seconds > 0.") from None
-  return value
+  return env.seconds(BARRIER_ENV, BARRIER_TIMEOUT_S, minimum=0, strict=True)
 
 
 def barrier(name: str, timeout_s: float | None = None) -> None:

@@ -50,7 +50,9 @@ def test_the_same_process_may_enter_twice(tmp_path):
 
 def test_bad_timeout_environment_is_refused(monkeypatch):
   monkeypatch.setenv(locks.TIMEOUT_ENV, "soon")
-  with pytest.raises(ValueError, match="DISTILL_LOCK_TIMEOUT must be a number of seconds"):
+  with pytest.raises(
+    ValueError, match=r"DISTILL_LOCK_TIMEOUT=.soon.: give a number of seconds >= 0"
+  ):
     locks.default_timeout()
   monkeypatch.setenv(locks.TIMEOUT_ENV, "12.5")
   assert locks.default_timeout() == 12.5
