@@ -309,6 +309,21 @@ def of_peak(value):
   return value / peak if value is not None and peak else None
 
 
+def add_achieved_flops(entry, per_unit_key, count_flops, units, seconds):
+  """entry[per_unit_key] (GFLOP of one unit of work), "gflops" and "fraction_of_peak" from
+  count_flops() FLOP per unit × units in seconds; a failure to count the FLOPs is recorded as
+  "flops_error" (the timing stays useful without them). Returns whether the FLOPs were added."""
+  try:
+    flops = count_flops()
+  except Exception as error:  # noqa: BLE001
+    entry["flops_error"] = f"{type(error).__name__}: {error}"
+    return False
+  entry[per_unit_key] = flops / 1e9
+  entry["gflops"] = gflops(flops * units, seconds)
+  entry["fraction_of_peak"] = of_peak(entry["gflops"])
+  return True
+
+
 def percent(fraction):
   return "?" if fraction is None else f"{fraction:.1%}"
 
@@ -423,14 +438,14 @@ if results is not None:
     "reused_checkpoint": teacher["reused_checkpoint"],
     "test_accuracy_mean": teacher["test_accuracy_mean"],
   }
-  try:
-    shape = teacher_input_shape(config)
-    flops = tc["count"] * train_step_flops(section(tc), shape, tc["batch_size"])
-    entry["gflop_per_step"] = flops / 1e9
-    entry["gflops"] = gflops(flops * steps, seconds)
-    entry["fraction_of_peak"] = of_peak(entry["gflops"])
-  except Exception as error:  # noqa: BLE001 — the timing stays useful without the FLOPs
-    entry["flops_error"] = f"{type(error).__name__}: {error}"
+  add_achieved_flops(
+    entry,
+    "gflop_per_step",
+    lambda: tc["count"]
+    * train_step_flops(section(tc), teacher_input_shape(config), tc["batch_size"]),
+    steps,
+    seconds,
+  )
   summary["teacher"] = entry
   line = (
     f"  teacher: {tc['count']} × {tc['model']}, {steps} steps of batch {tc['batch_size']} in "
@@ -459,13 +474,13 @@ if results is not None:
     "train_seconds": seconds,
     "run_steps_per_s": rate(run_steps, seconds),
   }
-  try:
-    flops = train_step_flops(section(sc), small_shape, sc["batch_size"])
-    entry["gflop_per_run_step"] = flops / 1e9
-    entry["gflops"] = gflops(flops * run_steps, seconds)
-    entry["fraction_of_peak"] = of_peak(entry["gflops"])
-  except Exception as error:  # noqa: BLE001
-    entry["flops_error"] = f"{type(error).__name__}: {error}"
+  add_achieved_flops(
+    entry,
+    "gflop_per_run_step",
+    lambda: train_step_flops(section(sc), small_shape, sc["batch_size"]),
+    run_steps,
+    seconds,
+  )
   summary["students"] = entry
   line = (
     f"  students: {len(runs)} arms, {entry['runs']} runs × {steps} steps in {seconds:.1f} s = "
@@ -526,15 +541,15 @@ if part == "style" and os.path.exists(log):
         elif name == "style.weights":
           style_config["weights"] = value
       weights = style_config["weights"] or "random (ranVGG: no weights file given)"
-    try:
-      flops = style_step_flops(style_config, size)
+    if add_achieved_flops(
+      entry,
+      "gflop_per_image_step",
+      lambda: style_step_flops(style_config, size),
+      style_config["steps"] * images,
+      seconds,
+    ):
       entry["transfer_steps"] = style_config["steps"]
-      entry["gflop_per_image_step"] = flops / 1e9
-      entry["gflops"] = gflops(flops * style_config["steps"] * images, seconds)
-      entry["fraction_of_peak"] = of_peak(entry["gflops"])
       entry["vgg_weights"] = weights
-    except Exception as error:  # noqa: BLE001
-      entry["flops_error"] = f"{type(error).__name__}: {error}"
     summary["style_transfer"] = entry
     line = (
       f"  φ_style: {images} images in {seconds} s (whole seconds, compile included) = "

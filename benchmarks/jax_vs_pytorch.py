@@ -58,7 +58,6 @@ from distill_jax import epochs as epochs_lib  # noqa: E402
 from distill_jax import losses  # noqa: E402
 from distill_jax import models  # noqa: E402
 from distill_jax import parallel  # noqa: E402
-from distill_jax.data import read_idx_pair  # noqa: E402
 from experiments.configs import default as default_config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,27 +73,6 @@ jax.monitoring.register_event_duration_secs_listener(_on_duration)
 jax.monitoring.register_event_listener(lambda event, **kwargs: COMPILE_EVENTS.update([event]))
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 CACHE_HITS = "/jax/compilation_cache/cache_hits"
-
-
-def load_fashion(data_dir):
-  """Big / Small / Test as float32 NHWC in [0, 1], straight from the IDX files."""
-  folder = os.path.join(data_dir, "fashion_mnist")
-  train_x, train_y = read_idx_pair(
-    os.path.join(folder, "train-images-idx3-ubyte.gz"),
-    os.path.join(folder, "train-labels-idx1-ubyte.gz"),
-  )
-  test_x, test_y = read_idx_pair(
-    os.path.join(folder, "t10k-images-idx3-ubyte.gz"),
-    os.path.join(folder, "t10k-labels-idx1-ubyte.gz"),
-  )
-  as_float = lambda x: (x.astype(np.float32) / 255.0)[..., None]  # noqa: E731
-  train_x, test_x = as_float(train_x), as_float(test_x)
-  train_y, test_y = train_y.astype(np.int32), test_y.astype(np.int32)
-  return {
-    "big": (train_x[:59000], train_y[:59000]),
-    "small": (train_x[59000:], train_y[59000:]),
-    "test": (test_x, test_y),
-  }
 
 
 def as_torch(data: dict) -> dict:
@@ -302,7 +280,7 @@ def main():
     args.teachers, args.rate_epochs, args.student_rate_epochs = 2, 2, 3
   absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
 
-  data = sizes.subset(load_fashion(args.data_dir), args.max_big, args.max_test)
+  data = sizes.subset(conv_experiment.load_fashion(args.data_dir), args.max_big, args.max_test)
   torch_data = as_torch(data)
   mesh = parallel.make_mesh()
   config = jax_config(args, teachers=args.teachers)

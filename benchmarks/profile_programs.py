@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import conv_experiment  # benchmarks/conv_experiment.py: the data, next to this script
 import sizes  # benchmarks/sizes.py: --max_big, --max_test, --smoke
 from distill_jax import epochs as epochs_lib
 from distill_jax import losses
@@ -44,7 +45,6 @@ from distill_jax import maps
 from distill_jax import models
 from distill_jax import parallel
 from distill_jax import students
-from distill_jax.data import read_idx_pair
 from experiments.configs import default as default_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -137,22 +137,6 @@ def profile(name: str, compiled, args: tuple, steps: int, out_dir: str) -> dict:
   }
 
 
-def load(data_dir: str, max_big, max_test) -> dict:
-  folder = os.path.join(data_dir, "fashion_mnist")
-  pair = lambda prefix: read_idx_pair(  # noqa: E731
-    os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"),
-    os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"),
-  )
-  (train_x, train_y), (test_x, test_y) = pair("train"), pair("t10k")
-  as_float = lambda x: (x.astype(np.float32) / 255.0)[..., None]  # noqa: E731
-  data = {
-    "big": (as_float(train_x[:59000]), train_y[:59000].astype(np.int32)),
-    "small": (as_float(train_x[59000:]), train_y[59000:].astype(np.int32)),
-    "test": (as_float(test_x), test_y.astype(np.int32)),
-  }
-  return sizes.subset(data, max_big, max_test)
-
-
 def compiled_epoch(loss_fn, model, images, labels, runs, batch_size, mesh, hparams, test=None):
   """The library's scanned epoch for ``runs`` runs, compiled, with its arguments."""
   tx = optax.adam(1e-3)
@@ -188,7 +172,7 @@ def main():
   if args.smoke:
     args.teachers = 2
   out_dir = args.out or tempfile.mkdtemp(prefix="profile_programs_")
-  data = load(args.data_dir, args.max_big, args.max_test)
+  data = sizes.subset(conv_experiment.load_fashion(args.data_dir), args.max_big, args.max_test)
   mesh = parallel.make_mesh()
   config = default_config.get_config()
   phi = maps.get_map("conv")
