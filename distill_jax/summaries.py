@@ -8,8 +8,8 @@ of several workdirs) overlays them:
   ``test/cross_entropy`` (on φ(source test));
 * ``<arm>/t<k>_s<seed>``: each student run's per-epoch ``train/loss``, ``test/accuracy``,
   ``test/cross_entropy`` (``<arm>`` is the results' arm label, with ``[lam=…,T=…]`` for grids;
-  ``t-1`` for no_teacher), with its hyper-parameters (mapping, arm, λ, T, seed, teacher) and final
-  test metrics for the HParams dashboard;
+  ``t-1`` for no_teacher), with its hyper-parameters (mapping, arm, λ, T, seed, teacher) for the
+  HParams dashboard, whose metrics are the last values of those three curves;
 * ``<arm>/mean``: the mean over the arm's runs;
 * ``vae`` (φ_vae experiments): the VAE's per-epoch ``vae/<metric>`` (−ELBO, KL, …);
 * ``figures``: the run's PNG figures as images.
@@ -40,30 +40,24 @@ def _safe(name: str) -> str:
   return re.sub(r"[^\w.=,\-]", "_", name)
 
 
-def _add_curves(writer, history: dict, row: int | None = None) -> dict[str, float]:
-  """Adds every metric of ``history`` (``[runs, epochs]`` lists, or ``[epochs]`` with ``row``
-  None for a mean) as scalars; returns the last evaluated value of each."""
-  last = {}
+def _curves(history: dict, row: int | None = None) -> dict[str, list[tuple[int, float]]]:
+  """``{tag: [(epoch, value), ...]}`` of every metric of ``history`` (``[runs, epochs]`` lists,
+  or ``[epochs]`` with ``row`` None for a mean); epochs not evaluated (None, NaN) left out."""
+  curves = {}
   for metric, tag in SCALARS.items():
-    if metric not in history:
-      continue
-    values = np.asarray(history[metric], np.float64)
-    values = values if row is None else values[row]
-    for epoch, value in enumerate(values, start=1):
-      if np.isfinite(value):
-        writer.add_scalar(tag, float(value), epoch)
-        last[tag] = float(value)
-  return last
+    if metric in history:
+      values = np.asarray(history[metric], np.float64)
+      values = values if row is None else values[row]
+      points = [(e, float(v)) for e, v in enumerate(values, start=1) if np.isfinite(v)]
+      if points:
+        curves[tag] = points
+  return curves
 
 
-class _NoScalars:
-  """A writer stand-in that drops scalars (their curves were written live already)."""
-
-  def __init__(self, writer):
-    self.writer = writer
-
-  def add_scalar(self, *args, **kwargs):
-    pass
+def _add_curves(writer, curves: dict[str, list[tuple[int, float]]]) -> None:
+  for tag, points in curves.items():
+    for epoch, value in points:
+      writer.add_scalar(tag, value, epoch)
 
 
 def _mean_over_runs(history: list) -> np.ndarray:
@@ -170,7 +164,7 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
     folder = os.path.join(root, teacher_folder(k))
     if "history" in teacher and not _has_events(folder):  # e.g. a teacher reused from the cache
       with SummaryWriter(folder) as writer:
-        _add_curves(writer, teacher["history"], row=k)
+        _add_curves(writer, _curves(teacher["history"], row=k))
         writer.add_text("teacher", f"seed {seed}, trained on {teacher.get('trained_on', '')}")
   vae_history = results.get("phi", {}).get("history")
   if vae_history and not done("vae"):  # φ_vae's VAE: each metric it logs per epoch
@@ -184,9 +178,10 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
       if done(student_folder(label, seed, k)):
         continue
       folder = os.path.join(root, student_folder(label, seed, k))
-      written_live = _has_events(folder)
+      curves, written_live = _curves(arm, row=row), _has_events(folder)
       with SummaryWriter(folder) as writer:
-        final = _add_curves(_NoScalars(writer) if written_live else writer, arm, row=row)
+        if not written_live:
+          _add_curves(writer, curves)
         run_hparams = {
           "mapping": mapping,
           "arm": arm["arm"],
@@ -195,14 +190,16 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
           "seed": int(seed),
           "teacher": int(k),
         }
-        for summary in hparams(run_hparams, {f"hparams/{t}": v for t, v in final.items()}):
-          writer.file_writer.add_summary(summary)
-        for tag, value in final.items():
-          writer.add_scalar(f"hparams/{tag}", value)
+        # The session's start and end only, no per-run experiment summary: TensorBoard then
+        # builds the experiment from all sessions (which hyper-parameters differ, each one's
+        # values) and takes as metrics the runs' own curves, showing the last value of each.
+        _, session_start, session_end = hparams(run_hparams, {})
+        writer.file_writer.add_summary(session_start)
+        writer.file_writer.add_summary(session_end)
     if not done(os.path.join(_safe(label), "mean")):
       mean = {m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm}
       with SummaryWriter(os.path.join(root, _safe(label), "mean")) as writer:
-        _add_curves(writer, mean)
+        _add_curves(writer, _curves(mean))
   pictures = [p for p in figure_paths if os.path.exists(p)]
   if pictures and not done("figures"):
     with SummaryWriter(os.path.join(root, "figures")) as writer:
