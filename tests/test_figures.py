@@ -66,3 +66,32 @@ def test_curves_have_whole_epoch_ticks(tmp_path, monkeypatch):
   for ax in fig.axes:
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_teacher_gains_give_each_arm_its_own_scale(tmp_path, monkeypatch):
+  """φ_vae's teacher arm loses ~0.3 while teacher_phi gains ~0.006: each arm gets its own row
+  of panels, whose x range spans its own dots and interval (and 0) and not the other arm's."""
+  saved = []
+  monkeypatch.setattr(figures, "_save", lambda fig, path, **options: saved.append(fig))
+
+  def effect(per_teacher, low, high):
+    mean = float(np.mean(per_teacher))
+    return {"per_teacher": per_teacher, "low": low, "high": high, "mean": mean, "teachers": 3,
+            "seeds": 2, "unit": "teacher", "last_epochs": 10}
+
+  effects = {
+    "teacher": {m: effect([-0.35, -0.33, -0.29], -0.38, -0.27) for m in ("test_accuracy",
+                                                                       "test_cross_entropy")},
+    "teacher_phi": {m: effect([0.004, 0.006, 0.008], 0.002, 0.010) for m in ("test_accuracy",
+                                                                           "test_cross_entropy")},
+  }
+  figures.teacher_gains({"experiment": "toy", "effects": effects}, str(tmp_path / "g.png"))
+  (fig,) = saved
+  axes = np.asarray(fig.axes).reshape(2, 2)
+  for ax in axes[0]:  # teacher
+    low, high = ax.get_xlim()
+    assert low < -0.38 and high >= 0.0
+  for ax in axes[1]:  # teacher_phi: its interval fills the panel, not 0.3 of room
+    low, high = ax.get_xlim()
+    assert low <= 0.0 and 0.010 < high < 0.02
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["teacher_phi"]
