@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -113,35 +114,54 @@ class LiveCurves:
   """An ``on_epoch(epoch, metrics)`` callback writing each run's metrics of the epoch as it ends
   (run r into ``<workdir>/tensorboard/<folders[r]>``), so TensorBoard follows a running
   experiment; ``write`` then adds only what a finished run has (hparams, means, figures). A
-  context manager: the writers close on exit. ``enabled=False`` (processes other than the
-  first) writes nothing."""
+  context manager: the files close on exit. ``enabled=False`` (processes other than the
+  first) writes nothing.
 
-  def __init__(self, workdir: str, folders: list[str], enabled: bool = True):
+  A grid has hundreds of runs, so each run's file is tensorboardX's synchronous
+  ``EventsWriter`` (no writer thread per run, unlike ``SummaryWriter``), and the files are
+  flushed to disk (an fsync each) at most every ``flush_seconds``, and on exit."""
+
+  def __init__(
+    self, workdir: str, folders: list[str], enabled: bool = True, flush_seconds: float = 5.0
+  ):
     self._root, self._folders, self._enabled = os.path.join(workdir, FOLDER), folders, enabled
-    self._writers = {}
+    self._flush_seconds, self._flushed = flush_seconds, time.monotonic()
+    self._files = {}
 
   def __call__(self, epoch: int, metrics: dict) -> None:
     if not self._enabled:
       return
     tensorboardx = _import_tensorboardx()
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event
+
+    now = time.time()
     for row, folder in enumerate(self._folders):
-      writer = self._writers.get(folder)
-      if writer is None:
-        writer = tensorboardx.SummaryWriter(os.path.join(self._root, folder))
-        self._writers[folder] = writer
+      events = self._files.get(folder)
+      if events is None:
+        os.makedirs(os.path.join(self._root, folder), exist_ok=True)
+        events = EventsWriter(os.path.join(self._root, folder, "events"))
+        self._files[folder] = events
       for metric, tag in SCALARS.items():
         value = np.asarray(metrics.get(metric, [np.nan] * len(self._folders)))[row]
         if np.isfinite(value):
-          writer.add_scalar(tag, float(value), epoch)
-      writer.flush()
+          summary = tensorboardx.summary.scalar(tag, float(value))
+          events.write_event(Event(summary=summary, step=epoch, wall_time=now))
+    if time.monotonic() - self._flushed >= self._flush_seconds:
+      self.flush()
+
+  def flush(self) -> None:
+    for events in self._files.values():
+      events.flush()
+    self._flushed = time.monotonic()
 
   def __enter__(self):
     return self
 
   def __exit__(self, *exc_info):
-    for writer in self._writers.values():
-      writer.close()
-    self._writers.clear()
+    for events in self._files.values():
+      events.close()
+    self._files.clear()
 
 
 def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:

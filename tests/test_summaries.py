@@ -119,3 +119,19 @@ def test_live_curves_write_nothing_when_disabled(tmp_path):
   with summaries.LiveCurves(str(tmp_path), ["a/t0_s0"], enabled=False) as live:
     live(1, {"test_accuracy": np.asarray([0.5])})
   assert not (tmp_path / "tensorboard").exists()
+
+
+def test_live_curves_reach_the_disk_while_the_run_goes_on(tmp_path):
+  """TensorBoard follows a running experiment: with ``flush_seconds=0`` every epoch is on disk
+  before the next starts (the files still open), one file per run and no thread per run."""
+  import threading
+
+  threads = threading.active_count()
+  folders = [f"arm/t0_s{seed}" for seed in range(30)]
+  with summaries.LiveCurves(str(tmp_path), folders, flush_seconds=0.0) as live:
+    for epoch in (1, 2):
+      live(epoch, {"test_accuracy": np.arange(30) / 100 + epoch})
+      _, scalars = _scalars(tmp_path / "tensorboard" / folders[7])
+      assert scalars["test/accuracy"] == [(e, pytest.approx(0.07 + e)) for e in range(1, epoch + 1)]
+    assert threading.active_count() == threads
+  assert all(len(list((tmp_path / "tensorboard" / f).iterdir())) == 1 for f in folders)
