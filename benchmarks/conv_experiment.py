@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from distill_jax import maps
+from distill_jax import epochs as epochs_lib
+from distill_jax import losses, maps, models, parallel
 from distill_jax import students as students_lib
 from distill_jax import teacher as teacher_lib
 from distill_jax.data import read_idx_pair
@@ -69,3 +73,38 @@ def fit_students(config, data, teacher, mesh, workdir, on_epoch=None, before_arm
       on_epoch=on_epoch,
     ).result
   return results
+
+
+def teacher_loss(model):
+  """The teachers' ``loss_fn``: mean cross-entropy of ``model``'s logits on the batch."""
+
+  def loss_fn(params, batch, key, hparams, context):
+    return jnp.mean(losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]))
+
+  return loss_fn
+
+
+def epoch_program(loss_fn, model, images, labels, runs, batch_size, mesh, hparams=None, test=None):
+  """The library's scanned epoch (``epochs.make_epoch_fn``, the program ``train.fit`` runs) for
+  ``runs`` vmapped runs of ``model`` under Adam(1e-3), compiled, with its arguments for epoch 1:
+  ``compiled(*args)`` runs an epoch; pass the returned states (and another epoch) for the next.
+  ``test``: ``(extra training columns, the test argument)`` to evaluate, else no evaluation."""
+  tx = optax.adam(1e-3)
+  epoch_fn = epochs_lib.make_epoch_fn(
+    loss_fn,
+    losses.classification_metrics(model.apply),
+    tx,
+    num_examples=len(labels),
+    batch_size=batch_size,
+    mesh=mesh,
+  )
+  init_keys, keys = epochs_lib.split_run_keys(jax.random.split(jax.random.key(0), runs))
+  put = lambda tree: parallel.put_replicated(tree, mesh)  # noqa: E731
+  states = put(epochs_lib.init_states(models.init_fn(model, images.shape[1:]), tx, init_keys))
+  train_data = {"image": images, "label": labels, **({} if test is None else test[0])}
+  train_data = parallel.put_rows(train_data, mesh)
+  hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()})
+  test_arg = None if test is None else test[1]
+  args = (states, train_data, put(keys), 1, hparams, None, test_arg)
+  compiled = epoch_fn.lower(*args, evaluate=test is not None).compile()
+  return compiled, args

@@ -54,7 +54,6 @@ from absl import logging as absl_logging  # noqa: E402
 import conv_experiment  # noqa: E402  benchmarks/conv_experiment.py, next to this script
 import sizes  # noqa: E402  benchmarks/sizes.py: --max_big, --max_test, --smoke
 import torch_reference  # noqa: E402  benchmarks/torch_reference.py: plain PyTorch
-from distill_jax import epochs as epochs_lib  # noqa: E402
 from distill_jax import losses  # noqa: E402
 from distill_jax import models  # noqa: E402
 from distill_jax import parallel  # noqa: E402
@@ -176,32 +175,20 @@ def whole_experiment_torch(config, torch_data) -> dict:
 
 def jax_teacher_epoch_seconds(config, data, mesh, count: int, epochs: int) -> float:
   """Seconds of one training epoch (no evaluation) of ``count`` vmapped teachers: the library's
-  scanned epoch (``epochs.make_epoch_fn``, the program ``train.fit`` runs), best of epochs
-  2..n."""
+  scanned epoch (``conv_experiment.epoch_program``, the program ``train.fit`` runs), best of
+  epochs 2..n."""
   model = models.from_config(config.teacher)
   images = conv_experiment.PHI.map_array(data["big"][0], jax.random.key(0))
-  tx = optax.adam(1e-3)
-
-  def loss_fn(params, batch, key, hparams, context):
-    return jnp.mean(losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]))
-
-  epoch_fn = epochs_lib.make_epoch_fn(
-    loss_fn,
-    losses.classification_metrics(model.apply),
-    tx,
-    num_examples=len(images),
-    batch_size=config.teacher.batch_size,
-    mesh=mesh,
+  loss_fn = conv_experiment.teacher_loss(model)
+  batch_size = config.teacher.batch_size
+  compiled, (states, *args) = conv_experiment.epoch_program(
+    loss_fn, model, images, data["big"][1], count, batch_size, mesh
   )
-  init_keys, keys = epochs_lib.split_run_keys(jax.random.split(jax.random.key(0), count))
-  put = lambda tree: parallel.put_replicated(tree, mesh)  # noqa: E731
-  states = put(epochs_lib.init_states(models.init_fn(model, images.shape[1:]), tx, init_keys))
-  keys = put(keys)
-  train_data = parallel.put_rows({"image": images, "label": data["big"][1]}, mesh)
+  train_data, keys, _, hparams, context, test = args
   seconds = []
   for epoch in range(epochs):
     started = time.perf_counter()
-    states, metrics = epoch_fn(states, train_data, keys, epoch, {}, None, None, evaluate=False)
+    states, metrics = compiled(states, train_data, keys, epoch, hparams, context, test)
     jax.block_until_ready(metrics)
     seconds.append(time.perf_counter() - started)
   return min(seconds[1:])

@@ -33,14 +33,10 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import conv_experiment  # benchmarks/conv_experiment.py: the data, next to this script
 import sizes  # benchmarks/sizes.py: --max_big, --max_test, --smoke
-from distill_jax import epochs as epochs_lib
-from distill_jax import losses
 from distill_jax import maps
 from distill_jax import models
 from distill_jax import parallel
@@ -137,29 +133,6 @@ def profile(name: str, compiled, args: tuple, steps: int, out_dir: str) -> dict:
   }
 
 
-def compiled_epoch(loss_fn, model, images, labels, runs, batch_size, mesh, hparams, test=None):
-  """The library's scanned epoch for ``runs`` runs, compiled, with its arguments."""
-  tx = optax.adam(1e-3)
-  epoch_fn = epochs_lib.make_epoch_fn(
-    loss_fn,
-    losses.classification_metrics(model.apply),
-    tx,
-    num_examples=len(labels),
-    batch_size=batch_size,
-    mesh=mesh,
-  )
-  init_keys, keys = epochs_lib.split_run_keys(jax.random.split(jax.random.key(0), runs))
-  put = lambda tree: parallel.put_replicated(tree, mesh)  # noqa: E731
-  states = put(epochs_lib.init_states(models.init_fn(model, images.shape[1:]), tx, init_keys))
-  train_data = {"image": images, "label": labels, **({} if test is None else test[0])}
-  train_data = parallel.put_rows(train_data, mesh)
-  hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
-  test_arg = None if test is None else test[1]
-  args = (states, train_data, put(keys), 1, hparams, None, test_arg)
-  compiled = epoch_fn.lower(*args, evaluate=test is not None).compile()
-  return compiled, args
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -181,13 +154,16 @@ def main():
   teacher = models.from_config(config.teacher)
   source = phi.map_array(data["big"][0], jax.random.key(0))
 
-  def teacher_loss(params, batch, key, hparams, context):
-    return jnp.mean(losses.cross_entropy(teacher.apply(params, batch["image"]), batch["label"]))
-
   steps = len(source) // config.teacher.batch_size
   for k in sorted({1, args.teachers}):
-    compiled, call_args = compiled_epoch(
-      teacher_loss, teacher, source, data["big"][1], k, config.teacher.batch_size, mesh, {}
+    compiled, call_args = conv_experiment.epoch_program(
+      conv_experiment.teacher_loss(teacher),
+      teacher,
+      source,
+      data["big"][1],
+      k,
+      config.teacher.batch_size,
+      mesh,
     )
     results.append(profile(f"teacher_epoch_k{k}", compiled, call_args, steps, out_dir))
 
@@ -210,7 +186,7 @@ def main():
     "temperature": np.ones(runs),
     "teacher": np.repeat(np.arange(args.teachers), args.seeds),
   }
-  compiled, call_args = compiled_epoch(
+  compiled, call_args = conv_experiment.epoch_program(
     student_loss,
     student,
     images,

@@ -76,14 +76,26 @@ def test_teacher_gains_give_each_arm_its_own_scale(tmp_path, monkeypatch):
 
   def effect(per_teacher, low, high):
     mean = float(np.mean(per_teacher))
-    return {"per_teacher": per_teacher, "low": low, "high": high, "mean": mean, "teachers": 3,
-            "seeds": 2, "unit": "teacher", "last_epochs": 10}
+    return {
+      "per_teacher": per_teacher,
+      "low": low,
+      "high": high,
+      "mean": mean,
+      "teachers": 3,
+      "seeds": 2,
+      "unit": "teacher",
+      "last_epochs": 10,
+    }
 
   effects = {
-    "teacher": {m: effect([-0.35, -0.33, -0.29], -0.38, -0.27) for m in ("test_accuracy",
-                                                                       "test_cross_entropy")},
-    "teacher_phi": {m: effect([0.004, 0.006, 0.008], 0.002, 0.010) for m in ("test_accuracy",
-                                                                           "test_cross_entropy")},
+    "teacher": {
+      m: effect([-0.35, -0.33, -0.29], -0.38, -0.27)
+      for m in ("test_accuracy", "test_cross_entropy")
+    },
+    "teacher_phi": {
+      m: effect([0.004, 0.006, 0.008], 0.002, 0.010)
+      for m in ("test_accuracy", "test_cross_entropy")
+    },
   }
   figures.teacher_gains({"experiment": "toy", "effects": effects}, str(tmp_path / "g.png"))
   (fig,) = saved

@@ -53,7 +53,10 @@ def test_hparams_sessions_are_the_student_runs_with_their_last_values(board):
     assert session["hparams"]["arm"] == arm["arm"]
     assert session["hparams"]["mapping"] == "conv"
     assert [session["hparams"][h] for h in ("lam", "temperature", "seed", "teacher")] == [
-      arm["lam"], arm["temperature"], seed, k
+      arm["lam"],
+      arm["temperature"],
+      seed,
+      k,
     ]
     for metric, tag in summaries.SCALARS.items():
       last = [v for v in arm[metric][row] if v is not None][-1]
