@@ -3,13 +3,14 @@ r"""Serves a finished run's TensorBoard, checks it shows every run, and screensh
   python -m experiments.tensorboard_screenshot --logdir=runs/conv/tensorboard \
       --out_dir=docs/figures
 
-starts ``tensorboard --logdir`` on a free local port, waits until its HTTP API lists every run
-folder under ``--logdir`` (an error names the ones missing), checks the HParams dashboard has a
-session per student run with its hyper-parameters and final metrics, and saves one PNG per
-``--views`` entry (``tensorboard_<view>.png``) drawn by a headless Chromium (Qt WebEngine, the
-``screenshot`` extra: ``pip install -e '.[screenshot]'``; the ``test`` extra has it too).
-``--views=`` (empty) only checks. ``docs/figures/tensorboard_*.png`` were made by this command
-on the main command's workdir (README, TensorBoard).
+starts ``tensorboard --logdir`` on a free local port (it answers once it has read every event
+file), fails unless its HTTP API lists every run folder under ``--logdir`` (naming the ones
+missing), reads the HParams sessions (one per student run, with its hyper-parameters and last
+metrics), and saves one PNG per ``--views`` entry (``tensorboard_<view>.png``) drawn by a
+headless Chromium (Qt WebEngine, the ``screenshot`` extra: ``pip install -e '.[screenshot]'``;
+the ``test`` extra has it too) once the page shows every arm, else fails. ``--views=`` (empty)
+only checks. ``docs/figures/tensorboard_*.png`` were made by this command on the main command's
+workdir (README, TensorBoard).
 """
 
 from __future__ import annotations
@@ -224,7 +225,6 @@ def screenshot(
     view.loadFinished.disconnect()
     if not loaded or not loaded[0]:
       raise RuntimeError(f"the headless browser could not load {page.address} in {timeout_s} s.")
-    missing = list(page.must_show)
     while True:
       wait(0.5)
       if page.script:
