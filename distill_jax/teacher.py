@@ -90,15 +90,15 @@ def _epoch_logger(config, test_name: str) -> Callable:
       logging.info("teacher epoch %d/%d: train loss %.4f", epoch, tc.epochs, loss)
       return
     accuracy = metrics["test_accuracy"]
+    if len(accuracy) == 1:
+      logging.info(
+        "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f",
+        *(epoch, tc.epochs, loss, test_name, accuracy[0]),
+      )
+      return
     logging.info(
       "teacher epoch %d/%d: train loss %.4f, test accuracy on %s %.4f ± %.4f (%d teachers)",
-      epoch,
-      tc.epochs,
-      loss,
-      test_name,
-      accuracy.mean(),
-      accuracy.std(),
-      len(accuracy),
+      *(epoch, tc.epochs, loss, test_name, accuracy.mean(), accuracy.std(), len(accuracy)),
     )
 
   return log_epoch
