@@ -101,7 +101,8 @@ def verdict(effect: dict, alternative: str) -> str:
 
 def arm_effect(entry: dict, baseline: dict, last_epochs: int = 1) -> dict:
   """Per metric of ``CLAIMED``: the effect, its interval, p, verdict and per-teacher gains,
-  each run's metric averaged over its last ``last_epochs`` epochs."""
+  each run's metric averaged over its last ``last_epochs`` epochs (all of them for shorter
+  runs: the results then say how many)."""
   effect = {}
   if entry.get("teachers") and len(set(entry["teachers"])) >= 2:
     unit = "teacher"
@@ -110,12 +111,13 @@ def arm_effect(entry: dict, baseline: dict, last_epochs: int = 1) -> dict:
   else:
     unit = "student seed (one teacher: other draws not covered)"
   for metric, alternative in CLAIMED.items():
-    d = paired_differences(entry, baseline, metric, last_epochs)
+    window = min(last_epochs, len(entry[metric][0]))
+    d = paired_differences(entry, baseline, metric, window)
     units = d.mean(axis=1) if d.shape[0] >= 2 else d[0]
     result = interval(units, alternative)
     result.update(
       unit=unit,
-      last_epochs=last_epochs,
+      last_epochs=window,
       claimed=alternative,
       verdict=verdict(result, alternative),
       per_teacher=[float(v) for v in d.mean(axis=1)],

@@ -62,6 +62,11 @@ def test_last_epochs_average_the_evaluated_epochs():
   arm = {**entry, "teachers": [0], "test_cross_entropy": [[1.0]]}
   effect = effects.arm_effect(arm, base, last_epochs=3)["test_accuracy"]
   assert effect["mean"] == pytest.approx(0.2) and effect["last_epochs"] == 3
+  # Runs shorter than the window: all their epochs, and the effect says how many.
+  effect = effects.arm_effect(arm, base, last_epochs=10)
+  assert effect["test_accuracy"]["last_epochs"] == 4
+  assert effect["test_accuracy"]["mean"] == pytest.approx(1.3 / 3 - 0.8 / 3)
+  assert effect["test_cross_entropy"]["last_epochs"] == 1
 
 
 def test_interval_and_p_match_the_t_distribution():
