@@ -133,7 +133,7 @@ class LiveCurves:
       return
     tensorboardx = _import_tensorboardx()
     from tensorboardX.event_file_writer import EventsWriter
-    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
 
     now = time.time()
     for row, folder in enumerate(self._folders):
@@ -141,6 +141,11 @@ class LiveCurves:
       if events is None:
         os.makedirs(os.path.join(self._root, folder), exist_ok=True)
         events = EventsWriter(os.path.join(self._root, folder, "events"))
+        # A run resumed from its checkpoint at this epoch: TensorBoard drops what an
+        # interrupted attempt wrote from here on (its "purge orphaned data"), so each epoch
+        # shows once. A fresh run starts at epoch 1 and drops nothing.
+        restart = SessionLog(status=SessionLog.START)
+        events.write_event(Event(step=epoch, wall_time=now, session_log=restart))
         self._files[folder] = events
       for metric, tag in SCALARS.items():
         value = np.asarray(metrics.get(metric, [np.nan] * len(self._folders)))[row]

@@ -298,3 +298,12 @@ def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
   )
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "resumed from epoch" in rerun.stderr  # the students continue from their checkpoint
+  # TensorBoard shows every epoch of every student run once, the killed attempt's included.
+  from tensorboard.backend.event_processing import event_accumulator
+
+  runs = sorted((tmp_path / "run" / "tensorboard").glob("*/t*_s*"))
+  assert len(runs) == 2  # no_teacher, teacher_phi: one seed each
+  for run in runs:
+    accumulator = event_accumulator.EventAccumulator(str(run), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("train/loss")] == list(range(1, 61)), run

@@ -135,3 +135,22 @@ def test_live_curves_reach_the_disk_while_the_run_goes_on(tmp_path):
       assert scalars["test/accuracy"] == [(e, pytest.approx(0.07 + e)) for e in range(1, epoch + 1)]
     assert threading.active_count() == threads
   assert all(len(list((tmp_path / "tensorboard" / f).iterdir())) == 1 for f in folders)
+
+
+def test_a_resumed_run_shows_each_epoch_once(tmp_path):
+  """An attempt killed after epoch 7 (checkpoint at 5) and the rerun resuming at epoch 6: the
+  rerun's file starts with a restart mark, so TensorBoard drops the first attempt's epochs 6-7
+  (without it TensorBoard's Python reader shows both)."""
+  import time
+
+  folders = ["arm/t0_s0"]
+  with summaries.LiveCurves(str(tmp_path), folders) as live:
+    for epoch in range(1, 8):
+      live(epoch, {"test_accuracy": np.asarray([epoch / 10])})
+  time.sleep(1.1)  # event file names carry the second they were opened in
+  with summaries.LiveCurves(str(tmp_path), folders) as live:
+    for epoch in range(6, 11):
+      live(epoch, {"test_accuracy": np.asarray([epoch / 10 + 0.5])})
+  _, scalars = _scalars(tmp_path / "tensorboard" / folders[0])
+  want = [(e, e / 10) for e in range(1, 6)] + [(e, e / 10 + 0.5) for e in range(6, 11)]
+  assert scalars["test/accuracy"] == [(e, pytest.approx(v)) for e, v in want]
