@@ -216,13 +216,15 @@ def fit_vae(
   mnist_test: tuple[np.ndarray, np.ndarray],
   seed: int = 0,
   prior_std: float = 1.0,
+  checkpoint_every: int = 1,
   **fit_options,
 ):
   """Trains the VAE with the project's trainer; returns ``train.FitResult`` (one run).
 
   ``fit_options`` are ``train.fit``'s optimization arguments: ``epochs``, ``batch_size``,
   ``tx``, ``mesh`` (required), ``checkpointer``, ``on_epoch``, ``steps_per_call`` (1 for the
-  conv encoder on CPU), ``eval_batch_size`` (default: up to 1,000).
+  conv encoder on CPU), ``eval_every``, ``eval_batch_size`` (default: up to 1,000). A
+  checkpoint every ``checkpoint_every`` epochs and at the end.
 
   Every time a garment of class r is visited, a fresh digit of class r is drawn from MNIST train
   as its pair. The test −ELBO uses fixed pairs from MNIST test (drawn once from ``seed``).
@@ -255,7 +257,7 @@ def fit_vae(
     run_keys=jax.random.key(seed)[None],
     hparams={},
     context=context,
-    checkpoint_every=1,
+    checkpoint_every=checkpoint_every,
     **{"eval_batch_size": min(1000, len(fashion_test[1])), **fit_options},
   )
 

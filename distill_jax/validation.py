@@ -89,8 +89,10 @@ def _check_batches(config, devices: int) -> None:
     ("teacher", f"{config.source_dataset} Big", source_big),
     ("student", f"{config.target_dataset} Small", target_small),
   ]
-  if "vae" in config:  # the VAE learns Fashion-MNIST-Big
-    checks.append(("vae", "fashion_mnist Big", split_sizes(config, "fashion_mnist")["big"]))
+  if "vae" in config:  # the VAE learns Fashion-MNIST-Big or -Small (vae.train_on)
+    split = "small" if config.vae.get("train_on") == "small" else "big"
+    size = split_sizes(config, "fashion_mnist")[split]
+    checks.append(("vae", f"fashion_mnist {split.capitalize()}", size))
   if config.eval_batch_size % devices:
     raise ValueError(
       f"eval_batch_size = {config.eval_batch_size} cannot be split evenly across {devices} "

@@ -189,3 +189,54 @@ def test_decoder_clamp_is_validated():
   config.vae.decoder_clamp = 0.5
   with pytest.raises(ValueError, match=r"vae.decoder_clamp must be in \[0, 0.5\)"):
     validation.validate_config(config)
+
+
+def test_the_map_trained_on_small_only(tmp_path, monkeypatch):
+  """``vae.train_on = "small"``: the VAE learns FashionMNIST-Small's garments only (a checkpoint
+  of its own), evaluated and saved every ``vae.eval_every`` epochs; Big keeps its key."""
+  from distill_jax import parallel, validation
+  from distill_jax.maps import core
+  from distill_jax.maps import vae as vae_map
+  from experiments.configs import vae as vae_config
+
+  rng = np.random.default_rng(0)
+
+  def split(n):
+    return rng.random((n, 28, 28, 1), np.float32), (np.arange(n) % 10).astype(np.int32)
+
+  datasets = {name: {"big": split(300), "small": split(40), "test": split(50)}
+              for name in ("fashion_mnist", "mnist")}  # fmt: skip
+  config = vae_config.get_config()
+  config.vae.update(train_on="small", epochs=4, eval_every=2, batch_size=20, latent_dim=2)
+  config.vae.update(encoder_hidden=(16,), decoder_hidden=(16,))
+  validation.validate_config(config)
+  context = core.MapContext(
+    load=datasets.__getitem__, mesh=parallel.make_mesh(), cache_dir=str(tmp_path),
+    tfds_dir=str(tmp_path / "tfds"), workdir=str(tmp_path),
+  )  # fmt: skip
+  from distill_jax import checkpoints
+
+  saved, save = [], checkpoints.Checkpointer.save
+  monkeypatch.setattr(
+    checkpoints.Checkpointer,
+    "save",
+    lambda self, epoch, *a, **k: (saved.append(epoch), save(self, epoch, *a, **k))[1],
+  )
+  small = vae_map.fit(config, context)
+  assert small.info["train_on"] == "fashion_mnist Small (40 garments)"
+  neg_elbo = small.info["history"]["test_neg_elbo"]
+  assert (
+    neg_elbo[0] is None and neg_elbo[2] is None and np.isfinite([neg_elbo[1], neg_elbo[3]]).all()
+  )
+  assert saved == [2, 4]  # checkpoints with the evaluations
+
+  config.vae.train_on = "big"
+  big = vae_map.fit(config, context)
+  assert big.key != small.key and big.info["train_on"] == "fashion_mnist Big (300 garments)"
+  config.vae.update(train_on="small", batch_size=41)
+  config.data.max_small, config.student.batch_size = 40, 20
+  with pytest.raises(ValueError, match="vae.batch_size = 41 but fashion_mnist Small has 40 examples"):
+    validation.validate_config(config)
+  config.vae.update(train_on="medium", batch_size=20)
+  with pytest.raises(ValueError, match="unknown vae.train_on 'medium'"):
+    validation.validate_config(config)

@@ -1,8 +1,8 @@
 """The learned map φ_vae (mappings ``vae``, ``generated``, ``generated_full``): a two-decoder VAE
 turns garments into digits (the model and its loss: ``distill_jax/vae.py``).
 
-``build`` trains the VAE of ``config.vae`` on Fashion-MNIST-Big paired by class with MNIST train,
-or reloads it from ``<cache_dir>/vae/<key>``, and writes its figures (translations; a latent grid
+``build`` trains the VAE of ``config.vae`` on Fashion-MNIST-Big (``vae.train_on = "small"``:
+FashionMNIST-Small) paired by class with MNIST train, or reloads it from ``<cache_dir>/vae/<key>``, and writes its figures (translations; a latent grid
 from a second, 2-D VAE). For ``generated`` it then makes the talk's GeneratedMNIST (70 draws
 z ~ q(z | x) per FashionMNIST-Small image, decoded into digits, split 59,000 / 1,000 / 10,000),
 for ``generated_full`` the ablation φ_vae(all of Fashion-MNIST), once each as a tfds dataset
@@ -74,7 +74,9 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     decoder_clamp=float(vc.decoder_clamp),
   )
   fashion, mnist = context.load("fashion_mnist"), context.load("mnist")
-  fashion_train = data_lib.subset(fashion["big"], config.data.max_big)
+  train_on = vc.train_on  # "big" | "small": the garments it learns (paired with MNIST train)
+  max_train = config.data.max_big if train_on == "big" else config.data.max_small
+  fashion_train = data_lib.subset(fashion[train_on], max_train)
   fashion_test = data_lib.subset(fashion["test"], config.data.max_test)
   key_config = {
     "what": "vae",
@@ -82,6 +84,8 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     "num_train": len(fashion_train.labels),
     "num_test": len(fashion_test.labels),
   }
+  if train_on != "big":  # Big keeps the key it had before this option
+    key_config["train_on"] = train_on
   key = checkpoints.config_key(key_config)
   with checkpoints.Checkpointer(
     os.path.join(context.cache_dir, "vae", key), key_config
@@ -89,11 +93,17 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
     epochs = training["epochs"]
     reused = checkpointer.latest_epoch() == epochs
     logging.info(
-      "vae: latent %d, trained on %d Fashion-MNIST Big images paired with MNIST train%s",
+      "vae: latent %d, trained on %d Fashion-MNIST %s images paired with MNIST train%s",
       training["latent_dim"],
       len(fashion_train.labels),
+      train_on.capitalize(),
       " (reusing checkpoint)" if reused else "",
     )
+
+    def log_epoch(epoch, metrics):
+      if "test_neg_elbo" in metrics:  # evaluated epochs only (vae.eval_every)
+        logging.info("vae epoch %d/%d: test -ELBO %.2f", epoch, epochs, metrics["test_neg_elbo"][0])
+
     result = vae_lib.fit_vae(
       model,
       fashion_train=fashion_train,
@@ -109,13 +119,14 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
       seed=vc.seed,
       prior_std=vc.prior_std,
       checkpointer=checkpointer,
-      on_epoch=lambda epoch, metrics: logging.info(
-        "vae epoch %d/%d: test -ELBO %.2f", epoch, epochs, metrics["test_neg_elbo"][0]
-      ),
+      checkpoint_every=vc.eval_every,
+      eval_every=vc.eval_every,
+      on_epoch=log_epoch,
       steps_per_call=vc.steps_per_call,
     )
   final = {name: float(values[0, -1]) for name, values in result.history.items()}
   info = {
+    "train_on": f"fashion_mnist {train_on.capitalize()} ({len(fashion_train.labels)} garments)",
     "latent_dim": training["latent_dim"],
     **{name: final[name] for name in ("test_neg_elbo", "test_kl")},
     **{name: final[name] for name in ("test_mnist_log_lik", "test_fashion_log_lik")},
@@ -281,6 +292,15 @@ def validate(config) -> None:
       f"{vc.latent_dim}, {vc.epochs}, {vc.figure_epochs}, {vc.batch_size}."
     )
   optim.validate_optimizer(vc.optimizer, "vae.optimizer")
+  if vc.train_on not in ("big", "small"):
+    raise ValueError(
+      f"unknown vae.train_on {vc.train_on!r}: 'big' (Fashion-MNIST-Big's garments) or 'small' "
+      "(only FashionMNIST-Small's, the students' own)."
+    )
+  if vc.eval_every < 1:
+    raise ValueError(
+      f"vae.eval_every must be >= 1 (epochs between evaluations), got {vc.eval_every}."
+    )
   if vc.encoder_type not in vae_lib.ENCODERS:
     raise ValueError(
       f"unknown vae.encoder_type {vc.encoder_type!r}; choose one of "

@@ -21,6 +21,10 @@ from experiments.configs import default
 def vae_section() -> ml_collections.ConfigDict:
   """The learned map φ_vae: trained on Fashion-MNIST-Big paired with MNIST train."""
   vae = ml_collections.ConfigDict()
+  # The garments it learns: "big" (Fashion-MNIST-Big, 59,000 labelled) or "small" (only the
+  # students' FashionMNIST-Small: no garment label beyond Small anywhere; give it ~59× the
+  # epochs, e.g. 1770 with eval_every=59, for as many steps as Big's 30 epochs)
+  vae.train_on = "big"
   vae.encoder_type = "mlp"  # "mlp": dense layers encoder_hidden; "conv": 2 convs first
   vae.latent_dim = 16
   vae.encoder_hidden = (512, 256)
@@ -36,6 +40,7 @@ def vae_section() -> ml_collections.ConfigDict:
   vae.figure_latent_dim = 2
   vae.figure_epochs = 10
   vae.seed = 0
+  vae.eval_every = 1  # epochs between test −ELBO evaluations and checkpoints (and the last)
   # None: each epoch is one jitted program; 1: one jitted call per step, faster for the conv
   # encoder on CPU (XLA runs convolutions inside loops slowly there). Same numbers either way.
   vae.steps_per_call = ml_collections.FieldReference(None, field_type=int)
