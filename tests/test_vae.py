@@ -235,7 +235,9 @@ def test_the_map_trained_on_small_only(tmp_path, monkeypatch):
   assert big.key != small.key and big.info["train_on"] == "fashion_mnist Big (300 garments)"
   config.vae.update(train_on="small", batch_size=41)
   config.data.max_small, config.student.batch_size = 40, 20
-  with pytest.raises(ValueError, match="vae.batch_size = 41 but fashion_mnist Small has 40 examples"):
+  with pytest.raises(
+    ValueError, match="vae.batch_size = 41 but fashion_mnist Small has 40 examples"
+  ):
     validation.validate_config(config)
   config.vae.update(train_on="medium", batch_size=20)
   with pytest.raises(ValueError, match="unknown vae.train_on 'medium'"):
