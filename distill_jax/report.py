@@ -80,8 +80,9 @@ def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
     ]
   if "test_neg_elbo" in phi:
     lines += [
-      f"VAE (latent {phi.get('latent_dim', '?')}): test −ELBO {phi['test_neg_elbo']:.2f} "
-      f"(KL {phi['test_kl']:.2f}).",
+      f"VAE (latent {phi.get('latent_dim', '?')}"
+      + (f", trained on {phi['train_on']}" if "train_on" in phi else "")
+      + f"): test −ELBO {phi['test_neg_elbo']:.2f} (KL {phi['test_kl']:.2f}).",
       "",
     ]
   return lines

@@ -79,7 +79,10 @@ def test_markdown_reports_phi_quality():
   }
   table = report.markdown_table(results)
   assert "accuracy 0.8512 ± 0.0020, cross-entropy 0.6100 ± 0.0100" in table
-  assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table
+  assert "VAE (latent 16): test −ELBO 420.37 (KL 14.78)" in table  # older results: no train_on
+  results["phi"]["train_on"] = "fashion_mnist Small (1000 garments)"
+  table = report.markdown_table(results)
+  assert "VAE (latent 16, trained on fashion_mnist Small (1000 garments)): test −ELBO" in table
 
 
 def test_unevaluated_epochs_are_null_in_json_and_skipped_in_figures(tmp_path):
