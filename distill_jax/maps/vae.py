@@ -2,7 +2,8 @@
 turns garments into digits (the model and its loss: ``distill_jax/vae.py``).
 
 ``build`` trains the VAE of ``config.vae`` on Fashion-MNIST-Big (``vae.train_on = "small"``:
-FashionMNIST-Small) paired by class with MNIST train, or reloads it from ``<cache_dir>/vae/<key>``, and writes its figures (translations; a latent grid
+FashionMNIST-Small) paired by class with MNIST train, or reloads it from
+``<cache_dir>/vae/<key>``, and writes its figures (translations; a latent grid
 from a second, 2-D VAE). For ``generated`` it then makes the talk's GeneratedMNIST (70 draws
 z ~ q(z | x) per FashionMNIST-Small image, decoded into digits, split 59,000 / 1,000 / 10,000),
 for ``generated_full`` the ablation φ_vae(all of Fashion-MNIST), once each as a tfds dataset
