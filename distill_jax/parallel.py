@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import time
 from typing import Mapping
 
@@ -128,6 +129,13 @@ def warm_up_collectives() -> None:
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("distill_jax: collectives ready")
+
+
+def free_port() -> int:
+  """A TCP port free on this machine now (a local coordinator's, a local server's)."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

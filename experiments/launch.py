@@ -13,7 +13,6 @@ host itself (README, "Scaling").
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -60,12 +59,6 @@ def launch_or_join(module: str) -> None:
     raise SystemExit(f"error: {error}") from None
 
 
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def child_argv(argv: list[str]) -> list[str]:
   """``argv`` without ``--num_processes`` (the children are single processes of the job)."""
   out, skip = [], False
@@ -91,7 +84,7 @@ def run(module: str, argv: list[str], num_processes: int, devices_per_process: i
 def run_command(command: list[str], num_processes: int, devices_per_process: int = 1) -> int:
   """Runs ``command`` as ``num_processes`` processes of one JAX job; their exit status."""
   grace = float(os.environ.get(GRACE_ENV, GRACE_S))
-  coordinator = f"127.0.0.1:{free_port()}"
+  coordinator = f"127.0.0.1:{parallel.free_port()}"
   children = []
   for index in range(num_processes):
     env = dict(

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import urllib.parse
 import urllib.request
 
 from absl import app, flags
+
+from distill_jax import parallel
 
 # What each view shows: TensorBoard's URL fragment and query (the time series' run and tag
 # filters are regular expressions; smoothing 0 draws the values as they are), and a script run
@@ -69,12 +70,6 @@ def run_folders(logdir: str) -> list[str]:
   return sorted(runs)
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def _get(url: str, body: dict | None = None, timeout_s: float = 10.0):
   data = None if body is None else json.dumps(body).encode()
   headers = {"Content-Type": "application/json", "X-XSRF-Protected": "1"}
@@ -96,7 +91,7 @@ def serve(logdir: str, timeout_s: float = 120.0):
       f"no TensorBoard event files under {logdir!r}: give a workdir's tensorboard/ folder (or a "
       "folder of workdirs), written by python -m experiments.distill."
     )
-  port = _free_port()
+  port = parallel.free_port()
   command = [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}", "--host=127.0.0.1"]
   command += [f"--port={port}", "--load_fast=false", "--reload_task=blocking"]
   command += ["--reload_interval=0"]

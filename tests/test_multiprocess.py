@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from distill_jax import parallel
 from tests.conftest import REPO_ROOT
 
 # One training run of ``train.fit`` on a 2-device mesh; prints its history as JSON. As one of
@@ -124,12 +125,6 @@ def _tiny(mapping, data_dir, tfds_dir) -> list[str]:
   ]
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def _history(output: str) -> dict:
   (line,) = [line for line in output.splitlines() if line.startswith("HISTORY ")]
   return json.loads(line[len("HISTORY ") :])
@@ -178,7 +173,7 @@ def _job_base_env() -> dict:
 def _run_job(script: str, how: str = "env") -> list[tuple[int, str, str]]:
   """``script`` as the 2 processes of one job (one CPU device each): ``(status, stdout,
   stderr)`` per process."""
-  port = _free_port() if how == "env" else _free_slurm_port()
+  port = parallel.free_port() if how == "env" else _free_slurm_port()
   processes = [
     subprocess.Popen(
       [sys.executable, "-c", script],
