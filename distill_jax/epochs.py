@@ -23,13 +23,14 @@ set with a fixed evaluation key. Two strategies execute this, with the same numb
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from distill_jax import parallel
 
@@ -142,11 +143,12 @@ def make_epoch_fn(
 ):
   """The ``epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True)``.
 
-  Every argument with a leading run axis (states, run_keys, hparams) is per run; ``train_data``
-  (row-sharded, ``parallel.put_rows``: row i of the set at position i), ``context`` and
-  ``test`` (``(test chunks, 0/1 weight)``, see ``make_evaluate``) are shared by all runs.
-  Returns the new states and per-run metrics ``{"train_loss": [R], "test_<metric>": [R], ...}`` (no
-  ``test_*`` when ``evaluate=False``).
+  Every argument with a leading run axis (states, run_keys, hparams) is per run, split over the
+  mesh's ``runs`` axis (``parallel.put_runs``; the run count a multiple of its size);
+  ``train_data`` (row-sharded, ``parallel.put_rows``: row i of the set at position i),
+  ``context`` and ``test`` (``(test chunks, 0/1 weight)``, see ``make_evaluate``) are shared by
+  all runs. Returns the new states and per-run metrics ``{"train_loss": [R], "test_<metric>":
+  [R], ...}`` (no ``test_*`` when ``evaluate=False``), split over ``runs`` like the states.
 
   ``steps_per_call=None``: the scanned epoch, one jitted program (``states`` is donated).
   ``steps_per_call=k >= 1``: the stepped epoch, jitted programs of k steps per run. Same numbers
@@ -155,12 +157,16 @@ def make_epoch_fn(
   if steps_per_call is not None and steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1 or None, got {steps_per_call}.")
   plan = _make_plan(num_examples, batch_size)
-  step = _make_step(loss_fn, tx, mesh)
-  evaluate = make_evaluate(metrics_fn, mesh, unrolled=steps_per_call is not None)
   if steps_per_call is None:
-    return _scanned_epoch_fn(plan, step, evaluate, mesh)
+    step = _make_step(loss_fn, tx, mesh)
+    return _scanned_epoch_fn(plan, step, make_evaluate(metrics_fn, mesh), mesh)
   steps = num_examples // batch_size
-  return _stepped_epoch_fn(plan, step, evaluate, steps=steps, steps_per_call=steps_per_call)
+
+  def group_programs(group_mesh):
+    step = _make_step(loss_fn, tx, group_mesh)
+    return step, make_evaluate(metrics_fn, group_mesh, unrolled=True)
+
+  return _stepped_epoch_fn(plan, group_programs, mesh, steps=steps, steps_per_call=steps_per_call)
 
 
 def _make_plan(num_examples: int, batch_size: int):
@@ -177,12 +183,12 @@ def _make_plan(num_examples: int, batch_size: int):
 
 def _make_step(loss_fn: LossFn, tx: optax.GradientTransformation, mesh: Mesh):
   """``step(state, (indices, key), train_data, hparams, context) -> (state, loss)``: one run's
-  training step (gather the batch, shard it, loss, gradient, ``tx`` update)."""
+  training step (gather the batch, shard it over ``data``, loss, gradient, ``tx`` update)."""
 
   def step(state, inputs, train_data, hparams, context):
     indices, step_key = inputs
     # XLA gathers from the row-sharded set: each device takes the rows it holds, an all-reduce
-    # assembles the batch, which is then split over the mesh.
+    # over ``data`` assembles the batch, which is then split over ``data``.
     batch = parallel.shard_batch({name: array[indices] for name, array in train_data.items()}, mesh)
     loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, step_key, hparams, context)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -205,7 +211,12 @@ def _scored(evaluate):
 
 
 def _scanned_epoch_fn(plan, step, evaluate, mesh: Mesh):
-  """The scanned epoch: all runs vmapped, ``lax.scan`` over the steps, then the evaluation."""
+  """The scanned epoch: all runs vmapped, ``lax.scan`` over the steps, then the evaluation.
+
+  The vmapped run axis is ``spmd_axis_name=runs``: split over the mesh's ``runs`` axis inside
+  the program too (also under ``shard_batch``'s constraints), so each run group computes only
+  its own runs and, with ``data`` = 1, nothing is communicated.
+  """
 
   def train_steps(state, train_data, batch_indices, step_keys, hparams, context):
     def scan_step(state, inputs):
@@ -213,9 +224,10 @@ def _scanned_epoch_fn(plan, step, evaluate, mesh: Mesh):
 
     return jax.lax.scan(scan_step, state, (batch_indices, step_keys))
 
-  plan_runs = jax.vmap(plan, in_axes=(0, None))
-  train_runs = jax.vmap(train_steps, in_axes=(0, None, 0, 0, 0, None))
-  score_runs = jax.vmap(_scored(evaluate), in_axes=(0, None, 0))
+  over_runs = functools.partial(jax.vmap, spmd_axis_name=parallel.RUNS_AXIS)
+  plan_runs = over_runs(plan, in_axes=(0, None))
+  train_runs = over_runs(train_steps, in_axes=(0, None, 0, 0, 0, None))
+  score_runs = over_runs(_scored(evaluate), in_axes=(0, None, 0))
 
   def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
     batch_indices, step_keys = plan_runs(run_keys, epoch)
@@ -225,17 +237,60 @@ def _scanned_epoch_fn(plan, step, evaluate, mesh: Mesh):
       metrics.update(score_runs(states.params, test, run_keys))
     return states, metrics
 
-  replicated = parallel.replicated(mesh)
+  by_run = parallel.runs_sharded(mesh)
   return jax.jit(
     epoch_fn,
     donate_argnums=(0,),
     static_argnames=("evaluate",),
-    out_shardings=(replicated, replicated),
+    out_shardings=(by_run, by_run),
   )
 
 
-def _stepped_epoch_fn(plan, step, evaluate, *, steps: int, steps_per_call: int):
-  """The stepped epoch: run after run, unbatched, a Python loop over jitted k-step programs."""
+def _stepped_epoch_fn(plan, group_programs, mesh: Mesh, *, steps: int, steps_per_call: int):
+  """The stepped epoch: per run group, run after run, unbatched, a Python loop over jitted k-step
+  programs.
+
+  Each run group of ``mesh`` (one row: its ``data`` devices) gets its own programs on its own
+  sub-mesh and trains its block of runs; the loop dispatches run i of every group before run
+  i + 1, so with asynchronous dispatch the groups compute side by side. A process dispatches
+  only the groups whose devices it holds.
+  """
+  groups = _local_groups(mesh)
+  programs = {}
+  for group, group_mesh in groups.items():
+    step, evaluate = group_programs(group_mesh)
+    programs[group] = _stepped_group_programs(plan, step, evaluate, steps, steps_per_call)
+
+  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
+    per_group = run_keys.shape[0] // parallel.run_groups(mesh)
+    local = {
+      group: _group_view((states, train_data, run_keys, hparams, context, test), group_mesh)
+      for group, group_mesh in groups.items()
+    }
+    new_states = {group: [] for group in groups}
+    losses = {group: [] for group in groups}
+    scores = {group: [] for group in groups}
+    for run in range(per_group):  # run `run` of every group, then the next
+      for group, (g_states, g_data, g_keys, g_hparams, g_context, g_test) in local.items():
+        train_run, score_run = programs[group]
+        state, run_hparams = jax.tree.map(lambda leaf: leaf[run], (g_states, g_hparams))
+        state, loss = train_run(state, g_data, g_keys[run], epoch, run_hparams, g_context)
+        new_states[group].append(state)
+        losses[group].append(loss)
+        if evaluate:
+          scores[group].append(score_run(state.params, g_test, g_keys[run]))
+    metrics = {group: {"train_loss": jnp.stack(losses[group])} for group in groups}
+    if evaluate:
+      for group in groups:
+        metrics[group].update(_stack(scores[group]))
+    stacked = {group: (_stack(new_states[group]), metrics[group]) for group in groups}
+    return _join_groups(stacked, run_keys.shape[0], mesh)
+
+  return epoch_fn
+
+
+def _stepped_group_programs(plan, step, evaluate, steps: int, steps_per_call: int):
+  """``(train_run, score_run)`` of one run group: one run's epoch, its test metrics."""
 
   def train_steps(state, train_data, batch_indices, step_keys, hparams, context):
     # The steps as straight-line code: no lax.scan around a conv net's step on CPU.
@@ -261,19 +316,49 @@ def _stepped_epoch_fn(plan, step, evaluate, *, steps: int, steps_per_call: int):
       losses.append(chunk_losses)
     return state, jnp.concatenate(losses).mean()
 
-  def epoch_fn(states, train_data, run_keys, epoch, hparams, context, test, evaluate=True):
-    new_states, train_losses, test_metrics = [], [], []
-    for run in range(run_keys.shape[0]):
-      state, run_hparams = jax.tree.map(lambda leaf: leaf[run], (states, hparams))
-      state, loss = train_run(state, train_data, run_keys[run], epoch, run_hparams, context)
-      new_states.append(state)
-      train_losses.append(loss)
-      if evaluate:
-        test_metrics.append(score_jit(state.params, test, run_keys[run]))
-    states = _stack(new_states)
-    return states, {"train_loss": jnp.stack(train_losses), **(_stack(test_metrics) or {})}
+  return train_run, score_jit
 
-  return epoch_fn
+
+def _local_groups(mesh: Mesh) -> dict[int, Mesh]:
+  """The run groups with a device of this process: group index -> its ``(1, data)`` sub-mesh."""
+  process = jax.process_index()
+  return {
+    group: Mesh(mesh.devices[group : group + 1], mesh.axis_names)
+    for group in range(parallel.run_groups(mesh))
+    if any(d.process_index == process for d in mesh.devices[group])
+  }
+
+
+def _group_view(tree, group_mesh: Mesh):
+  """``tree``'s arrays as seen by one run group: run-sharded leaves become that group's block of
+  runs (replicated over its ``data`` devices), the others keep their ``data`` layout; no copy."""
+  devices = set(group_mesh.devices.flat)
+
+  def view(leaf):
+    spec = leaf.sharding.spec
+    shards = [s for s in leaf.addressable_shards if s.device in devices]
+    if spec and spec[0] == parallel.RUNS_AXIS:
+      shape, group_spec = shards[0].data.shape, PartitionSpec()
+    else:
+      shape, group_spec = leaf.shape, spec
+    sharding = NamedSharding(group_mesh, group_spec)
+    return jax.make_array_from_single_device_arrays(shape, sharding, [s.data for s in shards])
+
+  return jax.tree.map(view, tree)
+
+
+def _join_groups(per_group: dict, num_runs: int, mesh: Mesh):
+  """Each group's stacked ``(states, metrics)`` joined into arrays of ``num_runs`` runs split
+  over ``runs`` (each device keeps its own group's buffers)."""
+  sharding = parallel.runs_sharded(mesh)
+  trees = list(per_group.values())
+
+  def join(*leaves):
+    buffers = [shard.data for leaf in leaves for shard in leaf.addressable_shards]
+    shape = (num_runs, *leaves[0].shape[1:])
+    return jax.make_array_from_single_device_arrays(shape, sharding, buffers)
+
+  return jax.tree.map(join, *trees)
 
 
 def _stack(trees: list):

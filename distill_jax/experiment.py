@@ -55,12 +55,14 @@ def run_experiment(
     files.ensure_writable_folder(folder, what)
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  mesh = parallel.make_mesh(config.num_devices)
+  mesh = parallel.make_mesh(config.num_devices, config.get("devices_per_run", 1))
   logging.info(
-    "experiment: mapping=%s on %d %s device(s); workdir %s",
+    "experiment: mapping=%s on %d %s device(s) (%d run groups × %d devices per run); workdir %s",
     config.mapping,
     mesh.devices.size,
     jax.devices()[0].platform,
+    parallel.run_groups(mesh),
+    parallel.data_devices(mesh),
     os.path.abspath(workdir),
   )
 

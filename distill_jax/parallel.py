@@ -1,17 +1,26 @@
-"""Data parallelism: a 1-D device mesh, row-sharded data sets, replicated parameters.
+"""Where runs and rows live: a 2-D device mesh ``(runs, data)``, run-sharded states,
+row-sharded data sets.
 
-Every training step runs under ``jax.jit``; its batch is constrained to be split along the
-mesh axis ``"data"`` and the parameters and optimizer state are replicated, so XLA inserts the
-gradient all-reduce. With one device all of this is a no-op.
+The workload is many small independent runs (teachers × seeds × λ × T), each with a small batch.
+The mesh has two axes:
 
-Data sets are **sharded by rows** (``put_rows``): with ``P`` devices, device ``d`` holds rows
-``[d·m, (d+1)·m)`` of an ``n``-row set, ``m = ⌈n / P⌉``, padded at the end of its own shard. So
-each process needs only the rows of its own devices (``local_rows``): a loader can read just
-that slice (e.g. a tfds split ``"train[a:b]"``) and pass it as ``ProcessRows``. A training
-step's batch is gathered from the sharded set by XLA (each device takes the rows it holds, an
-all-reduce of the batch assembles it), so every process feeds only its share and the global
-order is the one of a single process. Test sets are cut into chunks on the host
-(``chunk_rows``); evaluation chunk ``c`` is chunk ``c`` of every device's shard
+- ``runs``: the stacked run axis of ``train.fit`` is split over it. Device group g (one row of
+  the mesh) trains its own block of runs; nothing crosses groups during an epoch, so with
+  ``data`` = 1 the compiled epoch holds no collective at all (``tests/test_parallel.py`` reads
+  the HLO). Run counts that do not divide the groups are padded (``padded_runs``) with copies
+  of the last run, dropped afterwards. By default every device is on ``runs``.
+- ``data``: each run's batch is split over it (``shard_batch``), parameters replicated inside
+  the group, so XLA inserts the gradient all-reduce: for one large run (e.g. a CNN at 224 px on
+  GPUs), chosen with ``devices_per_run`` (``make_mesh(num_devices, devices_per_run=d)``).
+
+Data sets are **sharded by rows over ``data``** and replicated over ``runs`` (``put_rows``): with
+``D`` devices on ``data``, data position j holds rows ``[j·m, (j+1)·m)`` of an ``n``-row set,
+``m = ⌈n / D⌉``, padded at the end of its own shard. So each process needs only the rows of
+its own data positions (``local_rows``; all rows when ``data`` = 1): a loader can read just that
+slice (e.g. a tfds split ``"train[a:b]"``) and pass it as ``ProcessRows``. A training step's
+batch is gathered from the sharded set by XLA (each device takes the rows it holds, an
+all-reduce of the batch assembles it). Test sets are cut into chunks on the host
+(``chunk_rows``); evaluation chunk ``c`` is chunk ``c`` of every data position's shard
 (``take_chunk``), so no data moves to evaluate.
 """
 
@@ -24,12 +33,15 @@ import time
 from typing import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from distill_jax import env
 
+RUNS_AXIS = "runs"
 DATA_AXIS = "data"
+MESH_AXES = (RUNS_AXIS, DATA_AXIS)
 
 
 HEARTBEAT_ENV = "DISTILL_HEARTBEAT_TIMEOUT_S"
@@ -138,8 +150,12 @@ def free_port() -> int:
     return probe.getsockname()[1]
 
 
-def make_mesh(num_devices: int | None = None) -> Mesh:
-  """A mesh over the first ``num_devices`` devices (all of them when None or 0)."""
+def make_mesh(num_devices: int | None = None, devices_per_run: int = 1) -> Mesh:
+  """A ``(runs, data)`` mesh over the first ``num_devices`` devices (all of them when None or
+  0): ``devices_per_run`` devices on ``data`` (each run's batch split over them), the rest on
+  ``runs`` (independent runs side by side). ``jax.devices()`` lists each process's devices
+  together, so a process's devices form whole run groups when ``devices_per_run`` divides its
+  device count."""
   devices = jax.devices()
   if num_devices:
     if num_devices > len(devices):
@@ -149,7 +165,106 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
         "or 0 for all."
       )
     devices = devices[:num_devices]
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+  if (
+    isinstance(devices_per_run, bool)
+    or not isinstance(devices_per_run, int)
+    or not (devices_per_run >= 1 and len(devices) % devices_per_run == 0)
+  ):
+    raise ValueError(
+      f"devices_per_run={devices_per_run!r} must be a whole number >= 1 that divides the "
+      f"{len(devices)} devices of the mesh (runs × data = devices); 1 puts every device on runs."
+    )
+  grid = np.asarray(devices).reshape(len(devices) // devices_per_run, devices_per_run)
+  return Mesh(grid, MESH_AXES)
+
+
+def all_on_data(mesh: Mesh) -> Mesh:
+  """The same devices as one run group (all on ``data``): for work without runs, such as
+  ``train.predict`` of one model, which every device then shares."""
+  return Mesh(mesh.devices.reshape(1, -1), MESH_AXES)
+
+
+def for_runs(mesh: Mesh, num_runs: int) -> Mesh:
+  """The mesh ``num_runs`` runs train on: ``mesh``, or with one process and fewer runs than run
+  groups its first ``num_runs`` groups (a single VAE does not train once per idle group). With
+  several processes every process keeps its place in the mesh (the runs are padded)."""
+  if jax.process_count() > 1 or num_runs >= run_groups(mesh):
+    return mesh
+  return Mesh(mesh.devices[:num_runs], MESH_AXES)
+
+
+def run_groups(mesh: Mesh) -> int:
+  """How many device groups train runs side by side (the size of the ``runs`` axis)."""
+  return mesh.shape[RUNS_AXIS]
+
+
+def data_devices(mesh: Mesh) -> int:
+  """How many devices split each run's batch (the size of the ``data`` axis)."""
+  return mesh.shape[DATA_AXIS]
+
+
+def padded_runs(num_runs: int, mesh: Mesh) -> int:
+  """``num_runs`` rounded up to a multiple of the run groups (each group trains as many)."""
+  groups = run_groups(mesh)
+  return -(-num_runs // groups) * groups
+
+
+def pad_runs(tree, num_runs: int):
+  """Each leaf's leading (run) axis extended to ``num_runs`` with copies of its last run (whole
+  runs with valid keys and hyper-parameters, whose results are dropped)."""
+
+  def pad(leaf):
+    extra = num_runs - leaf.shape[0]
+    if extra == 0:
+      return leaf
+    last = leaf[-1:]
+    return (
+      jnp.concatenate([leaf, jnp.repeat(last, extra, axis=0)])
+      if isinstance(leaf, jax.Array)
+      else np.concatenate([leaf, np.repeat(last, extra, axis=0)])
+    )
+
+  return jax.tree.map(pad, tree)
+
+
+def runs_sharded(mesh: Mesh) -> NamedSharding:
+  """The leading (run) axis split over ``runs``; replicated over ``data``."""
+  return NamedSharding(mesh, P(RUNS_AXIS))
+
+
+def put_runs(tree, mesh: Mesh):
+  """Every leaf (leading axis = run, a multiple of ``run_groups``) as a global array split over
+  ``runs``. Each process passes the same whole value (small: keys, hyper-parameters, fresh
+  states) and keeps its devices' runs; a leaf that already lives on other processes' devices
+  is resharded by a jitted copy."""
+  sharding = runs_sharded(mesh)
+
+  def put(leaf):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+        return leaf
+      return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
+    return jax.make_array_from_process_local_data(sharding, leaf, leaf.shape)
+
+  return jax.tree.map(put, tree)
+
+
+def first_runs(tree, num_runs: int, mesh: Mesh):
+  """The first ``num_runs`` runs of run-sharded ``tree`` (padding dropped), replicated on every
+  device: what ``fit`` returns and checkpoints (independent of the mesh it was trained on)."""
+  return jax.jit(lambda t: jax.tree.map(lambda leaf: leaf[:num_runs], t),
+                 out_shardings=replicated(mesh))(tree)  # fmt: skip
+
+
+def gather_runs(tree) -> dict:
+  """Run-sharded (or replicated) device arrays as host NumPy arrays, the whole run axis on
+  every process: ``device_get`` alone, ``process_allgather`` (one collective per call) with
+  several processes."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+
+  return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -179,25 +294,34 @@ def put_replicated(tree, mesh: Mesh):
 
 
 def rows_per_device(num_rows: int, mesh: Mesh) -> int:
-  """``m = ⌈num_rows / P⌉``: the rows of a row-sharded set each of the ``P`` devices holds."""
-  return -(-num_rows // mesh.devices.size)
+  """``m = ⌈num_rows / D⌉``: the rows of a row-sharded set each of the ``D`` data positions
+  holds (every device of a position's column holds the same rows)."""
+  return -(-num_rows // data_devices(mesh))
+
+
+def _local_data_positions(mesh: Mesh) -> list[int]:
+  """The ``data`` positions of this process's devices, contiguous and sorted."""
+  process = jax.process_index()
+  grid = mesh.devices  # [runs, data]
+  positions = sorted({j for (_, j), d in np.ndenumerate(grid) if d.process_index == process})
+  if not positions:
+    raise ValueError(
+      f"process {process} has no device in the mesh of {grid.size}; with several "
+      "processes use every device (num_devices=0)."
+    )
+  if positions != list(range(positions[0], positions[-1] + 1)):
+    raise ValueError(f"process {process}'s devices are not contiguous in the mesh {mesh}.")
+  return positions
 
 
 def local_rows(num_rows: int, mesh: Mesh) -> slice:
   """The rows ``[start, stop)`` of an ``num_rows``-row set this process's devices hold.
 
-  All rows with one process; with several, a contiguous block (``jax.devices()`` lists each
-  process's devices together), which a loader reads instead of the whole set.
+  All rows with one process or with ``data`` = 1 (every device holds the whole set for its own
+  runs); with several processes on ``data``, a contiguous block, which a loader reads instead
+  of the whole set.
   """
-  process = jax.process_index()
-  positions = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == process]
-  if not positions:
-    raise ValueError(
-      f"process {process} has no device in the mesh of {mesh.devices.size}; with several "
-      "processes use every device (num_devices=0)."
-    )
-  if positions != list(range(positions[0], positions[-1] + 1)):
-    raise ValueError(f"process {process}'s devices are not contiguous in the mesh {mesh}.")
+  positions = _local_data_positions(mesh)
   per_device = rows_per_device(num_rows, mesh)
   start = min(positions[0] * per_device, num_rows)
   return slice(start, min((positions[-1] + 1) * per_device, num_rows))
@@ -223,12 +347,12 @@ def num_rows(data: Mapping[str, np.ndarray] | ProcessRows) -> int:
 def put_rows(
   data: Mapping[str, np.ndarray] | ProcessRows, mesh: Mesh, chunk_rows: int | None = None
 ) -> dict:
-  """Arrays sharded by rows over ``mesh`` (see the module docstring).
+  """Arrays sharded by rows over ``data``, replicated over ``runs`` (see the module docstring).
 
-  Each device's shard is its ``m = rows_per_device`` rows, then zeros up to ``m'``, a multiple
-  of ``chunk_rows`` (a ``weight`` of ones placed alike tells real rows from padding). Without
-  ``chunk_rows``: ``[P · m, ...]`` (row i at position i: only the last shard is padded). With
-  it: ``[P · m' / chunk_rows, chunk_rows, ...]``, each device's shard cut into chunks on the host
+  Each data position's shard is its ``m = rows_per_device`` rows, then zeros up to ``m'``, a
+  multiple of ``chunk_rows`` (a ``weight`` of ones placed alike tells real rows from padding).
+  Without ``chunk_rows``: ``[D · m, ...]`` (row i at position i: only the last shard is padded).
+  With it: ``[D · m' / chunk_rows, chunk_rows, ...]``, each shard cut into chunks on the host
   (``take_chunk`` reads chunk c of every shard; no reshape of the whole set inside a program,
   which XLA CPU turned into a copy of the test set per evaluation). ``data``: whole arrays
   (each process keeps its rows) or ``ProcessRows``.
@@ -239,7 +363,7 @@ def put_rows(
   per_device = rows_per_device(total, mesh)
   chunk = chunk_rows or 1
   padded_rows = -(-per_device // chunk) * chunk
-  local_devices = sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
+  local_positions = len(_local_data_positions(mesh))
   sharding = batch_sharded(mesh)
   out = {}
   for name, array in arrays.items():
@@ -250,28 +374,28 @@ def put_rows(
         f"of {total} (parallel.local_rows)."
       )
     shards = []
-    for d in range(local_devices):
-      shard = array[d * per_device : (d + 1) * per_device]
+    for j in range(local_positions):
+      shard = array[j * per_device : (j + 1) * per_device]
       pad = np.zeros((padded_rows - len(shard), *array.shape[1:]), array.dtype)
       shards.append(np.concatenate([shard, pad]))
     local = np.concatenate(shards)
     shape = (padded_rows,) if chunk_rows is None else (padded_rows // chunk, chunk)
-    local = local.reshape(local_devices * shape[0], *shape[1:], *array.shape[1:])
-    global_shape = (mesh.devices.size * shape[0], *shape[1:], *array.shape[1:])
+    local = local.reshape(local_positions * shape[0], *shape[1:], *array.shape[1:])
+    global_shape = (data_devices(mesh) * shape[0], *shape[1:], *array.shape[1:])
     out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
   return out
 
 
 def num_chunks(chunked: jax.Array, mesh: Mesh) -> int:
-  """How many chunks each device holds of a ``put_rows(..., chunk_rows=c)`` array."""
-  return chunked.shape[0] // mesh.devices.size
+  """How many chunks each data position holds of a ``put_rows(..., chunk_rows=c)`` array."""
+  return chunked.shape[0] // data_devices(mesh)
 
 
 def take_chunk(chunked: jax.Array, index, mesh: Mesh) -> jax.Array:
-  """Chunk ``index`` (may be traced) of every device's shard of a ``put_rows(..., chunk_rows=c)``
-  array, as one batch ``[P · c, ...]`` split over the mesh: device d's part is its own rows, so
-  no data moves between devices."""
-  devices = mesh.devices.size
+  """Chunk ``index`` (may be traced) of every data position's shard of a
+  ``put_rows(..., chunk_rows=c)`` array, as one batch ``[D · c, ...]`` split over ``data``:
+  device (g, j)'s part is its own rows, so no data moves between devices."""
+  devices = data_devices(mesh)
   if devices == 1:
     return jax.lax.dynamic_index_in_dim(chunked, index, axis=0, keepdims=False)
   per_device = chunked.shape[0] // devices
@@ -281,9 +405,9 @@ def take_chunk(chunked: jax.Array, index, mesh: Mesh) -> jax.Array:
 
 
 def rows_from_chunk_outputs(outputs: np.ndarray, num_rows: int, mesh: Mesh) -> np.ndarray:
-  """The ``num_rows`` real rows, in order, of per-chunk outputs ``[chunks, P · c, ...]``
+  """The ``num_rows`` real rows, in order, of per-chunk outputs ``[chunks, D · c, ...]``
   computed on ``take_chunk`` batches (e.g. ``predict``'s logits)."""
-  devices = mesh.devices.size
+  devices = data_devices(mesh)
   chunks, batch = outputs.shape[:2]
   per_chunk = batch // devices
   per_device = rows_per_device(num_rows, mesh)
@@ -293,27 +417,28 @@ def rows_from_chunk_outputs(outputs: np.ndarray, num_rows: int, mesh: Mesh) -> n
 
 
 def batch_sharded(mesh: Mesh, batch_dim: int = 0) -> NamedSharding:
-  """Splits dimension ``batch_dim`` across the mesh, replicates the others."""
+  """Splits dimension ``batch_dim`` over ``data``, replicates the others (and over ``runs``)."""
   return NamedSharding(mesh, P(*([None] * batch_dim), DATA_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, what: str) -> None:
-  """Raises a clear error when a batch cannot be split evenly across the mesh."""
-  n = mesh.devices.size
+  """Raises a clear error when a batch cannot be split evenly over the ``data`` axis."""
+  n = data_devices(mesh)
   if batch_size % n:
     raise ValueError(
-      f"{what} batch size {batch_size} is not divisible by the {n} devices of "
-      f"the mesh; choose a multiple of {n} or set num_devices to a divisor of "
-      f"{batch_size}."
+      f"{what} batch size {batch_size} is not divisible by the {n} devices per run "
+      f"(the mesh's data axis); choose a multiple of {n} or set devices_per_run to a "
+      f"divisor of {batch_size}."
     )
 
 
 def shard_batch(tree, mesh: Mesh):
   """Constrains a batch (leading axis) to be split over the mesh's ``data`` axis.
 
-  A no-op on a one-device mesh: there the constraint only costs (measured on XLA CPU: a conv
-  net's training step 101 → 374 ms with it).
+  A no-op when ``data`` = 1: there the constraint only costs (measured on XLA CPU: a conv net's
+  training step 101 → 374 ms with it). Inside ``jax.vmap(..., spmd_axis_name=RUNS_AXIS)`` the
+  run axis stays split over ``runs``.
   """
-  if mesh.devices.size == 1:
+  if data_devices(mesh) == 1:
     return tree
   return jax.lax.with_sharding_constraint(tree, batch_sharded(mesh))

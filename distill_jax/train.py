@@ -87,6 +87,18 @@ def _with_weight(data: Mapping[str, np.ndarray] | parallel.ProcessRows):
   return data, {"weight": np.ones(parallel.num_rows(data), np.float32)}
 
 
+def _placed_runs(name: str, num_runs: int, mesh: Mesh) -> int:
+  """The runs trained: ``num_runs`` rounded up to fill every run group (logged when padded)."""
+  placed = parallel.padded_runs(num_runs, mesh)
+  groups = parallel.run_groups(mesh)
+  if placed != num_runs:
+    logging.info(
+      "%s: %d runs on %d run groups: padded to %d with copies of the last run (dropped at the "
+      "end; %d runs per group)", name, num_runs, groups, placed, placed // groups,
+    )  # fmt: skip
+  return placed
+
+
 def fit(
   *,
   name: str,
@@ -127,7 +139,10 @@ def fit(
     context: a pytree shared by all runs and passed to ``loss_fn`` (e.g. teacher parameters).
     epochs, batch_size: the training length; an epoch is ``num_examples // batch_size`` steps.
     tx: the optimizer (e.g. ``optim.make_optimizer(config.optimizer, ...)``), one state per run.
-    mesh: devices to split each batch and the data sets over.
+    mesh: a ``parallel.make_mesh`` ``(runs, data)`` mesh: the runs are split over ``runs``
+      (padded to a multiple of its size, logged), each run's batch and the data sets over
+      ``data``. A run's numbers do not depend on the mesh up to float rounding (the vmapped
+      batch of runs per device differs; ``tests/test_train.py`` measures it).
     eval_batch_size: test chunk size (memory bound for big models), a multiple of the devices.
     checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
       resumes from its latest checkpoint.
@@ -141,14 +156,17 @@ def fit(
     and each ``test_<metric>`` (NaN after epochs not evaluated; ``on_epoch`` then gets none).
   """
   _check_inputs(name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every)
-  init_keys, keys = epochs_lib.split_run_keys(run_keys)
-  put = functools.partial(parallel.put_replicated, mesh=mesh)
-  states = put(init_states(init_fn, tx, init_keys))
-  keys, context = put(keys), put(context)
-  hparams = put({k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()})
+  num_runs = len(run_keys)
+  mesh = parallel.for_runs(mesh, num_runs)
+  placed_runs = _placed_runs(name, num_runs, mesh)
+  init_keys, keys = epochs_lib.split_run_keys(parallel.pad_runs(run_keys, placed_runs))
+  hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  states = init_states(init_fn, tx, init_keys)
+  keys, hparams = parallel.put_runs((keys, parallel.pad_runs(hparams, placed_runs)), mesh)
+  context = parallel.put_replicated(context, mesh)
   num_examples = parallel.num_rows(train_data)
   train_data = parallel.put_rows(train_data, mesh)
-  per_device_chunk = eval_batch_size // mesh.devices.size
+  per_device_chunk = eval_batch_size // parallel.data_devices(mesh)
   test_chunks, test_weight = (
     parallel.put_rows(part, mesh, chunk_rows=per_device_chunk) for part in _with_weight(test_data)
   )
@@ -161,17 +179,23 @@ def fit(
   def run_epoch(states, epoch, evaluate):
     return epoch_fn(states, train_data, keys, epoch, hparams, context, test, evaluate=evaluate)
 
-  states, history, start_epoch = _resume(name, checkpointer, states, len(run_keys), epochs)
+  # Checkpoints hold the real runs only, replicated: a run resumes on any mesh.
+  real_runs = functools.partial(parallel.first_runs, num_runs=num_runs, mesh=mesh)
+  states = parallel.put_replicated(states, mesh)
+  states, history, start_epoch = _resume(name, checkpointer, real_runs(states), num_runs, epochs)
+  states = parallel.put_runs(parallel.pad_runs(states, placed_runs), mesh)
   started = time.perf_counter()
   try:
     states = _epoch_loop(
       name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
       checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
+      real_runs=real_runs, num_runs=num_runs,
     )  # fmt: skip
   except BaseException:  # an error or Ctrl-C: finish writing the epochs already saved
     if checkpointer is not None:
       checkpointer.wait()
     raise
+  states = real_runs(states)
   return FitResult(params=states.params, history=history, seconds=time.perf_counter() - started)
 
 
@@ -229,6 +253,8 @@ def _epoch_loop(
   checkpointer: Checkpointer | None,
   checkpoint_every: int,
   on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
+  real_runs: Callable[[TrainState], TrainState],
+  num_runs: int,
 ) -> TrainState:
   """Runs ``run_epoch(states, epoch, evaluate)`` for the epochs of ``epoch_range``: NaN guard,
   ``history`` (filled in place), ``on_epoch``, checkpoints. Returns the final states."""
@@ -236,7 +262,7 @@ def _epoch_loop(
   for epoch in epoch_range:
     evaluate = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
     states, metrics = run_epoch(states, epoch, evaluate)
-    metrics = jax.device_get(metrics)
+    metrics = {k: v[:num_runs] for k, v in parallel.gather_runs(metrics).items()}
     _check_finite(name, metrics["train_loss"], epoch, checkpointer)
     for metric, values in metrics.items():
       row = history.setdefault(metric, np.full((len(values), epochs), np.nan, np.float32))
@@ -246,7 +272,7 @@ def _epoch_loop(
     done = epoch + 1
     if checkpointer is not None and (done % checkpoint_every == 0 or done == epochs):
       history_so_far = {m: history_to_json(h[:, :done]) for m, h in history.items()}
-      checkpointer.save(done, states, {"epoch": done, "history": history_so_far})
+      checkpointer.save(done, real_runs(states), {"epoch": done, "history": history_so_far})
   if checkpointer is not None:
     checkpointer.wait()
   return states
@@ -298,7 +324,9 @@ def predict(
   ``apply_fn`` (e.g. ``model.apply``) to reuse it.
   """
   n = len(images)
-  devices = mesh.devices.size
+  mesh = parallel.all_on_data(mesh)  # no runs here: every device takes its share of the rows
+  params = parallel.put_replicated(params, mesh)
+  devices = parallel.data_devices(mesh)
   batch_size = -(-min(batch_size, n) // devices) * devices
   placed = parallel.put_rows({"image": images}, mesh, chunk_rows=batch_size // devices)["image"]
   try:

@@ -42,7 +42,7 @@ def validate_config(config) -> None:
       f"a teacher trained on raw source images ({target_shape}) cannot read φ(x) of shape "
       f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
     )
-  _check_batches(config, _device_count(config))
+  _check_batches(config, _devices_per_run(config, _device_count(config)))
 
 
 def _device_count(config) -> int:
@@ -57,6 +57,18 @@ def _device_count(config) -> int:
       f"{jax.devices()[0].platform} devices), or 0 for all; got {wanted!r}."
     )
   return wanted
+
+
+def _devices_per_run(config, devices: int) -> int:
+  """``devices_per_run`` (the mesh's data axis), checked against the mesh's ``devices``."""
+  per_run = config.get("devices_per_run", 1)
+  if isinstance(per_run, bool) or not isinstance(per_run, int) or per_run < 1 or devices % per_run:
+    raise ValueError(
+      f"devices_per_run must be a whole number >= 1 that divides the {devices} devices of the "
+      f"mesh (runs × data = devices), got {per_run!r}; 1 (the default) puts every device on "
+      "runs, --config.num_devices picks how many devices."
+    )
+  return per_run
 
 
 def split_sizes(config, dataset: str) -> dict[str, int]:
@@ -82,7 +94,8 @@ def split_sizes(config, dataset: str) -> dict[str, int]:
 
 
 def _check_batches(config, devices: int) -> None:
-  """Batch sizes against the splits they cut and the devices they are split across."""
+  """Batch sizes against the splits they cut and the ``devices`` each run's batch is split
+  across (``devices_per_run``)."""
   source_big = split_sizes(config, config.source_dataset)["big"]
   target_small = split_sizes(config, config.target_dataset)["small"]
   checks = [
@@ -96,7 +109,8 @@ def _check_batches(config, devices: int) -> None:
   if config.eval_batch_size % devices:
     raise ValueError(
       f"eval_batch_size = {config.eval_batch_size} cannot be split evenly across {devices} "
-      f"devices; use a multiple of {devices} or set --config.num_devices to a divisor of it."
+      f"devices per run; use a multiple of {devices} or set --config.devices_per_run to a "
+      "divisor of it."
     )
   for part, split_name, size in checks:
     batch_size = config[part].batch_size
@@ -107,8 +121,9 @@ def _check_batches(config, devices: int) -> None:
       )
     if batch_size % devices:
       raise ValueError(
-        f"{part}.batch_size = {batch_size} cannot be split evenly across {devices} devices; "
-        f"use a multiple of {devices} or set --config.num_devices to a divisor of it."
+        f"{part}.batch_size = {batch_size} cannot be split evenly across {devices} devices "
+        f"per run; use a multiple of {devices} or set --config.devices_per_run to a divisor "
+        "of it."
       )
 
 

@@ -166,7 +166,11 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     # Derived values (issue 14): checked before any data is read or any model trained.
     ("conv", lambda c: setattr(c.student, "batch_size", 5000), "Small has 200 examples"),
     ("conv", lambda c: setattr(c.teacher, "batch_size", 2001), "Big has 2,000 examples"),
-    ("conv", lambda c: setattr(c.student, "batch_size", 25), "across 2 devices"),
+    (
+      "conv",
+      lambda c: (setattr(c, "devices_per_run", 2), setattr(c.student, "batch_size", 25)),
+      "across 2 devices per run",
+    ),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", 20), "nothing is left"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", -1), "dilation must be an int >= 1"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", 0), "dilation must be an int >= 1"),
@@ -174,10 +178,20 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("conv", lambda c: setattr(c, "temperatures", (float("inf"),)), "temperature must be finite"),
     ("conv", lambda c: setattr(c, "num_devices", -1), "num_devices must be an int from 1 to 2"),
     ("conv", lambda c: setattr(c, "num_devices", 3), "num_devices must be an int from 1 to 2"),
-    ("conv", lambda c: setattr(c, "eval_batch_size", 333), "eval_batch_size = 333"),
+    (
+      "conv",
+      lambda c: (setattr(c, "devices_per_run", 2), setattr(c, "eval_batch_size", 333)),
+      "eval_batch_size = 333",
+    ),
     ("noise", lambda c: setattr(c.maps.noise, "variance", float("inf")), "variance must be finite"),
     ("vae", lambda c: setattr(c.vae, "batch_size", 5000), "vae.batch_size = 5000"),
-    ("vae", lambda c: setattr(c.vae, "batch_size", 15), "across 2 devices"),
+    (
+      "vae",
+      lambda c: (setattr(c, "devices_per_run", 2), setattr(c.vae, "batch_size", 15)),
+      "across 2 devices per run",
+    ),
+    ("conv", lambda c: setattr(c, "devices_per_run", 3), "devices_per_run must be a whole number"),
+    ("conv", lambda c: setattr(c, "devices_per_run", 0), "devices_per_run must be a whole number"),
   ],
 )
 def test_bad_config_values(mapping, change, match):

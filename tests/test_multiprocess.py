@@ -13,8 +13,10 @@ import pytest
 from distill_jax import parallel
 from tests.conftest import REPO_ROOT
 
-# One training run of ``train.fit`` on a 2-device mesh; prints its history as JSON. As one of
-# two processes it passes only its own rows of the training and test sets (``ProcessRows``).
+# ``train.fit`` on a 2-device mesh; prints its history as JSON. $DEVICES_PER_RUN=2: one run,
+# its batch split over both devices; as one of two processes it passes only its own rows of the
+# training and test sets (``ProcessRows``). $DEVICES_PER_RUN=1: 3 runs on 2 run groups (padded
+# to 4), each process trains its own runs on all the rows. On one device: the same runs alone.
 _FIT = """
 import json, os, sys
 import jax
@@ -39,11 +41,12 @@ probe_images = images[:7]
 def loss_fn(params, batch, key, hparams, context):
   return losses.cross_entropy(model.apply(params, batch["image"]), batch["label"]).mean()
 
-mesh = parallel.make_mesh(0)
-assert mesh.devices.size == 2, jax.devices()
+devices_per_run = min(int(os.environ["DEVICES_PER_RUN"]), jax.device_count())
+mesh = parallel.make_mesh(0, devices_per_run=devices_per_run)
+num_runs = 3 if devices_per_run == 1 else 1
 train_data = {"image": images, "label": labels}
 test_data = {"image": test_images, "label": test_labels}
-if jax.process_count() > 1:  # keep only this process's rows; the others are never seen
+if jax.process_count() > 1 and devices_per_run == 2:  # only this process's rows are ever seen
   def own_rows(data):
     rows = parallel.local_rows(len(data["label"]), mesh)
     assert rows.stop - rows.start < len(data["label"]), rows
@@ -54,7 +57,7 @@ result = train.fit(
   name="probe", init_fn=lambda key: model.init(key, np.zeros((1, 4, 4, 1))), loss_fn=loss_fn,
   metrics_fn=losses.classification_metrics(model.apply),
   train_data=train_data, test_data=test_data, eval_batch_size=50,
-  run_keys=jax.random.key(0)[None], hparams={}, epochs=2, batch_size=20,
+  run_keys=jax.vmap(jax.random.key)(np.arange(num_runs)), hparams={}, epochs=2, batch_size=20,
   tx=optax.adam(1e-2), mesh=mesh)
 # Global arrays from fit (other processes' devices too) as context and as predict's params.
 again = train.fit(
@@ -170,7 +173,7 @@ def _job_base_env() -> dict:
   return {k: v for k, v in base.items() if not k.startswith("SLURM_")}
 
 
-def _run_job(script: str, how: str = "env") -> list[tuple[int, str, str]]:
+def _run_job(script: str, how: str = "env", extra_env=None) -> list[tuple[int, str, str]]:
   """``script`` as the 2 processes of one job (one CPU device each): ``(status, stdout,
   stderr)`` per process."""
   port = parallel.free_port() if how == "env" else _free_slurm_port()
@@ -181,6 +184,7 @@ def _run_job(script: str, how: str = "env") -> list[tuple[int, str, str]]:
         _job_base_env(),
         XLA_FLAGS="--xla_force_host_platform_device_count=1",
         **_job_env(how, i, port),
+        **(extra_env or {}),
       ),
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
@@ -192,17 +196,26 @@ def _run_job(script: str, how: str = "env") -> list[tuple[int, str, str]]:
   return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
 
 
-@pytest.mark.parametrize("how", ["env", "slurm"])
-def test_two_processes_train_as_one_process_with_two_devices(how):
+@pytest.mark.parametrize(
+  "how, devices_per_run, single_devices", [("env", 2, 2), ("slurm", 2, 2), ("env", 1, 1)]
+)
+def test_two_processes_train_as_one_process(how, devices_per_run, single_devices):
+  """Data parallel (each process its rows) equals one process with two devices; runs split over
+  processes (each process its runs) equals one device training all runs."""
+  per_run = {"DEVICES_PER_RUN": str(devices_per_run)}
   single = subprocess.run(
     [sys.executable, "-c", _FIT],
-    env=dict(_job_base_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    env=dict(
+      _job_base_env(),
+      **per_run,
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={single_devices}",
+    ),  # fmt: skip
     capture_output=True,
     text=True,
     timeout=120,
   )
   assert single.returncode == 0, single.stderr[-2000:]
-  outputs = _run_job(_FIT, how)
+  outputs = _run_job(_FIT, how, extra_env=per_run)
   for status, _, error in outputs:
     assert status == 0, error[-2000:]
   expected = _history(single.stdout)

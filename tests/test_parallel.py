@@ -1,4 +1,5 @@
-"""Row-sharded data sets (``parallel.put_rows``) and their chunked evaluation layout."""
+"""The ``(runs, data)`` mesh: row-sharded data sets (``parallel.put_rows``) over ``data`` and their
+chunked evaluation layout; runs split over ``runs``, padded, gathered."""
 
 import jax
 import numpy as np
@@ -7,10 +8,15 @@ import pytest
 from distill_jax import parallel
 
 
+def _data_mesh(devices):
+  """All ``devices`` on ``data`` (one run's batch split over them)."""
+  return parallel.make_mesh(devices, devices_per_run=devices)
+
+
 @pytest.mark.parametrize("devices", [1, 2])
 @pytest.mark.parametrize("num_rows", [1, 7, 8, 13])
 def test_put_rows_gives_each_device_its_rows_in_chunks(devices, num_rows):
-  mesh = parallel.make_mesh(devices)
+  mesh = _data_mesh(devices)
   rows = np.arange(num_rows, dtype=np.float32) + 1
   placed = parallel.put_rows({"x": rows}, mesh, chunk_rows=3)["x"]
   per_device = parallel.rows_per_device(num_rows, mesh)
@@ -32,14 +38,14 @@ def test_put_rows_gives_each_device_its_rows_in_chunks(devices, num_rows):
 def test_training_rows_keep_their_index():
   """Without chunks only the last shard is padded, so row i is at position i (the gather in
   the training step indexes the set with the original row numbers)."""
-  mesh = parallel.make_mesh(2)
+  mesh = _data_mesh(2)
   rows = np.arange(9, dtype=np.int32)
   placed = np.asarray(parallel.put_rows({"x": rows}, mesh)["x"])
   np.testing.assert_array_equal(placed[:9], rows)
 
 
 def test_a_chunk_is_every_devices_own_rows_and_moves_no_data():
-  mesh = parallel.make_mesh(2)
+  mesh = _data_mesh(2)
   rows = np.arange(12, dtype=np.float32)
   placed = parallel.put_rows({"x": rows}, mesh, chunk_rows=2)["x"]  # shards 0..5 | 6..11
   take = jax.jit(lambda a, i: parallel.take_chunk(a, i, mesh))
@@ -52,7 +58,7 @@ def test_a_chunk_is_every_devices_own_rows_and_moves_no_data():
 def test_a_chunk_of_images_is_read_without_copying_the_set():
   """XLA CPU copied the whole test set per evaluation when the program reshaped it into chunks
   (images with a trailing size-1 axis); chunks made on the host are sliced in place."""
-  mesh = parallel.make_mesh(1)
+  mesh = _data_mesh(1)
   placed = parallel.put_rows({"x": np.zeros((4000, 28, 28, 1), np.float32)}, mesh, chunk_rows=1000)
   take = jax.jit(lambda a, i: parallel.take_chunk(a, i, mesh).sum())
   text = take.lower(placed["x"], 0).compile().as_text()
@@ -60,7 +66,7 @@ def test_a_chunk_of_images_is_read_without_copying_the_set():
 
 
 def test_process_rows_must_match_this_process_share():
-  mesh = parallel.make_mesh(1)
+  mesh = _data_mesh(1)
   with pytest.raises(ValueError, match=r"has 3 rows; this process holds rows 0:5 of 5"):
     parallel.put_rows(parallel.ProcessRows({"x": np.zeros(3)}, num_rows=5), mesh)
   placed = parallel.put_rows(parallel.ProcessRows({"x": np.ones(5)}, num_rows=5), mesh)
@@ -71,7 +77,7 @@ def test_process_rows_must_match_this_process_share():
 def test_the_training_gather_moves_a_batch_not_the_data_set():
   """XLA gathers a batch from a row-sharded set with a masked local gather and an all-reduce
   of the batch, never an all-gather of the set."""
-  mesh = parallel.make_mesh(2)
+  mesh = _data_mesh(2)
   placed = parallel.put_rows({"x": np.ones((1000, 16), np.float32)}, mesh)["x"]
   indices = np.arange(64)
 

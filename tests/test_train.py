@@ -82,16 +82,18 @@ def test_per_run_hparams_are_used():
   assert np.ptp(result.history["test_cross_entropy"][0]) > 1e-3
 
 
-def test_two_devices_match_one():
+@pytest.mark.parametrize("devices_per_run", [1, 2])
+def test_two_devices_match_one(devices_per_run):
+  """Two devices as two run groups (the default) or as one run's batch split in two."""
   assert len(jax.devices()) == 2, "conftest sets two fake CPU devices"
   one = _fit(mesh=parallel.make_mesh(1))
-  two = _fit(mesh=parallel.make_mesh(2))
+  two = _fit(mesh=parallel.make_mesh(2, devices_per_run=devices_per_run))
   for metric in one.history:
     np.testing.assert_allclose(two.history[metric], one.history[metric], atol=1e-5)
 
 
 def test_batch_not_divisible_by_devices():
-  with pytest.raises(ValueError, match="not divisible by the 2 devices"):
+  with pytest.raises(ValueError, match="not divisible by the 2 devices per run"):
     images, labels = _data()
     train.fit(
       name="toy",
@@ -105,7 +107,7 @@ def test_batch_not_divisible_by_devices():
       epochs=1,
       batch_size=15,
       tx=optax.adam(1e-2),
-      mesh=parallel.make_mesh(2),
+      mesh=parallel.make_mesh(2, devices_per_run=2),
     )
 
 

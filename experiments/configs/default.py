@@ -97,4 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.checkpoint_every = 10  # student epochs between checkpoints
   config.num_devices = 0  # 0 = all local devices
+  # Devices that split each run's batch (the mesh's data axis); the others train other runs side
+  # by side (the runs axis, no communication). 1 suits many small runs; more for one large run.
+  config.devices_per_run = 1
   return config
