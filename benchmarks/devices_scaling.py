@@ -1,235 +1,282 @@
-"""distill-jax on N devices and on P processes vs 1 device: the conv experiment, data parallel.
+"""The experiment command on N devices and on P processes vs 1 device: the runs axis and the
+data-parallel layout, end to end, and the per-device work of the epoch programs.
 
-  python benchmarks/devices_scaling.py --data_dir=../shared/data                      # all devices
-  python benchmarks/devices_scaling.py --data_dir=../shared/data --fake_cpu_devices=2  # CPU
-  python benchmarks/devices_scaling.py --data_dir=../shared/data --fake_cpu_devices=2 \\
-      --num_processes=2                                       # + 2 processes × 1 device (gloo)
-  python benchmarks/devices_scaling.py --smoke                # ~1 minute: tiny subsets (the tests)
+  python benchmarks/devices_scaling.py --data_dir=../shared/data          # main command + sweep
+  python benchmarks/devices_scaling.py --data_dir=../shared/data --workloads=main
+  python benchmarks/devices_scaling.py --smoke    # tiny sizes, ~1-2 minutes (the tests run it)
 
-Trains the same teacher (MLP on φ_conv(Fashion-MNIST-Big), batch 64) and students (linear,
-Fashion-MNIST-Small, 2 arms × seeds vmapped, batch 100) through ``teacher.fit_teacher`` /
-``students.fit_students`` on a one-device mesh, on a mesh of N devices of this process (each
-batch split over them, ``NamedSharding``) and, with ``--num_processes=P``, as P processes of one
-``jax.distributed`` job with one device each (``experiments/launch.py``: a local coordinator,
-gloo collectives; each process holds only its rows of the data sets on its device). Prints
-throughput for each and the ratio to one device (> 1: faster), and one JSON line of the ratios.
-Throughput excludes the first epoch (compilation). The final accuracies are printed too. All do
-the same work, but the batch sums run in another order, and Adam amplifies such rounding
-differences over training (measured here, MLP teacher: max |Δparam| 1e-4 after 100 steps, 0.3
-after 921), so the teachers end about as far apart as two seeds would; the linear students on
-one teacher agree to the printed digits.
+Runs ``python -m experiments.distill --mapping=conv`` (the README's main command: 5 teachers,
+2 arms × 25 students) and a larger sweep (``--teachers=10 --seeds=10 --lam=0.5,1,2``) in
+each layout, each from a fresh workdir, teacher cache and XLA compilation cache (tfds data
+prepared once beforehand, untimed), and prints the wall time of each and its ratio to one
+device (> 1: faster), and one JSON line. Layouts (N = ``--devices``, default the visible GPUs,
+or on a CPU its cores as fake devices; P = ``--num_processes``, default N on a CPU):
 
-On a CPU, ``--fake_cpu_devices`` splits the host into N XLA devices that share the same cores,
-and P local processes share them too, so there the ratio is the cost of sharding and of the
-collectives between processes, not a speedup; on a multi-GPU host (devices) or a cluster
-(processes) it is the data-parallel scaling. Not a test: no assertions.
+- ``1 device``: one process, one device (on a CPU it uses every core inside each op).
+- ``N devices, runs``: every device on the runs axis (``devices_per_run=1``, the default):
+  each device trains its own runs, no communication per step.
+- ``N devices, data``: each run's batch split over all N devices (``devices_per_run=N``, the
+  layout of earlier versions): an all-reduce per step.
+- ``P processes, runs`` (CPU only): ``--num_processes=P``, one device each, each process pinned
+  to its share of the cores (``experiments/launch.py``) and training its own runs.
+
+Every layout must reach the same results up to float rounding: the table prints each one's mean
+teacher accuracy and the teacher_phi effect (Δ test accuracy vs no_teacher).
+
+Then, as the evidence for more devices than this machine has: the FLOPs per device of the
+teachers' compiled epoch program (XLA cost analysis of the SPMD-partitioned program) with
+1, 2, 4 and 8 devices on the runs axis, for the sweep's 10 teachers (padded to a multiple of N):
+it falls as ⌈10/N⌉/10, so on N GPUs each device does 1/N of the work with no collective.
+
+On a CPU, fake devices (``--xla_force_host_platform_device_count``) and local processes share
+this machine's cores: the ratio measures how well the runs axis uses them (each core busy with
+other runs instead of helping each small matmul), not more hardware. Not a test: no assertions.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
-import sizes  # benchmarks/sizes.py, next to this script (no JAX: flags come first)
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULT_ENV = "DEVICES_SCALING_RESULT"  # where a process of the P-process job writes its numbers
+
+WORKLOADS = {
+  "main": [],  # the README's main command
+  "sweep": ["--teachers=10", "--seeds=10", "--lam=0.5,1,2"],
+}
+SMOKE = [
+  "--teachers=3", "--seeds=2", "--epochs=2", "--teacher_epochs=1",
+  "--config.data.max_big=640", "--config.data.max_small=100", "--config.data.max_test=200",
+  "--config.student.batch_size=50",
+]  # fmt: skip
+COST_DEVICES = (1, 2, 4, 8)
 
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
-  parser.add_argument("--tfds_dir", default=os.path.expanduser("~/tensorflow_datasets"))
-  parser.add_argument("--fake_cpu_devices", type=int, default=0, help="N fake CPU devices")
-  parser.add_argument("--devices", type=int, default=0, help="N (default: all visible)")
-  parser.add_argument("--num_processes", type=int, default=0, help="P processes × 1 device too")
-  parser.add_argument("--teacher_epochs", type=int, default=3, help="timed: all but the first")
-  parser.add_argument("--student_epochs", type=int, default=20, help="timed: all but the first")
-  parser.add_argument("--seeds", type=int, default=5)
-  sizes.add_size_flags(parser, "2 fake devices, 2 processes")
+  parser.add_argument("--tfds_dir", default=None, help="prepared datasets (default: a temp dir)")
+  parser.add_argument("--workloads", default="main,sweep", help="main, sweep or both")
+  parser.add_argument("--devices", type=int, default=0, help="N (default: GPUs, or CPU cores)")
+  parser.add_argument("--num_processes", type=int, default=None, help="P (CPU; default N)")
+  parser.add_argument("--layouts", default="1,runs,data,processes", help="which layouts")
+  parser.add_argument("--smoke", action="store_true", help="tiny sizes: the tests run this")
+  parser.add_argument("--cost_devices", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-  sizes.apply_smoke(args)
-  if args.smoke:
-    args.fake_cpu_devices = args.fake_cpu_devices or 2
-    args.num_processes = args.num_processes or 2
-  if args.num_processes == 1 or args.num_processes < 0:
-    parser.error(f"--num_processes must be 0 (none) or >= 2, got {args.num_processes}")
+  args.workloads = [w for w in args.workloads.split(",") if w]
+  for workload in args.workloads:
+    if workload not in WORKLOADS:
+      parser.error(f"--workloads: unknown {workload!r}; choose from {', '.join(WORKLOADS)}")
+  args.layouts = [layout for layout in args.layouts.split(",") if layout]
+  for layout in args.layouts:
+    if layout not in ("1", "runs", "data", "processes"):
+      parser.error(f"--layouts: unknown {layout!r}; choose from 1, runs, data, processes")
   return args
 
 
 def main(argv=None):
   args = parse_args(argv)
-  in_job = "JAX_PROCESS_ID" in os.environ  # one process of the --num_processes job
-  if args.fake_cpu_devices and not in_job:  # must be set before jax is imported
-    os.environ["XLA_FLAGS"] = (
-      os.environ.get("XLA_FLAGS", "")
-      + f" --xla_force_host_platform_device_count={args.fake_cpu_devices}"
-    )
-    os.environ["JAX_PLATFORMS"] = "cpu"
-  if in_job:
-    from distill_jax import parallel
-
-    parallel.initialize_distributed()
-  import jax
-  from absl import logging as absl_logging
-
-  from distill_jax import parallel
-
-  absl_logging.set_verbosity(absl_logging.WARNING)  # no progress logs inside the timings
-  if in_job:
-    numbers = measure(args, parallel.make_mesh(0))
-    if parallel.is_primary():
-      with open(os.environ[RESULT_ENV], "w") as out:
-        json.dump(numbers, out)
+  if args.cost_devices:  # a child: the cost analysis on this many fake CPU devices
+    print("COST " + json.dumps(per_device_flops(args.cost_devices, smoke=args.smoke)))
     return
-  num_devices = args.devices or len(jax.devices())
-  if num_devices < 2 and not args.num_processes:
-    raise SystemExit(
-      f"only {len(jax.devices())} {jax.devices()[0].platform} device(s) visible: nothing to "
-      "compare; on a CPU pass --fake_cpu_devices=2 (or more), or --num_processes=2."
-    )
+  platform, visible = _platform()
+  devices = args.devices or (visible if platform != "cpu" else os.cpu_count())
+  processes = args.num_processes or (devices if platform == "cpu" else 0)
   print(
-    f"jax {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} devices visible "
-    f"({os.cpu_count()} CPU cores); comparing 1 device, {num_devices} devices"
-    + (f", {args.num_processes} processes × 1 device" if args.num_processes else "")
+    f"{platform}: {visible} device(s) visible, {os.cpu_count()} CPU cores; N = {devices} "
+    f"devices" + (f", P = {processes} processes" if processes else "")
   )
-  columns = {"1 device": measure(args, parallel.make_mesh(1))}
-  if num_devices >= 2:
-    columns[f"{num_devices} devices"] = measure(args, parallel.make_mesh(num_devices))
-  if args.num_processes:
-    columns[f"{args.num_processes} processes"] = measure_processes(args)
-  report(args, columns)
+  scratch = tempfile.mkdtemp(prefix="devices_scaling_")
+  try:
+    tfds_dir = args.tfds_dir or os.path.join(scratch, "tfds")
+    _prepare(args, tfds_dir, scratch, platform)
+    columns = {}
+    for workload in args.workloads:
+      for name, layout in _layouts(args, platform, devices, processes).items():
+        columns[f"{workload}: {name}"] = run_layout(args, workload, layout, tfds_dir, scratch)
+    cost = _cost_rows(args)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  report(columns, cost)
 
 
-def load_data(args):
-  """Fashion-MNIST Big / Small / Test (``--max_big`` / ``--max_test``: their first images)."""
-  from distill_jax import data as data_lib
+def _platform() -> tuple[str, int]:
+  """(the default JAX platform, its device count), asked of a fresh process (no JAX here)."""
+  probe = "import jax; print(jax.default_backend(), jax.device_count())"
+  out = subprocess.run(
+    [sys.executable, "-c", probe], capture_output=True, text=True, env=_clean_env(), check=True
+  ).stdout.split()
+  return out[-2], int(out[-1])
 
-  data = data_lib.load_splits(
-    "fashion_mnist", data_dir=data_lib.resolve_data_dir(args.data_dir), tfds_dir=args.tfds_dir
+
+def _clean_env(**extra) -> dict:
+  """This environment without another job's JAX variables or fake-device flags."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORD", "JAX_NUM_P"))}
+  env.pop("JAX_PROCESS_ID", None)
+  env["XLA_FLAGS"] = ""
+  env["PYTHONPATH"] = REPO_ROOT
+  env.update(extra)
+  return env
+
+
+def _layouts(args, platform: str, devices: int, processes: int) -> dict:
+  """name -> (extra CLI flags, environment) of each layout asked for."""
+  fake = lambda n: {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}  # noqa: E731
+  cpu = platform == "cpu"
+  layouts = {}
+  if "1" in args.layouts:
+    layouts["1 device"] = (["--config.num_devices=1"], fake(1) if cpu else {})
+  if "runs" in args.layouts and devices > 1:
+    layouts[f"{devices} devices, runs"] = (
+      [f"--config.num_devices={devices}"], fake(devices) if cpu else {}
+    )  # fmt: skip
+  if "data" in args.layouts and devices > 1:
+    layouts[f"{devices} devices, data"] = (
+      [f"--config.num_devices={devices}", f"--config.devices_per_run={devices}"],
+      fake(devices) if cpu else {},
+    )
+  if "processes" in args.layouts and cpu and processes > 1:
+    layouts[f"{processes} processes, runs"] = ([f"--num_processes={processes}"], {})
+  return layouts
+
+
+def _command(args, workload: str, tfds_dir: str, workdir: str) -> list[str]:
+  return [
+    sys.executable, "-m", "experiments.distill", "--mapping=conv", f"--data_dir={args.data_dir}",
+    f"--tfds_dir={tfds_dir}", f"--workdir={workdir}", *WORKLOADS[workload],
+    *(SMOKE if args.smoke else []),
+  ]  # fmt: skip
+
+
+def _prepare(args, tfds_dir: str, scratch: str, platform: str) -> None:
+  """tfds preparation (and imports warmed) once, untimed: a one-epoch tiny run."""
+  workdir = os.path.join(scratch, "prepare")
+  command = _command(args, "main", tfds_dir, workdir) + SMOKE + ["--epochs=1", "--teachers=1"]
+  env = _clean_env(JAX_PLATFORMS=platform)
+  done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+  if done.returncode != 0:
+    raise SystemExit(f"preparing the data failed:\n{done.stderr[-3000:]}")
+  shutil.rmtree(workdir)
+
+
+def run_layout(args, workload: str, layout, tfds_dir: str, scratch: str) -> dict:
+  """One timed run of the experiment command in ``layout``; its wall time and results."""
+  flags, env_extra = layout
+  workdir = tempfile.mkdtemp(dir=scratch)
+  env = _clean_env(
+    JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, "xla"),  # cold compilation, every layout
+    **env_extra,
   )
-  return sizes.subset(data, args.max_big, args.max_test)
-
-
-def measure(args, mesh) -> dict:
-  """Teacher steps/s, student run-epochs/s, the teacher's accuracy and the students' mean final
-  accuracy per arm, on ``mesh``."""
-  import conv_experiment  # benchmarks/conv_experiment.py (imports JAX: after the XLA flags)
-  from experiments.configs import default as default_config
-
+  command = _command(args, workload, tfds_dir, os.path.join(workdir, "run")) + flags
   started = time.perf_counter()
-  data = load_data(args)
-  config = default_config.get_config()
-  config.mapping = "conv"
-  config.teacher.epochs, config.student.epochs = args.teacher_epochs, args.student_epochs
-  config.seeds = args.seeds
-  config.teacher.count = 1  # one teacher: N devices vs 1 on the same work
-  config.checkpoint_every = 10**9  # checkpoint only at the end
-  stamps = [time.perf_counter()]
-  on_epoch = lambda *_: stamps.append(time.perf_counter())  # noqa: E731
-  job_workdir = os.environ.get("DEVICES_SCALING_WORKDIR")  # one for all processes of a job
-  workdir_context = (
-    contextlib.nullcontext(job_workdir) if job_workdir else tempfile.TemporaryDirectory()
-  )
-  with workdir_context as workdir:
-    teacher = conv_experiment.fit_teacher(config, data, mesh, workdir, on_epoch)
-    steps = len(data["big"][1]) // config.teacher.batch_size
-    teacher_rate = steps * (len(stamps) - 2) / (stamps[-1] - stamps[1])
-    seconds, run_epochs = 0.0, 0
-    stamps.clear()
-
-    def start_arm(arm):
-      nonlocal seconds, run_epochs
-      if len(stamps) > 2:  # the previous arm's epochs 2..n
-        seconds += stamps[-1] - stamps[1]
-        run_epochs += config.seeds * (len(stamps) - 2)
-      stamps[:] = [time.perf_counter()]
-
-    results = conv_experiment.fit_students(
-      config, data, teacher, mesh, workdir, on_epoch, before_arm=start_arm
-    )
-    start_arm(None)
+  done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+  seconds = time.perf_counter() - started
+  if done.returncode != 0:
+    raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+  with open(os.path.join(workdir, "run", "results.json")) as file:
+    results = json.load(file)
+  label = next(label for label in results["effects"] if label.startswith("teacher_phi"))
+  effect = results["effects"][label]  # the first λ of a grid
+  stages = {
+    stage: float(value)
+    for stage, value in re.findall(r"(teacher): trained in ([\d.]+) s", done.stderr)
+  }
+  shutil.rmtree(workdir)
   return {
-    "teacher_steps_per_s": teacher_rate,
-    "student_run_epochs_per_s": run_epochs / seconds,
-    "teacher_accuracy": float(teacher.info["test_accuracy_mean"]),
-    "student_accuracy": {
-      arm: float(r.history["test_accuracy"][:, -1].mean()) for arm, r in results.items()
-    },
-    "num_devices": int(mesh.devices.size),
-    "wall_seconds": time.perf_counter() - started,  # data, compilation and training
+    "seconds": seconds,
+    "teacher_seconds": stages.get("teacher"),
+    "devices": len(results["devices"]),
+    "teacher_accuracy": results["teacher"]["test_accuracy_mean"],
+    "delta_accuracy": effect["test_accuracy"]["mean"],
+    "delta_cross_entropy": effect["test_cross_entropy"]["mean"],
   }
 
 
-def measure_processes(args) -> dict:
-  """``measure`` as ``--num_processes`` processes of one job (1 device each); process 0's
-  numbers."""
-  sys.path.insert(0, REPO_ROOT)
-  from experiments import launch
+def per_device_flops(devices: int, smoke: bool) -> dict:
+  """FLOPs per device of the teachers' scanned epoch (XLA cost analysis) for 10 teachers on
+  ``devices`` fake CPU devices, all on the runs axis."""
+  import jax
+  import numpy as np
 
-  with tempfile.TemporaryDirectory() as scratch:
-    result = os.path.join(scratch, "result.json")
-    os.environ[RESULT_ENV] = result
-    os.environ["DEVICES_SCALING_WORKDIR"] = scratch
-    command = [sys.executable, os.path.abspath(__file__), *_child_argv(args)]
-    try:
-      status = launch.run_command(command, args.num_processes, devices_per_process=1)
-    finally:
-      del os.environ[RESULT_ENV], os.environ["DEVICES_SCALING_WORKDIR"]
-    if status != 0 or not os.path.exists(result):
-      raise SystemExit(f"the {args.num_processes}-process job failed (status {status}).")
-    with open(result) as numbers:
-      return json.load(numbers)
+  import conv_experiment
+  from distill_jax import models, parallel
 
-
-def _child_argv(args) -> list[str]:
-  """The measurement's flags for the processes of the job (no devices / processes flags)."""
-  flags = {
-    "data_dir": args.data_dir, "tfds_dir": args.tfds_dir, "teacher_epochs": args.teacher_epochs,
-    "student_epochs": args.student_epochs, "seeds": args.seeds, "max_big": args.max_big,
-    "max_test": args.max_test,
-  }  # fmt: skip
-  return [f"--{name}={value}" for name, value in flags.items() if value is not None]
+  mesh = parallel.make_mesh(devices)
+  model = models.get_model("mlp", hidden=(256, 128, 64, 64))
+  rows = 640 if smoke else 59_000
+  images = np.zeros((rows, 24, 24, 1), np.float32)  # φ_conv(x): 28 - 2·2 pixels a side
+  labels = np.zeros(rows, np.int32)
+  runs = parallel.padded_runs(10, mesh)
+  compiled, _ = conv_experiment.epoch_program(
+    conv_experiment.teacher_loss(model), model, images, labels, runs, 64, mesh
+  )
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  text = compiled.as_text()
+  collectives = sorted(set(re.findall(r"\b(all-reduce|all-gather|all-to-all)\(", text)))
+  return {"devices": devices, "runs": runs, "flops": float(cost["flops"]), "collectives": collectives,
+          "platform": jax.default_backend()}  # fmt: skip
 
 
-def report(args, columns: dict) -> None:
-  """The accuracies, the table (ratios to one device) and one JSON line."""
-  names = list(columns)
-  first = columns[names[0]]
-  print(
-    "\nteacher test accuracy on φ(test): "
-    + ", ".join(f"{name} {c['teacher_accuracy']:.4f}" for name, c in columns.items())
-    + "; students (mean over seeds): "
-    + "; ".join(
-      f"{arm} " + " / ".join(f"{c['student_accuracy'][arm]:.4f}" for c in columns.values())
-      for arm in first["student_accuracy"]
+def _cost_rows(args) -> list[dict]:
+  rows = []
+  for devices in COST_DEVICES:
+    env = _clean_env(
+      JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"
     )
-  )
-  measures = {
-    "teacher_steps_per_s": "teacher: steps/s (batch 64 + test eval per epoch)",
-    "student_run_epochs_per_s": f"students: run-epochs/s ({2 * args.seeds} runs, batch 100)",
-  }
-  header = f"{'measure':<52}" + "".join(f"{name:>13}" for name in names)
-  header += "".join(f"{name + ' / 1':>18}" for name in names[1:])
-  print("\n" + header)
-  ratios = {}
-  for key, text in measures.items():
-    row = f"{text:<52}" + "".join(f"{columns[name][key]:>13.1f}" for name in names)
-    for name in names[1:]:
-      ratio = columns[name][key] / first[key]
-      ratios[f"{key} {name} / 1 device"] = round(ratio, 4)
-      row += f"{ratio:>17.2f}x"
-    print(row)
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, os.path.join(REPO_ROOT, "benchmarks")])
+    command = [sys.executable, os.path.abspath(__file__), f"--cost_devices={devices}"]
+    done = subprocess.run(
+      command + (["--smoke"] if args.smoke else []), env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+      raise SystemExit(f"cost analysis on {devices} devices failed:\n{done.stderr[-3000:]}")
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("COST ")]
+    rows.append(json.loads(line[len("COST ") :]))
+  return rows
+
+
+def report(columns: dict, cost: list[dict]) -> None:
+  """The table (ratios to the workload's one-device layout), the cost rows and a JSON line."""
   print(
-    "JSON " + json.dumps({"benchmark": "devices_scaling", "ratios": ratios, "columns": columns})
+    f"\n{'workload: layout':<32}{'wall s':>9}{'teacher s':>11}{'vs 1 device':>13}"
+    f"{'teacher acc':>13}{'Δ acc':>10}{'Δ CE':>10}"
   )
+  ratios = {}
+  for name, column in columns.items():
+    workload = name.split(":")[0]
+    base = columns.get(f"{workload}: 1 device")
+    ratio = base["seconds"] / column["seconds"] if base else float("nan")
+    ratios[name] = round(ratio, 4)
+    teacher = column["teacher_seconds"]
+    print(
+      f"{name:<32}{column['seconds']:>9.1f}{teacher if teacher else float('nan'):>11.1f}"
+      f"{ratio:>12.2f}x{column['teacher_accuracy']:>13.4f}{column['delta_accuracy']:>+10.4f}"
+      f"{column['delta_cross_entropy']:>+10.4f}"
+    )
+  print("\nteachers' epoch program (10 teachers, padded to a multiple of N), XLA cost analysis:")
+  first = cost[0]["flops"]
+  for row in cost:
+    print(
+      f"  {row['devices']} device(s): {row['runs']} runs, {row['flops'] / 1e9:.2f} GFLOP per "
+      f"device ({row['flops'] / first:.3f} of 1 device), collectives: "
+      f"{', '.join(row['collectives']) or 'none'}"
+    )
+  print(
+    "JSON " + json.dumps(
+      {"benchmark": "devices_scaling", "ratios": ratios, "columns": columns, "cost": cost}
+    )
+  )  # fmt: skip
 
 
 if __name__ == "__main__":
   sys.path.insert(0, REPO_ROOT)
+  sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
   main()

@@ -1,6 +1,8 @@
 """``--num_processes=P``: the same command as P local JAX processes, one CPU device each.
 
-The parent picks a free port for the coordinator, starts P children with
+The parent picks a free port for the coordinator, starts P children (child i pinned to its own
+share of this machine's cores, ``cores_for``, so the processes do not fight over cores: each
+trains its own runs) with
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set (each child's
 ``parallel.initialize_distributed`` joins them, with gloo collectives on CPU) and waits. When
 one child fails, the others get ``GRACE_S`` seconds (``$DISTILL_LAUNCH_GRACE_S``) to finish and
@@ -94,7 +96,14 @@ def run_command(command: list[str], num_processes: int, devices_per_process: int
       JAX_PROCESS_ID=str(index),
       XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
     )
-    children.append(subprocess.Popen(command, env=env))
+    child = subprocess.Popen(command, env=env)
+    cores = cores_for(index, num_processes)
+    if cores:  # before JAX starts in the child (its imports take far longer than this)
+      try:
+        os.sched_setaffinity(child.pid, cores)
+      except OSError:  # the child already ended; its status says why
+        pass
+    children.append(child)
   failed_at, status = None, 0
   while any(child.poll() is None for child in children):
     codes = [child.poll() for child in children]
@@ -115,6 +124,19 @@ def run_command(command: list[str], num_processes: int, devices_per_process: int
   if status == 0:
     status = next((child.returncode for child in children if child.returncode), 0)
   return status
+
+
+def cores_for(index: int, num_processes: int) -> set[int]:
+  """The cores process ``index`` of ``num_processes`` runs on: an even, contiguous share of the
+  cores this process may use; empty (no pinning) where there are fewer cores than processes or
+  the platform cannot pin (not Linux)."""
+  if not hasattr(os, "sched_getaffinity"):
+    return set()
+  cores = sorted(os.sched_getaffinity(0))
+  if len(cores) < num_processes:
+    return set()
+  share = len(cores) // num_processes
+  return set(cores[index * share : (index + 1) * share])
 
 
 def _stop(children: list[subprocess.Popen], patience_s: float = 5.0) -> None:

@@ -1,4 +1,6 @@
-"""``benchmarks/devices_scaling.py --smoke``: 1 device, 2 devices and 2 processes do the same work."""
+"""``benchmarks/devices_scaling.py --smoke``: the experiment command in every layout (1 device, 2
+devices on runs, 2 devices on data, 2 processes) gives the same results, and the runs axis's
+per-device work falls with the devices while holding no collective."""
 
 import json
 import os
@@ -10,31 +12,35 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def test_devices_scaling_smoke_compares_devices_and_processes(shared_data_dir, tmp_path):
+def test_devices_scaling_smoke_compares_the_layouts(shared_data_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   env.pop("JAX_PROCESS_ID", None)
   result = subprocess.run(
     [
       sys.executable, os.path.join(REPO_ROOT, "benchmarks", "devices_scaling.py"), "--smoke",
-      f"--data_dir={shared_data_dir}", f"--tfds_dir={tmp_path / 'tfds'}",
+      "--workloads=main", "--devices=2", f"--data_dir={shared_data_dir}",
+      f"--tfds_dir={tmp_path / 'tfds'}",
     ],
-    env=env, capture_output=True, text=True, timeout=400,
+    env=env, capture_output=True, text=True, timeout=600,
   )  # fmt: skip
   assert result.returncode == 0, result.stderr[-3000:]
   (line,) = [line for line in result.stdout.splitlines() if line.startswith("JSON ")]
   report = json.loads(line[len("JSON ") :])
   columns = report["columns"]
-  assert list(columns) == ["1 device", "2 devices", "2 processes"]
-  assert [c["num_devices"] for c in columns.values()] == [1, 2, 2]
-  assert set(report["ratios"]) == {
-    f"{measure} {name} / 1 device"
-    for measure in ("teacher_steps_per_s", "student_run_epochs_per_s")
-    for name in ("2 devices", "2 processes")
-  }
+  names = ["1 device", "2 devices, runs", "2 devices, data", "2 processes, runs"]
+  assert list(columns) == [f"main: {name}" for name in names]
+  assert [c["devices"] for c in columns.values()] == [1, 2, 2, 2]
   assert all(ratio > 0 for ratio in report["ratios"].values())
-  one = columns["1 device"]
-  for name in ("2 devices", "2 processes"):  # the same work: the same model up to rounding
-    assert columns[name]["teacher_accuracy"] == pytest.approx(one["teacher_accuracy"], abs=0.02)
-    for arm, accuracy in one["student_accuracy"].items():
-      assert columns[name]["student_accuracy"][arm] == pytest.approx(accuracy, abs=0.02)
-  assert "teacher: steps/s" in result.stdout and "2 processes / 1" in result.stdout
+  one = columns["main: 1 device"]
+  for name, column in columns.items():  # the same work: the same results up to rounding
+    assert column["teacher_accuracy"] == pytest.approx(one["teacher_accuracy"], abs=0.02), name
+    assert column["delta_accuracy"] == pytest.approx(one["delta_accuracy"], abs=0.02), name
+  cost = report["cost"]
+  assert [row["devices"] for row in cost] == [1, 2, 4, 8]
+  assert [row["runs"] for row in cost] == [10, 10, 12, 16]
+  assert all(row["collectives"] == [] for row in cost)
+  flops = [row["flops"] for row in cost]
+  for row in cost:  # per device: its share of the (padded) runs, ⌈10/N⌉ of 10
+    share = row["runs"] / row["devices"] / 10
+    assert row["flops"] == pytest.approx(flops[0] * share, rel=0.05), row
+  assert "vs 1 device" in result.stdout and "GFLOP per device" in result.stdout
