@@ -68,12 +68,22 @@ def parse_args(argv=None):
   parser.add_argument("--num_processes", type=int, default=None, help="P (CPU; default N)")
   parser.add_argument("--layouts", default="1,runs,data,processes", help="which layouts")
   parser.add_argument("--smoke", action="store_true", help="tiny sizes: the tests run this")
+  parser.add_argument(
+    "--cost", default=",".join(map(str, COST_DEVICES)),
+    help="device counts of the per-device FLOPs rows (fake CPU devices); empty: none",
+  )  # fmt: skip
   parser.add_argument("--cost_devices", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   args.workloads = [w for w in args.workloads.split(",") if w]
   for workload in args.workloads:
     if workload not in WORKLOADS:
       parser.error(f"--workloads: unknown {workload!r}; choose from {', '.join(WORKLOADS)}")
+  try:
+    args.cost = [int(n) for n in args.cost.split(",") if n]
+  except ValueError:
+    parser.error(f"--cost takes device counts such as 1,2,4,8; got {args.cost!r}")
+  if any(n < 1 for n in args.cost):
+    parser.error(f"--cost: device counts must be >= 1, got {args.cost}")
   args.layouts = [layout for layout in args.layouts.split(",") if layout]
   for layout in args.layouts:
     if layout not in ("1", "runs", "data", "processes"):
@@ -227,7 +237,7 @@ def per_device_flops(devices: int, smoke: bool) -> dict:
 
 def _cost_rows(args) -> list[dict]:
   rows = []
-  for devices in COST_DEVICES:
+  for devices in args.cost:
     env = _clean_env(
       JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"
     )
@@ -261,8 +271,10 @@ def report(columns: dict, cost: list[dict]) -> None:
       f"{ratio:>12.2f}x{column['teacher_accuracy']:>13.4f}{column['delta_accuracy']:>+10.4f}"
       f"{column['delta_cross_entropy']:>+10.4f}"
     )
-  print("\nteachers' epoch program (10 teachers, padded to a multiple of N), XLA cost analysis:")
-  first = cost[0]["flops"]
+  if cost:
+    print("\nteachers' scanned epoch (10 teachers, padded to a multiple of N), XLA cost analysis")
+    print("(a loop's body counted once: the FLOPs of one step and the evaluation):")
+  first = cost[0]["flops"] if cost else None
   for row in cost:
     print(
       f"  {row['devices']} device(s): {row['runs']} runs, {row['flops'] / 1e9:.2f} GFLOP per "

@@ -32,7 +32,8 @@ usage: bash benchmarks/gpu_check.sh [--data_dir=DIR] [--out=DIR] [--tfds_dir=DIR
   --cpu_smoke    tiny sizes on the CPU (JAX_PLATFORMS=cpu), even where a GPU is visible
   --vgg_weights  VGG-19 weights for φ_style (torchvision .pth, Keras notop .h5 or .npz);
                  default: random ranVGG weights (same FLOPs; pretrained ones are not offline)
-  --parts        which parts to run, in order (default conv,style)
+  --parts        which parts to run, in order (default conv,style; add scaling for the runs
+                 axis: the sweep on 1 GPU and on all visible GPUs, benchmarks/devices_scaling.py)
   --budget_s     wall-time budget of the whole script in seconds (default 450)
   PYTHON=...     the interpreter (default: python on PATH, e.g. the activated .venv)
 EOF
@@ -95,7 +96,8 @@ done
 IFS=',' read -r -a PART_LIST <<<"$PARTS"
 ((${#PART_LIST[@]})) || die "--parts is empty; pass e.g. --parts=conv,style"
 for part in "${PART_LIST[@]}"; do
-  [[ "$part" == conv || "$part" == style ]] || die "--parts: unknown part '$part' (conv, style)"
+  [[ "$part" == conv || "$part" == style || "$part" == scaling ]] ||
+    die "--parts: unknown part '$part' (conv, style, scaling)"
 done
 if [[ -n "$VGG_WEIGHTS" && ! -f "$VGG_WEIGHTS" ]]; then
   die "--vgg_weights=$VGG_WEIGHTS: no such file"
@@ -615,8 +617,42 @@ run_part() {
   STATUSES+=("$name=$status")
 }
 
+# run_scaling: benchmarks/devices_scaling.py, 1 device vs every device on the runs axis (the
+# sweep on GPUs; its smoke sizes on 2 fake CPU devices in cpu_smoke), under timeout.
+run_scaling() {
+  local log="$OUT/scaling.log" seconds rc=0 started wall status=ok
+  local command=("$PYTHON" benchmarks/devices_scaling.py "--data_dir=$DATA_DIR"
+    "--tfds_dir=$TFDS_DIR" --layouts=1,runs)
+  if [[ "$MODE" == gpu ]]; then
+    command+=(--workloads=sweep)
+  else
+    command+=(--smoke --workloads=main --devices=2 --cost=)
+  fi
+  seconds="$(limit 100000 "$KILL_GRACE")"
+  echo
+  echo "== scaling: the runs axis, 1 device vs all devices (benchmarks/devices_scaling.py) =="
+  echo "command: ${command[*]}"
+  echo "log: $log; time limit ${seconds} s"
+  started="$(date +%s.%N)"
+  "${TIMEOUT[@]}" "$seconds" "${command[@]}" >"$log" 2>&1 || rc=$?
+  wall="$(since "$started")"
+  if ((rc != 0)); then
+    status=failed
+    ((rc == 124 || rc == 137)) && status=timeout
+    FAILED=1
+    tail -n 15 "$log" | sed 's/^/  | /' || true
+  fi
+  grep -v '^JSON' "$log" | sed -n '/^workload: layout/,$p' || true
+  echo "wall $wall s ($status)"
+  printf 'JSON {"benchmark": "gpu_check", "part": "scaling", "status": "%s", "exit_code": %s, "wall_seconds": %s, "log": "%s"}\n' \
+    "$status" "$rc" "$wall" "$log"
+  STATUSES+=("scaling=$status")
+}
+
 for part in "${PART_LIST[@]}"; do
-  if [[ "$part" == conv ]]; then
+  if [[ "$part" == scaling ]]; then
+    run_scaling
+  elif [[ "$part" == conv ]]; then
     # Leave room for the conv summary and a useful style part when one follows.
     reserve=$((SUMMARY_CAP + KILL_GRACE))
     [[ " ${PART_LIST[*]} " == *" style "* ]] && reserve=$((reserve + 150))

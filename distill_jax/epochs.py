@@ -19,6 +19,11 @@ set with a fixed evaluation key. Two strategies execute this, with the same numb
 
 ``choose_steps_per_call`` picks between them; ``make_epoch_fn`` builds either one behind the same
 ``epoch_fn`` signature.
+
+Both split the runs over the mesh's ``runs`` axis (``parallel``): the scanned epoch vmaps with
+``spmd_axis_name="runs"``, so each run group computes only its block of runs and, with
+``data`` = 1, the compiled program holds no collective; the stepped epoch gives each run group
+its own programs on its own devices and dispatches run i of every group before run i + 1.
 """
 
 from __future__ import annotations

@@ -47,6 +47,19 @@ def _json_lines(stdout: str) -> list[dict]:
   ]
 
 
+def test_cpu_smoke_scaling_part_compares_one_device_with_the_runs_axis(shared_data_dir, tmp_path):
+  out = tmp_path / "out"
+  result = _run(
+    "--cpu_smoke", "--parts=scaling", f"--data_dir={shared_data_dir}", f"--out={out}",
+    f"--tfds_dir={tmp_path / 'tfds'}", cwd=tmp_path,
+  )  # fmt: skip
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+  lines = _json_lines(result.stdout)
+  assert [line["part"] for line in lines] == ["device", "scaling", "total"]
+  assert lines[1]["status"] == "ok" and lines[2]["parts"] == {"scaling": "ok"}
+  assert "main: 1 device" in result.stdout and "main: 2 devices, runs" in result.stdout
+
+
 def test_cpu_smoke_runs_both_parts_and_reports_their_numbers(data_dir, tmp_path):
   out = tmp_path / "out"
   result = _run(
