@@ -237,14 +237,20 @@ def put_runs(tree, mesh: Mesh):
   ``runs``. Each process passes the same whole value (small: keys, hyper-parameters, fresh
   states) and keeps its devices' runs; a leaf that already lives on other processes' devices
   is resharded by a jitted copy."""
-  sharding = runs_sharded(mesh)
+  return _put_whole(tree, runs_sharded(mesh))
+
+
+def _put_whole(tree, sharding: NamedSharding):
+  """Every leaf of ``tree``, a whole value on each process (or a global array), as a global
+  array with ``sharding``; a global array over other processes' devices is kept if it already
+  has that sharding, else resharded by a jitted copy."""
 
   def put(leaf):
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
       if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
         return leaf
       return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
-    return jax.make_array_from_process_local_data(sharding, leaf, leaf.shape)
+    return jax.make_array_from_process_local_data(sharding, leaf, np.shape(leaf))
 
   return jax.tree.map(put, tree)
 
@@ -281,16 +287,7 @@ def put_replicated(tree, mesh: Mesh):
   devices (e.g. a teacher's parameters returned by ``fit``) is kept if replicated over
   ``mesh``, else resharded by a jitted copy.
   """
-  sharding = replicated(mesh)
-
-  def put(leaf):
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
-        return leaf
-      return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
-    return jax.make_array_from_process_local_data(sharding, leaf)
-
-  return jax.tree.map(put, tree)
+  return _put_whole(tree, replicated(mesh))
 
 
 def rows_per_device(num_rows: int, mesh: Mesh) -> int:
