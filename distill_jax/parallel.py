@@ -6,7 +6,7 @@ The mesh has two axes:
 
 - ``runs``: the stacked run axis of ``train.fit`` is split over it. Device group g (one row of
   the mesh) trains its own block of runs; nothing crosses groups during an epoch, so with
-  ``data`` = 1 the compiled epoch holds no collective at all (``tests/test_parallel.py`` reads
+  ``data`` = 1 the compiled epoch holds no collective at all (``tests/test_runs_axis.py`` reads
   the HLO). Run counts that do not divide the groups are padded (``padded_runs``) with copies
   of the last run, dropped afterwards. By default every device is on ``runs``.
 - ``data``: each run's batch is split over it (``shard_batch``), parameters replicated inside
@@ -217,12 +217,8 @@ def pad_runs(tree, num_runs: int):
     extra = num_runs - leaf.shape[0]
     if extra == 0:
       return leaf
-    last = leaf[-1:]
-    return (
-      jnp.concatenate([leaf, jnp.repeat(last, extra, axis=0)])
-      if isinstance(leaf, jax.Array)
-      else np.concatenate([leaf, np.repeat(last, extra, axis=0)])
-    )
+    xp = jnp if isinstance(leaf, jax.Array) else np  # keys stay typed key arrays
+    return xp.concatenate([leaf, xp.repeat(leaf[-1:], extra, axis=0)])
 
   return jax.tree.map(pad, tree)
 
@@ -258,8 +254,9 @@ def _put_whole(tree, sharding: NamedSharding):
 def first_runs(tree, num_runs: int, mesh: Mesh):
   """The first ``num_runs`` runs of run-sharded ``tree`` (padding dropped), replicated on every
   device: what ``fit`` returns and checkpoints (independent of the mesh it was trained on)."""
-  return jax.jit(lambda t: jax.tree.map(lambda leaf: leaf[:num_runs], t),
-                 out_shardings=replicated(mesh))(tree)  # fmt: skip
+  first = jax.jit(lambda t: jax.tree.map(lambda leaf: leaf[:num_runs], t),
+                  out_shardings=replicated(mesh))  # fmt: skip
+  return first(tree)
 
 
 def gather_runs(tree) -> dict:

@@ -142,8 +142,9 @@ def fit(
     mesh: a ``parallel.make_mesh`` ``(runs, data)`` mesh: the runs are split over ``runs``
       (padded to a multiple of its size, logged), each run's batch and the data sets over
       ``data``. A run's numbers do not depend on the mesh up to float rounding (the vmapped
-      batch of runs per device differs; ``tests/test_train.py`` measures it).
-    eval_batch_size: test chunk size (memory bound for big models), a multiple of the devices.
+      batch of runs per device differs; ``tests/test_runs_axis.py`` measures it).
+    eval_batch_size: test chunk size (memory bound for big models), a multiple of the devices
+      per run (the mesh's ``data`` axis).
     checkpointer: where to save every ``checkpoint_every`` epochs and at the end; the run
       resumes from its latest checkpoint.
     on_epoch: called after each epoch with ``(epoch, metrics of this epoch [R])``.
@@ -159,10 +160,9 @@ def fit(
   num_runs = len(run_keys)
   mesh = parallel.for_runs(mesh, num_runs)
   placed_runs = _placed_runs(name, num_runs, mesh)
-  init_keys, keys = epochs_lib.split_run_keys(parallel.pad_runs(run_keys, placed_runs))
+  init_keys, keys = epochs_lib.split_run_keys(run_keys)  # each run's keys are its own
   hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-  states = init_states(init_fn, tx, init_keys)
-  keys, hparams = parallel.put_runs((keys, parallel.pad_runs(hparams, placed_runs)), mesh)
+  keys, hparams = parallel.put_runs(parallel.pad_runs((keys, hparams), placed_runs), mesh)
   context = parallel.put_replicated(context, mesh)
   num_examples = parallel.num_rows(train_data)
   train_data = parallel.put_rows(train_data, mesh)
@@ -181,8 +181,8 @@ def fit(
 
   # Checkpoints hold the real runs only, replicated: a run resumes on any mesh.
   real_runs = functools.partial(parallel.first_runs, num_runs=num_runs, mesh=mesh)
-  states = parallel.put_replicated(states, mesh)
-  states, history, start_epoch = _resume(name, checkpointer, real_runs(states), num_runs, epochs)
+  states = parallel.put_replicated(init_states(init_fn, tx, init_keys), mesh)
+  states, history, start_epoch = _resume(name, checkpointer, states, num_runs, epochs)
   states = parallel.put_runs(parallel.pad_runs(states, placed_runs), mesh)
   started = time.perf_counter()
   try:
