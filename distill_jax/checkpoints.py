@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -64,14 +65,28 @@ class Checkpointer:
         self._exit_stack.enter_context(locks.hold(self.directory, what=what, timeout=lock_timeout))
         self._prepare_directory(config, what)
       parallel.barrier(f"checkpointer {self.directory}")
-      self._manager = ocp.CheckpointManager(
-        os.path.join(self.directory, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        item_names=("state", "meta"),
-      )
+      self._latest = self._saved_epochs()[-1] if self._saved_epochs() else None
+      if parallel.is_primary():
+        self._manager = ocp.CheckpointManager(
+          self._folder,
+          options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=False, multiprocessing_options=_on_this_process()
+          ),
+          item_names=("state", "meta"),
+        )
     except BaseException:
       self._exit_stack.close()
       raise
+
+  @property
+  def _folder(self) -> str:
+    return os.path.join(self.directory, "checkpoints")
+
+  def _saved_epochs(self) -> list[int]:
+    """The epochs whose orbax step folder is final (orbax renames a finished save into place)."""
+    folder = self._folder
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(int(name) for name in names if name.isdigit())
 
   def _prepare_directory(self, config: Any | None, what: str) -> None:
     """Sets a damaged latest epoch aside (the directory with it) and writes config.json."""
@@ -85,7 +100,7 @@ class Checkpointer:
         problem,
         moved,
       )
-    os.makedirs(self.directory, exist_ok=True)
+    os.makedirs(os.path.join(self.directory, "checkpoints"), exist_ok=True)
     if config is not None:  # for humans: what this directory holds
       files.write_json(
         os.path.join(self.directory, "config.json"), config, indent=1, sort_keys=True, default=str
@@ -100,15 +115,11 @@ class Checkpointer:
 
   def _latest_problem(self) -> str | None:
     """What is wrong with the latest saved epoch, or None (also when nothing is saved)."""
-    folder = os.path.join(self.directory, "checkpoints")
-    steps = (
-      [int(name) for name in os.listdir(folder) if name.isdigit()] if os.path.isdir(folder) else []
-    )
+    steps = self._saved_epochs()
     if not steps:
       return None
-    epoch = max(steps)
-    problem = integrity.problem(*self._step_paths(epoch))
-    return None if problem is None else f"epoch {epoch}: {problem}"
+    problem = integrity.problem(*self._step_paths(steps[-1]))
+    return None if problem is None else f"epoch {steps[-1]}: {problem}"
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -123,11 +134,16 @@ class Checkpointer:
       logging.warning("closing %s after an error failed too: %s", self.directory, close_error)
 
   def latest_epoch(self) -> int | None:
-    return self._manager.latest_step()
+    return self._latest
 
   def save(self, epoch: int, state: Any, meta: dict) -> None:
-    """Saves epoch ``epoch`` and, once it is on disk, its checksum manifest. A full disk is
-    raised as ``OSError(ENOSPC)`` naming the directory (orbax reports it as a ValueError)."""
+    """Saves epoch ``epoch`` (``state``: host arrays, the same on every process) and, once it is
+    on disk, its checksum manifest. Process 0 writes; with several processes the others only
+    note the epoch (they pass the same gathered values). A full disk is raised as
+    ``OSError(ENOSPC)`` naming the directory (orbax reports it as a ValueError)."""
+    self._latest = epoch
+    if self._manager is None:
+      return
     try:
       self._manager.save(
         epoch,
@@ -138,8 +154,6 @@ class Checkpointer:
       if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
         raise OSError(errno.ENOSPC, "No space left on device", self.directory) from error
       raise
-    if not parallel.is_primary():
-      return
     folder, manifest = self._step_paths(epoch)
     os.makedirs(os.path.dirname(manifest), exist_ok=True)
     integrity.write_manifest(folder, manifest)
@@ -149,25 +163,28 @@ class Checkpointer:
         os.remove(os.path.join(os.path.dirname(manifest), name))
 
   def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
-    """Restores the state with ``like``'s structure, dtypes and shardings; refuses an epoch
-    whose files do not match their manifest."""
+    """The state (host NumPy arrays with ``like``'s structure, shapes and dtypes) and metadata
+    of epoch ``epoch``; refuses an epoch whose files do not match their manifest. Every process
+    reads the files itself (no collective)."""
     problem = integrity.problem(*self._step_paths(epoch))
     if problem is not None:
       raise CorruptCheckpointError(
         f"{self.directory}: epoch {epoch} cannot be loaded: {problem}. Delete the directory "
         "(or rerun: a corrupt latest epoch is set aside on opening)."
       )
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    restored = self._manager.restore(
-      epoch,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-      ),
-    )
+    like = jax.tree.map(lambda leaf: np.zeros(np.shape(leaf), leaf.dtype), like)
+    with ocp.Checkpointer(
+      ocp.CompositeCheckpointHandler(), multiprocessing_options=_on_this_process(reader=True)
+    ) as reader:
+      restored = reader.restore(
+        self._step_paths(epoch)[0],
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(like), meta=ocp.args.JsonRestore()),
+      )
     return restored.state, restored.meta
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
     """Waits for pending saves, closes the manager and releases the lock (idempotent)."""
@@ -177,6 +194,15 @@ class Checkpointer:
         self._manager = None
     finally:
       self._exit_stack.close()
+
+
+def _on_this_process(reader: bool = False) -> ocp.options.MultiprocessingOptions:
+  """Orbax on one process, never waiting for the others: process 0 writes (``reader``: each
+  process reads for itself). With one process, orbax's defaults."""
+  if jax.process_count() == 1:
+    return ocp.options.MultiprocessingOptions()
+  me = jax.process_index() if reader else 0
+  return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
 
 
 # Settings that change how epochs are dispatched or how often they are scored, never the

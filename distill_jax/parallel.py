@@ -27,6 +27,7 @@ all-reduce of the batch assembles it). Test sets are cut into chunks on the host
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -245,29 +246,115 @@ def _put_whole(tree, sharding: NamedSharding):
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
       if leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
         return leaf
-      return jax.jit(lambda x: x, out_shardings=sharding)(leaf)
+      return _copy_program(sharding)(leaf)
     return jax.make_array_from_process_local_data(sharding, leaf, np.shape(leaf))
 
   return jax.tree.map(put, tree)
 
 
-def first_runs(tree, num_runs: int, mesh: Mesh):
-  """The first ``num_runs`` runs of run-sharded ``tree`` (padding dropped), replicated on every
-  device: what ``fit`` returns and checkpoints (independent of the mesh it was trained on)."""
-  first = jax.jit(lambda t: jax.tree.map(lambda leaf: leaf[:num_runs], t),
-                  out_shardings=replicated(mesh))  # fmt: skip
-  return first(tree)
+@dataclasses.dataclass(frozen=True)
+class RunPlacement:
+  """Where ``train.fit``'s runs train: ``padded`` runs in all (a multiple of the run groups),
+  this process's block ``[start, stop)`` of them on ``mesh``.
+
+  - One process: ``mesh`` is the whole mesh (or, with fewer runs than run groups, its first
+    groups: ``for_runs``); the block is every run.
+  - Several processes, each run group on one process (``devices_per_run`` at most a process's
+    devices, the default): ``local``. ``mesh`` holds only this process's groups, its block is
+    their runs, and its programs are its own (compiled for its devices, no collective): the
+    processes exchange host values only, the metrics once per epoch and the states at a
+    checkpoint (``gather_runs``), as independent jobs would.
+  - Several processes with a run group spanning processes (one run's batch split over hosts):
+    ``mesh`` is the whole mesh, global arrays, and the block is every run.
+  """
+
+  mesh: Mesh
+  start: int
+  stop: int
+  padded: int
+  local: bool
 
 
-def gather_runs(tree) -> dict:
-  """Run-sharded (or replicated) device arrays as host NumPy arrays, the whole run axis on
-  every process: ``device_get`` alone, ``process_allgather`` (one collective per call) with
-  several processes."""
+def place_runs(mesh: Mesh, num_runs: int) -> RunPlacement:
+  """The ``RunPlacement`` of ``num_runs`` runs on ``mesh`` for this process."""
+  if jax.process_count() == 1:
+    mesh = for_runs(mesh, num_runs)
+    padded = padded_runs(num_runs, mesh)
+    return RunPlacement(mesh, 0, padded, padded, local=False)
+  padded = padded_runs(num_runs, mesh)
+  groups = _process_groups(mesh)
+  if groups is None:
+    return RunPlacement(mesh, 0, padded, padded, local=False)
+  per_group = padded // run_groups(mesh)
+  local_mesh = Mesh(mesh.devices[groups.start : groups.stop], MESH_AXES)
+  start, stop = groups.start * per_group, groups.stop * per_group
+  return RunPlacement(local_mesh, start, stop, padded, local=True)
+
+
+def _process_groups(mesh: Mesh) -> slice | None:
+  """This process's run groups (rows of the mesh) when every group lies on one process and
+  every process holds the same number of groups, in process order; else None."""
+  owners = [{d.process_index for d in row} for row in mesh.devices]
+  if any(len(owner) != 1 for owner in owners):
+    return None
+  order = [owner.pop() for owner in owners]
+  per_process = len(order) // jax.process_count()
+  if order != [p for p in range(jax.process_count()) for _ in range(per_process)]:
+    return None
+  first = jax.process_index() * per_process
+  return slice(first, first + per_process)
+
+
+def process_mesh(mesh: Mesh) -> Mesh:
+  """The part of ``mesh`` this process computes on alone: its own run groups when each group
+  lies on one process (every process then repeats work without runs, e.g. ``train.predict``, on
+  its own devices instead of compiling programs for every process's devices); else ``mesh``."""
+  if jax.process_count() == 1:
+    return mesh
+  groups = _process_groups(mesh)
+  return mesh if groups is None else Mesh(mesh.devices[groups], MESH_AXES)
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_program(sharding: NamedSharding):
+  """A jitted copy to ``sharding`` (one per sharding: each call of a new lambda would compile)."""
+  return jax.jit(lambda x: x, out_shardings=sharding)
+
+
+def gather_runs(tree, placement: RunPlacement | None = None):
+  """Run-sharded (or replicated) device arrays as host NumPy arrays of every process's runs.
+
+  One process: ``device_get``. Several: ``process_allgather``; with a ``local`` placement each
+  process passes its own block as host values (one small compiled copy per shape, cached), so
+  blocks join in process order into all ``placement.padded`` runs.
+  """
   if jax.process_count() == 1:
     return jax.device_get(tree)
   from jax.experimental import multihost_utils
 
+  if placement is not None and placement.local:
+    return _gather_blocks(jax.device_get(tree), multihost_utils.process_allgather)
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _gather_blocks(tree, allgather):
+  """Each process's host block of runs (every leaf ``[block, ...]``) joined in process order, as
+  one collective per dtype: the leaves are flattened side by side into ``[block, width]``, so a
+  state of dozens of leaves costs one exchange, not one per leaf."""
+  leaves, treedef = jax.tree.flatten(tree)
+  if not leaves:
+    return tree
+  block = len(leaves[0])
+  joined = [None] * len(leaves)
+  for dtype in sorted({leaf.dtype for leaf in leaves}, key=str):  # the same order everywhere
+    picks = [i for i, leaf in enumerate(leaves) if leaf.dtype == dtype]
+    widths = [int(np.prod(leaves[i].shape[1:], dtype=np.int64)) for i in picks]
+    flat = np.concatenate([leaves[i].reshape(block, w) for i, w in zip(picks, widths)], axis=1)
+    everyone = allgather(flat, tiled=True)  # [processes · block, width]
+    offsets = np.cumsum([0, *widths])
+    for i, start, stop in zip(picks, offsets[:-1], offsets[1:]):
+      joined[i] = everyone[:, start:stop].reshape(len(everyone), *leaves[i].shape[1:])
+  return jax.tree.unflatten(treedef, joined)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -46,7 +46,8 @@ History = dict[str, np.ndarray]
 
 @dataclasses.dataclass
 class FitResult:
-  """Trained parameters (leading axis = run) and per-run, per-epoch metrics ``[R, epochs]``."""
+  """Trained parameters (host arrays, leading axis = run) and per-run, per-epoch metrics
+  ``[R, epochs]``."""
 
   params: Params
   history: History
@@ -85,18 +86,6 @@ def _with_weight(data: Mapping[str, np.ndarray] | parallel.ProcessRows):
     rows = len(next(iter(data.arrays.values())))
     return data, parallel.ProcessRows({"weight": np.ones(rows, np.float32)}, data.num_rows)
   return data, {"weight": np.ones(parallel.num_rows(data), np.float32)}
-
-
-def _placed_runs(name: str, num_runs: int, mesh: Mesh) -> int:
-  """The runs trained: ``num_runs`` rounded up to fill every run group (logged when padded)."""
-  placed = parallel.padded_runs(num_runs, mesh)
-  groups = parallel.run_groups(mesh)
-  if placed != num_runs:
-    logging.info(
-      "%s: %d runs on %d run groups: padded to %d with copies of the last run (dropped at the "
-      "end; %d runs per group)", name, num_runs, groups, placed, placed // groups,
-    )  # fmt: skip
-  return placed
 
 
 def fit(
@@ -153,16 +142,18 @@ def fit(
     eval_every: evaluate after every k-th and the last epoch (parameters are the same for any k).
 
   Returns:
-    The final per-run parameters and the per-epoch history ``[R, epochs]`` of ``train_loss``
+    The final per-run parameters (host NumPy arrays of every process's runs, the same on
+    each process: usable on any mesh) and the per-epoch history ``[R, epochs]`` of ``train_loss``
     and each ``test_<metric>`` (NaN after epochs not evaluated; ``on_epoch`` then gets none).
   """
   _check_inputs(name, train_data, run_keys, hparams, mesh, batch_size, eval_batch_size, eval_every)
   num_runs = len(run_keys)
-  mesh = parallel.for_runs(mesh, num_runs)
-  placed_runs = _placed_runs(name, num_runs, mesh)
+  placement = _place_runs(name, num_runs, mesh)
+  mesh = placement.mesh
+  own = functools.partial(_block, placement=placement)  # this process's runs of a padded tree
   init_keys, keys = epochs_lib.split_run_keys(run_keys)  # each run's keys are its own
   hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-  keys, hparams = parallel.put_runs(parallel.pad_runs((keys, hparams), placed_runs), mesh)
+  keys, hparams = parallel.put_runs(own((keys, hparams)), mesh)
   context = parallel.put_replicated(context, mesh)
   num_examples = parallel.num_rows(train_data)
   train_data = parallel.put_rows(train_data, mesh)
@@ -179,24 +170,45 @@ def fit(
   def run_epoch(states, epoch, evaluate):
     return epoch_fn(states, train_data, keys, epoch, hparams, context, test, evaluate=evaluate)
 
-  # Checkpoints hold the real runs only, replicated: a run resumes on any mesh.
-  real_runs = functools.partial(parallel.first_runs, num_runs=num_runs, mesh=mesh)
-  states = parallel.put_replicated(init_states(init_fn, tx, init_keys), mesh)
+  def real_runs(tree):  # every process's runs, padding dropped, as host arrays
+    return jax.tree.map(lambda leaf: leaf[:num_runs], parallel.gather_runs(tree, placement))
+
+  # Checkpoints hold the real runs only, as host arrays: a run resumes on any mesh.
+  states = jax.device_get(init_states(init_fn, tx, init_keys))
   states, history, start_epoch = _resume(name, checkpointer, states, num_runs, epochs)
-  states = parallel.put_runs(parallel.pad_runs(states, placed_runs), mesh)
+  states = parallel.put_runs(own(states), mesh)
   started = time.perf_counter()
   try:
     states = _epoch_loop(
       name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
       checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
-      real_runs=real_runs, num_runs=num_runs,
+      real_runs=real_runs,
     )  # fmt: skip
   except BaseException:  # an error or Ctrl-C: finish writing the epochs already saved
     if checkpointer is not None:
       checkpointer.wait()
     raise
-  states = real_runs(states)
-  return FitResult(params=states.params, history=history, seconds=time.perf_counter() - started)
+  params = real_runs(states.params)
+  return FitResult(params=params, history=history, seconds=time.perf_counter() - started)
+
+
+def _place_runs(name: str, num_runs: int, mesh: Mesh) -> parallel.RunPlacement:
+  """``parallel.place_runs``, logging the padding when the runs do not fill the run groups."""
+  placement = parallel.place_runs(mesh, num_runs)
+  if placement.padded != num_runs:
+    groups = parallel.run_groups(mesh)
+    logging.info(
+      "%s: %d runs on %d run groups: padded to %d with copies of the last run (dropped at the "
+      "end; %d runs per group)", name, num_runs, groups, placement.padded,
+      placement.padded // groups,
+    )  # fmt: skip
+  return placement
+
+
+def _block(tree, placement: parallel.RunPlacement):
+  """``tree``'s runs padded to ``placement.padded``, then this process's block of them."""
+  padded = parallel.pad_runs(tree, placement.padded)
+  return jax.tree.map(lambda leaf: leaf[placement.start : placement.stop], padded)
 
 
 def _check_inputs(
@@ -253,8 +265,7 @@ def _epoch_loop(
   checkpointer: Checkpointer | None,
   checkpoint_every: int,
   on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
-  real_runs: Callable[[TrainState], TrainState],
-  num_runs: int,
+  real_runs: Callable[[Any], Any],
 ) -> TrainState:
   """Runs ``run_epoch(states, epoch, evaluate)`` for the epochs of ``epoch_range``: NaN guard,
   ``history`` (filled in place), ``on_epoch``, checkpoints. Returns the final states."""
@@ -262,7 +273,7 @@ def _epoch_loop(
   for epoch in epoch_range:
     evaluate = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
     states, metrics = run_epoch(states, epoch, evaluate)
-    metrics = {k: v[:num_runs] for k, v in parallel.gather_runs(metrics).items()}
+    metrics = real_runs(metrics)
     _check_finite(name, metrics["train_loss"], epoch, checkpointer)
     for metric, values in metrics.items():
       row = history.setdefault(metric, np.full((len(values), epochs), np.nan, np.float32))
@@ -321,10 +332,12 @@ def predict(
   """Logits of one model on a whole array, in sharded chunks (e.g. precomputed soft targets).
 
   The compiled program is cached per ``(apply_fn, mesh)`` and chunk shape: pass the same
-  ``apply_fn`` (e.g. ``model.apply``) to reuse it.
+  ``apply_fn`` (e.g. ``model.apply``) to reuse it. With several processes each computes every
+  row on its own devices (``parallel.process_mesh``) when its run groups are its own.
   """
   n = len(images)
-  mesh = parallel.all_on_data(mesh)  # no runs here: every device takes its share of the rows
+  # No runs here: every device (of this process, if its run groups are its own) takes its share.
+  mesh = parallel.all_on_data(parallel.process_mesh(mesh))
   params = parallel.put_replicated(params, mesh)
   devices = parallel.data_devices(mesh)
   batch_size = -(-min(batch_size, n) // devices) * devices

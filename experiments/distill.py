@@ -8,12 +8,18 @@ meanings). Writes results.json, results.md, figures and TensorBoard event files 
 ``--workdir``.
 """
 
+# ruff: noqa: E402 — launch.start_early runs before the imports that load JAX
+
 import difflib
 import importlib.util
 import os
 import sys
 
-from absl import app
+from experiments import launch  # no JAX: with --num_processes, start the others first
+
+launch.start_early(sys.argv, "experiments.distill")
+
+from absl import app  # the other processes import while this one does
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -28,7 +34,6 @@ from distill_jax import parallel
 from distill_jax import validation
 from experiments import cli_setup
 from experiments import config_help
-from experiments import launch
 
 CONFIG_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -108,6 +113,7 @@ def _config_file_message(argv: list[str], error: OSError) -> str:
   return f"--config={path}: cannot load this config file: {type(cause).__name__}: {cause}"
 
 
+launch.wait_for_go()  # processes 1 … P − 1 read their flags once process 0 has read its own
 sys.argv = _config_file_for_mapping(sys.argv)
 try:
   _CONFIG = config_flags.DEFINE_config_file(
@@ -243,4 +249,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.finish(lambda: app.run(main))

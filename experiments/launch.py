@@ -1,13 +1,17 @@
 """``--num_processes=P``: the same command as P local JAX processes, one CPU device each.
 
-The parent picks a free port for the coordinator, starts P children (child i pinned to its own
-share of this machine's cores, ``cores_for``, so the processes do not fight over cores: each
-trains its own runs) with
-``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set (each child's
-``parallel.initialize_distributed`` joins them, with gloo collectives on CPU) and waits. When
-one child fails, the others get ``GRACE_S`` seconds (``$DISTILL_LAUNCH_GRACE_S``) to finish and
-are then stopped, so a lost
+The command itself becomes process 0. Before its heavy imports (``start_early``, the first
+lines of ``experiments/distill.py``) it picks a free port for the coordinator and starts
+processes 1 … P − 1 with ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
+``JAX_PROCESS_ID`` set (each one's ``parallel.initialize_distributed`` joins them, with gloo
+collectives on CPU), each pinned to its own share of this machine's cores (``cores_for``, so
+the processes do not fight over cores: each trains its own runs). They import while process 0
+does, then wait (``wait_for_go``) until process 0 has read its flags (``release``): a bad flag
+is reported once, by process 0, and the others end quietly. At the end process 0 waits for them (``finish``). When one process fails, the others
+get ``GRACE_S`` seconds (``$DISTILL_LAUNCH_GRACE_S``) to finish and are then stopped, so a lost
 peer never leaves a run hanging; the exit status is the first failure's (0 if all succeed).
+Where the command was not started that way (``main`` called from Python), ``launch_or_join``
+starts P child processes and waits for them instead (``run``).
 This is the test path and serves a multi-socket CPU host; a real cluster starts one process per
 host itself (README, "Scaling").
 """
@@ -15,13 +19,13 @@ host itself (README, "Scaling").
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 from absl import flags
-
-from distill_jax import parallel
 
 NUM_PROCESSES = flags.DEFINE_integer(
   "num_processes",
@@ -38,7 +42,10 @@ DISTRIBUTED = flags.DEFINE_bool(
 )
 
 GRACE_ENV = "DISTILL_LAUNCH_GRACE_S"
+WAIT_ENV = "DISTILL_LAUNCH_WAIT_FOR_GO"  # set in processes 1 … P − 1 started by ``start_early``
+GO = "go\n"
 GRACE_S = 60.0  # default; $DISTILL_LAUNCH_GRACE_S overrides
+QUIET_S = 5.0  # after a failure, the others usually end within this: no line about them
 
 
 def launch_or_join(module: str) -> None:
@@ -55,6 +62,9 @@ def launch_or_join(module: str) -> None:
     )
   if NUM_PROCESSES.value > 1 and "JAX_PROCESS_ID" not in os.environ:
     sys.exit(run(module, sys.argv[1:], NUM_PROCESSES.value))
+  from distill_jax import parallel
+
+  release()  # processes 1 … P − 1 of ``start_early``: their flags are good too; join with them
   try:
     parallel.initialize_distributed(auto=DISTRIBUTED.value)
   except ValueError as error:
@@ -85,37 +95,55 @@ def run(module: str, argv: list[str], num_processes: int, devices_per_process: i
 
 def run_command(command: list[str], num_processes: int, devices_per_process: int = 1) -> int:
   """Runs ``command`` as ``num_processes`` processes of one JAX job; their exit status."""
+  coordinator = f"127.0.0.1:{_free_port()}"
+  children = [
+    _start(command, _job_env(coordinator, num_processes, index, devices_per_process), index)
+    for index in range(num_processes)
+  ]
+  return _wait(children)
+
+
+def _job_env(coordinator: str, num_processes: int, index: int, devices_per_process: int) -> dict:
+  """What process ``index`` of the job adds to this environment."""
+  return {
+    "JAX_COORDINATOR_ADDRESS": coordinator,
+    "JAX_NUM_PROCESSES": str(num_processes),
+    "JAX_PROCESS_ID": str(index),
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+  }
+
+
+def _start(command: list[str], job_env: dict, index: int, **popen) -> subprocess.Popen:
+  """Starts process ``index`` of the job, pinned to its cores."""
+  child = subprocess.Popen(command, env=dict(os.environ, **job_env), **popen)
+  cores = cores_for(index, int(job_env["JAX_NUM_PROCESSES"]))
+  if cores:  # before JAX starts in the child (its imports take far longer than this)
+    try:
+      os.sched_setaffinity(child.pid, cores)
+    except OSError:  # the child already ended; its status says why
+      pass
+  return child
+
+
+def _wait(children: list[subprocess.Popen], status: int = 0) -> int:
+  """Waits for ``children`` (stopping them ``GRACE_S`` after a failure, this process's
+  ``status`` included); the first failure's status, else 0."""
   grace = float(os.environ.get(GRACE_ENV, GRACE_S))
-  coordinator = f"127.0.0.1:{parallel.free_port()}"
-  children = []
-  for index in range(num_processes):
-    env = dict(
-      os.environ,
-      JAX_COORDINATOR_ADDRESS=coordinator,
-      JAX_NUM_PROCESSES=str(num_processes),
-      JAX_PROCESS_ID=str(index),
-      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
-    )
-    child = subprocess.Popen(command, env=env)
-    cores = cores_for(index, num_processes)
-    if cores:  # before JAX starts in the child (its imports take far longer than this)
-      try:
-        os.sched_setaffinity(child.pid, cores)
-      except OSError:  # the child already ended; its status says why
-        pass
-    children.append(child)
-  failed_at, status = None, 0
+  failed_at = time.monotonic() if status else None
+  told = False
   while any(child.poll() is None for child in children):
-    codes = [child.poll() for child in children]
-    failures = [code for code in codes if code not in (None, 0)]
+    failures = [code for code in (child.poll() for child in children) if code not in (None, 0)]
     if failures and failed_at is None:
       failed_at, status = time.monotonic(), failures[0]
+    waited = 0.0 if failed_at is None else time.monotonic() - failed_at
+    if waited > QUIET_S and not told:  # the others usually end at once; say so if they do not
+      told = True
       print(
         f"launch: a process exited with status {status}; stopping the others in "
-        f"{grace:.0f} s unless they finish (rerun the same command to resume)",
+        f"{grace - waited:.0f} s unless they finish (rerun the same command to resume)",
         file=sys.stderr,
       )
-    if failed_at is not None and time.monotonic() - failed_at > grace:
+    if failed_at is not None and waited > grace:
       _stop([child for child in children if child.poll() is None])
       break
     time.sleep(0.2)
@@ -124,6 +152,112 @@ def run_command(command: list[str], num_processes: int, devices_per_process: int
   if status == 0:
     status = next((child.returncode for child in children if child.returncode), 0)
   return status
+
+
+# The processes 1 … P − 1 this command started in ``start_early`` (process 0 is this one).
+_early_children: list[subprocess.Popen] = []
+
+
+def start_early(argv: list[str], module: str) -> None:
+  """With ``--num_processes=P > 1`` in ``argv`` (and not already a process of a job): makes this
+  process process 0 of a P-process job and starts the others (``python -m module``, the same
+  flags). Call it before importing JAX (it sets this process's ``JAX_*`` and ``XLA_FLAGS``);
+  anything else in ``argv`` is left to the flag parser, which reports bad values."""
+  count = _num_processes(argv)
+  if count is None or count < 2 or "JAX_PROCESS_ID" in os.environ:
+    return
+  if any(arg in ("--distributed", "--distributed=true") for arg in argv):
+    return  # launch_or_join refuses the pair with one line
+  coordinator = f"127.0.0.1:{_free_port()}"
+  command = [sys.executable, "-m", module, *child_argv(argv[1:])]
+  for index in range(1, count):
+    job_env = dict(_job_env(coordinator, count, index, 1), **{WAIT_ENV: "1"})
+    _early_children.append(_start(command, job_env, index, stdin=subprocess.PIPE, text=True))
+  os.environ.update(_job_env(coordinator, count, 0, 1))
+  cores = cores_for(0, count)
+  if cores:
+    os.sched_setaffinity(0, cores)
+
+
+def _num_processes(argv: list[str]) -> int | None:
+  """``--num_processes``'s value in ``argv`` if it is a plain integer (last one wins)."""
+  value = None
+  for index, arg in enumerate(argv[1:], start=1):
+    if arg.startswith("--num_processes="):
+      value = arg.split("=", 1)[1]
+    elif arg == "--num_processes" and index + 1 < len(argv):
+      value = argv[index + 1]
+  try:
+    return None if value is None else int(value)
+  except ValueError:
+    return None
+
+
+def wait_for_go() -> None:
+  """In a process started by ``start_early`` (after its imports, before it reads its flags):
+  waits until process 0 has read its flags (``release``); ends quietly if process 0 ended without
+  (it reported why)."""
+  if os.environ.pop(WAIT_ENV, None) != "1":  # once: a module imported later does not wait
+    return
+  if sys.stdin.readline() != GO:
+    os._exit(0)  # noqa: SLF001 — nothing of this process's own to report or clean up
+
+
+def release() -> None:
+  """In process 0, once its flags are read (before it joins the job): lets the others go on."""
+  for child in _early_children:
+    try:
+      child.stdin.write(GO)
+      child.stdin.flush()
+    except OSError:  # the child already ended; finish reports its status
+      pass
+
+
+def finish(run_main) -> None:
+  """Runs ``run_main()`` (``app.run(main)``), then, in process 0 of a job ``start_early``
+  started, leaves the JAX job (its shutdown barrier waits for the others: waiting for them
+  first would deadlock) while watching the others; exits with the first failure's status."""
+  try:
+    run_main()
+    status = 0
+  except SystemExit as exit_:
+    if not _early_children:
+      raise
+    status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+  if not _early_children:
+    return
+  for child in _early_children:
+    try:
+      child.stdin.close()  # not released: the others end now
+    except OSError:
+      pass
+  leaving = threading.Thread(target=_leave_job, daemon=True)
+  leaving.start()
+  status = _wait(_early_children, status)
+  leaving.join(timeout=10)  # a lost peer can hold the shutdown barrier: do not wait for it
+  sys.stdout.flush()
+  sys.stderr.flush()
+  if leaving.is_alive():
+    os._exit(status)  # noqa: SLF001 — the job's shutdown would wait for a process that is gone
+  sys.exit(status)
+
+
+def _leave_job() -> None:
+  """``jax.distributed.shutdown()`` if this process joined a job (nothing otherwise)."""
+  if "jax" in sys.modules:
+    import jax
+
+    try:
+      jax.distributed.shutdown()
+    except Exception:  # noqa: BLE001 — a peer already gone: the statuses say what happened
+      pass
+
+
+def _free_port() -> int:
+  """A TCP port free on this machine now (the coordinator's)."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
 
 
 def cores_for(index: int, num_processes: int) -> set[int]:

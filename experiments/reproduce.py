@@ -14,14 +14,21 @@ on φ(test), wall times, figures and the exact configurations. ``--quick`` shrin
 its numbers mean nothing. ``--only=conv,style`` runs a subset.
 """
 
+# ruff: noqa: E402 — launch.start_early runs before the imports that load JAX
+
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import sys
 import time
 
-import jax
+from experiments import launch  # no JAX: with --num_processes, start the others first
+
+launch.start_early(sys.argv, "experiments.reproduce")
+
+import jax  # the other processes import while this one does
 from absl import app
 from absl import flags
 from absl import logging
@@ -35,7 +42,6 @@ from distill_jax import parallel
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
-from experiments import launch
 
 # The talk's experiments, in its order, each with its claim in one sentence.
 CLAIMS = {
@@ -284,5 +290,7 @@ def main(argv):
   logging.info("report: %s", os.path.join(_WORKDIR.value, "REPORT.md"))
 
 
+launch.wait_for_go()  # processes 1 … P − 1 read their flags once process 0 has read its own
+
 if __name__ == "__main__":
-  app.run(main)
+  launch.finish(lambda: app.run(main))

@@ -59,7 +59,7 @@ result = train.fit(
   train_data=train_data, test_data=test_data, eval_batch_size=50,
   run_keys=jax.vmap(jax.random.key)(np.arange(num_runs)), hparams={}, epochs=2, batch_size=20,
   tx=optax.adam(1e-2), mesh=mesh)
-# Global arrays from fit (other processes' devices too) as context and as predict's params.
+# fit's gathered parameters (host arrays) as context and as predict's params.
 again = train.fit(
   name="probe", init_fn=lambda key: model.init(key, np.zeros((1, 4, 4, 1))), loss_fn=loss_fn,
   metrics_fn=losses.classification_metrics(model.apply), context=result.params,
@@ -71,6 +71,8 @@ logits = train.predict(model.apply, first_run, probe_images, mesh, batch_size=4)
 history = {k: np.asarray(v).tolist() for k, v in result.history.items()}
 history["again_test_accuracy"] = again.history["test_accuracy"].tolist()
 history["predict"] = logits.tolist()
+placement = parallel.place_runs(mesh, num_runs)
+print("PLACEMENT " + json.dumps([placement.start, placement.stop, placement.local]))
 print("HISTORY " + json.dumps(history))
 """
 
@@ -128,9 +130,13 @@ def _tiny(mapping, data_dir, tfds_dir) -> list[str]:
   ]
 
 
+def _line(output: str, prefix: str):
+  (line,) = [line for line in output.splitlines() if line.startswith(prefix)]
+  return json.loads(line[len(prefix) :])
+
+
 def _history(output: str) -> dict:
-  (line,) = [line for line in output.splitlines() if line.startswith("HISTORY ")]
-  return json.loads(line[len("HISTORY ") :])
+  return _line(output, "HISTORY ")
 
 
 def _job_env(how: str, index: int, port: int) -> dict:
@@ -219,7 +225,12 @@ def test_two_processes_train_as_one_process(how, devices_per_run, single_devices
   for status, _, error in outputs:
     assert status == 0, error[-2000:]
   expected = _history(single.stdout)
-  for _, output, _ in outputs:  # every process holds the same (replicated) result
+  placements = [_line(output, "PLACEMENT ") for _, output, _ in outputs]
+  if devices_per_run == 1:  # each process its own block of the 4 (padded) runs, its own programs
+    assert placements == [[0, 2, True], [2, 4, True]]
+  else:  # one run over both processes' devices: global arrays
+    assert placements == [[0, 1, False], [0, 1, False]]
+  for _, output, _ in outputs:  # every process holds the same (gathered) result
     got = _history(output)
     for name, values in expected.items():
       np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-6)

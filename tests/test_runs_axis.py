@@ -45,10 +45,57 @@ def test_pad_put_and_gather_runs():
   placed = parallel.put_runs(padded, mesh)
   assert placed["x"].sharding.spec == parallel.runs_sharded(mesh).spec
   assert [s.data.shape for s in placed["x"].addressable_shards] == [(2,), (2,)]  # 2 runs each
-  np.testing.assert_array_equal(parallel.gather_runs(placed)["x"], padded["x"])
-  first = parallel.first_runs(placed, 3, mesh)["x"]
-  assert first.sharding.is_fully_replicated
-  np.testing.assert_array_equal(first, values)
+  gathered = parallel.gather_runs(placed)["x"]
+  assert isinstance(gathered, np.ndarray)
+  np.testing.assert_array_equal(gathered, padded["x"])
+
+
+def test_one_process_places_every_run_on_its_mesh():
+  placement = parallel.place_runs(parallel.make_mesh(), 3)
+  assert (placement.start, placement.stop, placement.padded, placement.local) == (0, 4, 4, False)
+  assert placement.mesh.devices.size == 2
+  single = parallel.place_runs(parallel.make_mesh(), 1)  # fewer runs than groups: one group
+  assert (single.padded, single.mesh.devices.size) == (1, 1)
+  assert parallel.process_mesh(parallel.make_mesh()).devices.size == 2
+
+
+def test_process_blocks_join_in_process_order_one_exchange_per_dtype():
+  """``_gather_blocks`` as 2 processes would run it: each passes its block of 2 runs of a tree
+  with leaves of several shapes and dtypes; the fake all-gather concatenates the blocks."""
+  rng = np.random.default_rng(0)
+
+  def tree(block):
+    return {
+      "w": rng.random((block, 3, 2), np.float32), "b": rng.random((block,), np.float32),
+      "count": rng.integers(0, 9, (block, 1)).astype(np.int32), "empty": np.zeros((block, 0)),
+    }  # fmt: skip
+
+  blocks = [tree(2), tree(2)]
+
+  def passed(block):  # what a process hands the all-gather: one flat array per dtype
+    flats = {}
+
+    def capture(flat, tiled):
+      flats[flat.dtype] = flat
+      return np.concatenate([flat, flat])
+
+    parallel._gather_blocks(block, capture)
+    return flats
+
+  from_process_1 = passed(blocks[1])
+  exchanges = []
+
+  def allgather(flat, tiled):  # process 0's view: its flat, then process 1's
+    assert tiled and flat.ndim == 2
+    exchanges.append(str(flat.dtype))
+    return np.concatenate([flat, from_process_1[flat.dtype]])
+
+  joined = parallel._gather_blocks(blocks[0], allgather)
+  assert exchanges == ["float32", "float64", "int32"]  # one per dtype, in the same order anywhere
+  for name in blocks[0]:
+    want = np.concatenate([blocks[0][name], blocks[1][name]])
+    assert joined[name].dtype == want.dtype
+    np.testing.assert_array_equal(joined[name], want)
 
 
 def _placed_epoch(mesh, num_runs=4, steps_per_call=None):
@@ -111,7 +158,7 @@ def test_three_runs_on_two_groups_equal_one_device(steps_per_call, caplog):
     assert two.history[metric].shape == (3, 3)
     np.testing.assert_allclose(two.history[metric], values, **tolerance)
   for got, want in zip(jax.tree.leaves(two.params), jax.tree.leaves(one.params)):
-    assert got.shape[0] == 3 and got.sharding.is_fully_replicated
+    assert got.shape[0] == 3 and isinstance(got, np.ndarray)  # host arrays: for any mesh
     np.testing.assert_allclose(got, want, atol=1e-5 if not steps_per_call else 0, rtol=0)
 
 
@@ -120,11 +167,11 @@ def test_fewer_runs_than_groups_train_once():
   one = test_train._fit(seeds=(4,), mesh=parallel.make_mesh(1))
   two = test_train._fit(seeds=(4,), mesh=parallel.make_mesh(2))
   np.testing.assert_allclose(two.history["train_loss"], one.history["train_loss"], atol=1e-6)
-  assert len(parallel.for_runs(parallel.make_mesh(2), 1).devices.flat) == 1
+  assert parallel.place_runs(parallel.make_mesh(2), 1).mesh.devices.size == 1
 
 
 def test_a_checkpoint_resumes_on_another_mesh(tmp_path):
-  """Checkpoints hold the real runs, replicated: saved on 2 run groups, resumed on 1 device."""
+  """Checkpoints hold the real runs as host arrays: saved on 2 run groups, resumed on 1 device."""
   from distill_jax.checkpoints import Checkpointer
 
   seeds = (0, 1, 2)
