@@ -31,6 +31,38 @@ def config_key(config: Any) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Key fields that fingerprint content (``fingerprints``), and how a log line names them.
+CONTENT_FIELDS = {
+  "data": "the data",
+  "phi_key": "φ",
+  "source_key": "the source set",
+  "teacher_key": "the teacher",  # a student arm's teacher: its settings and its inputs
+}
+
+
+def why_new(directory: str, key_config: Any) -> str | None:
+  """For a checkpoint directory with nothing saved yet: which content changed, if a sibling
+  directory (same kind) holds the same settings computed from other content (e.g. "the data
+  changed since 3f2a…"); None when no sibling differs only in content."""
+  parent, own = os.path.split(os.path.abspath(directory))
+  wanted = json.loads(json.dumps(key_config, sort_keys=True, default=str))
+  names = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+  for name in names:
+    path = os.path.join(parent, name, "config.json")
+    if name == own or not os.path.isfile(path):
+      continue
+    try:
+      with open(path) as f:
+        other = json.load(f)
+    except (OSError, ValueError):
+      continue
+    differing = sorted(k for k in set(other) | set(wanted) if other.get(k) != wanted.get(k))
+    if differing and all(k in CONTENT_FIELDS for k in differing):
+      changed = " and ".join(CONTENT_FIELDS[k] for k in differing)
+      return f"{changed} changed since {name}"
+  return None
+
+
 class CorruptCheckpointError(RuntimeError):
   """A saved epoch does not match its checksum manifest."""
 

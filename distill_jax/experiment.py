@@ -25,9 +25,11 @@ import jax
 import ml_collections
 from absl import logging
 
+from distill_jax import checkpoints
 from distill_jax import data as data_lib
 from distill_jax import effects as effects_lib
 from distill_jax import files
+from distill_jax import fingerprints
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import report
@@ -80,17 +82,26 @@ def run_experiment(
   )
   stage = time.perf_counter()
   built = maps.family_for(config.mapping).build(config, datasets, context)
-  logging.info("φ: %s ready in %.1f s", built.phi.name, time.perf_counter() - stage)
   if built.source_splits is not None:
     datasets[config.source_dataset] = _subsets(built.source_splits, config)
   source, target = datasets[config.source_dataset], datasets[config.target_dataset]
+  # φ in the teachers' and students' keys: what names it and what it does (a changed map body
+  # under the same name gives other outputs on the probe, so nothing computed with the old one
+  # is reused).
+  phi_key = checkpoints.config_key(
+    {
+      "key": built.key,
+      "behaviour": fingerprints.of_map(built.phi, target["small"].images.shape[1:]),
+    }
+  )
+  logging.info("φ: %s ready in %.1f s", built.phi.name, time.perf_counter() - stage)
   eval_size = config.teacher.eval_size
 
   stage = time.perf_counter()
   teacher = teacher_lib.fit_teacher(
     config,
     phi=built.phi,
-    phi_key=built.key,
+    phi_key=phi_key,
     big=source["big"],
     test=data_lib.subset(source["test"], eval_size),
     mesh=mesh,
@@ -112,7 +123,9 @@ def run_experiment(
   )
 
   small, test = target["small"], target["test"]
-  arm_results = _train_students(config, built, teacher, small, test, mesh=mesh, workdir=workdir)
+  arm_results = _train_students(
+    config, built, phi_key, teacher, small, test, mesh=mesh, workdir=workdir
+  )
   results = {
     "experiment": (
       f"{config.source_dataset} -> {config.target_dataset} through phi = {built.phi.name}"
@@ -144,7 +157,7 @@ def run_experiment(
   return results
 
 
-def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> dict:
+def _train_students(config, built, phi_key, teacher, small, test, *, mesh, workdir) -> dict:
   """Every arm's students; ``results.json``'s ``arms`` (one entry per arm and λ, T)."""
   arm_results = {}
   for arm in students_lib.arms_for(built.phi, small.images.shape[1:]):
@@ -153,7 +166,7 @@ def _train_students(config, built, teacher, small, test, *, mesh, workdir) -> di
       config,
       arm,
       phi=built.phi,
-      phi_key=built.key,
+      phi_key=phi_key,
       teacher=teacher,
       small=small,
       test=test,

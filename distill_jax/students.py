@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from distill_jax import checkpoints
+from distill_jax import fingerprints
 from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
@@ -137,7 +138,9 @@ class StudentRuns:
   result: train.FitResult
 
 
-def _key_config(config, arm, grid, phi_key, teacher_key, num_train, num_test) -> dict:
+def _key_config(config, arm, grid, phi_key, teacher_key, data: str) -> dict:
+  """What an arm's checkpoint key names: settings, the grid of runs, φ and the teacher where
+  the arm uses them, and the content of the target arrays (``fingerprints``)."""
   return {
     "what": "students",
     "arm": arm.name,
@@ -148,9 +151,8 @@ def _key_config(config, arm, grid, phi_key, teacher_key, num_train, num_test) ->
     "student": checkpoints.training_settings(config.student),
     "grid": [list(map(float, g)) for g in grid],
     "t_squared": bool(config.t_squared),
-    "teacher": teacher_key if arm.uses_teacher else None,
-    "num_train": num_train,
-    "num_test": num_test,
+    "teacher_key": teacher_key if arm.uses_teacher else None,
+    "data": data,
   }
 
 
@@ -212,10 +214,14 @@ def fit_students(
       lambda x: student.init_with_output(jax.random.key(0), x)[0], images[:1]
     ).shape[-1]
     train_data["teacher_logits"] = np.zeros((len(images), teacher.count, num_classes), np.float32)
-  key_config = _key_config(config, arm, grid, phi_key, teacher.key, len(labels), len(test.labels))
-  with checkpoints.Checkpointer(
-    os.path.join(workdir, "students", checkpoints.config_key(key_config)), key_config
-  ) as checkpointer:
+  data = fingerprints.arrays(images, labels, test.images, test.labels)
+  key_config = _key_config(config, arm, grid, phi_key, teacher.key, data)
+  directory = os.path.join(workdir, "students", checkpoints.config_key(key_config))
+  with checkpoints.Checkpointer(directory, key_config) as checkpointer:
+    if checkpointer.latest_epoch() is None and (
+      changed := checkpoints.why_new(directory, key_config)
+    ):
+      logging.info("students[%s]: not resuming the saved runs: %s", arm.name, changed)
     grid_of_settings = len({(run.lam, run.temperature) for run in grid}) > 1
     folders = [
       summaries.student_folder(

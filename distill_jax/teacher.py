@@ -22,6 +22,7 @@ import numpy as np
 from absl import logging
 
 from distill_jax import checkpoints
+from distill_jax import fingerprints
 from distill_jax import data as data_lib
 from distill_jax import losses
 from distill_jax import maps
@@ -60,9 +61,9 @@ class TrainedTeacher:
     return np.stack(per_teacher, axis=1)
 
 
-def _key_config(
-  config, phi_key: str | None, num_train: int, num_test: int, source_key: str | None = None
-) -> dict:
+def _key_config(config, phi_key: str | None, data: str, source_key: str | None = None) -> dict:
+  """What the teachers' checkpoint key names: settings, φ (its key and behaviour, when the
+  teachers see φ) and the content of the source arrays (``fingerprints``)."""
   through_phi = config.teacher.train_on == "phi"
   key_config = {
     "what": "teacher",
@@ -73,8 +74,7 @@ def _key_config(
     else None,
     "map_options": maps.fixed.map_options(config) if through_phi else None,
     "teacher": checkpoints.training_settings(config.teacher),
-    "num_train": num_train,
-    "num_test": num_test,
+    "data": data,
   }
   if source_key is not None:  # a source set made by φ (GeneratedMNIST): its recipe and VAE
     key_config["source_key"] = source_key
@@ -149,12 +149,16 @@ def fit_teacher(
     source_images = phi(batch["image"], key) if phi.stochastic else batch["image"]
     return jnp.mean(losses.cross_entropy(model.apply(params, source_images), batch["label"]))
 
-  key_config = _key_config(config, phi_key, len(labels), len(test.labels), source_key)
+  data = fingerprints.arrays(*big, test.images, test.labels)  # before φ: φ has its own key
+  key_config = _key_config(config, phi_key, data, source_key)
   key = checkpoints.config_key(key_config)
-  with checkpoints.Checkpointer(
-    os.path.join(cache_dir, "teachers", key), key_config
-  ) as checkpointer:
+  directory = os.path.join(cache_dir, "teachers", key)
+  with checkpoints.Checkpointer(directory, key_config) as checkpointer:
     reused = checkpointer.latest_epoch() == tc.epochs
+    if checkpointer.latest_epoch() is None and (
+      changed := checkpoints.why_new(directory, key_config)
+    ):
+      logging.info("teacher: not reusing the cached teachers: %s", changed)
     seen = (lambda what: f"phi({what})") if through_phi else (lambda what: what)
     logging.info(
       "teacher: %d × %s %s on %s, %d examples%s",

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 from absl import flags
 
@@ -62,6 +63,14 @@ def launch_or_join(module: str) -> None:
     )
   if NUM_PROCESSES.value > 1 and "JAX_PROCESS_ID" not in os.environ:
     sys.exit(run(module, sys.argv[1:], NUM_PROCESSES.value))
+  launcher = foreign_launcher(os.environ)
+  if launcher and not DISTRIBUTED.value and "JAX_PROCESS_ID" not in os.environ:
+    name, tasks = launcher
+    raise SystemExit(
+      f"error: started as {tasks} tasks by {name} without --distributed: each would run the "
+      "whole experiment into the same workdir. Add --distributed to run them as one job, or "
+      "start one task."
+    )
   from distill_jax import parallel
 
   release()  # processes 1 … P − 1 of ``start_early``: their flags are good too; join with them
@@ -69,6 +78,27 @@ def launch_or_join(module: str) -> None:
     parallel.initialize_distributed(auto=DISTRIBUTED.value)
   except ValueError as error:
     raise SystemExit(f"error: {error}") from None
+
+
+# Variables a launcher sets in each of its tasks: the number of tasks, and the launcher's name.
+TASK_COUNT_VARIABLES = (
+  ("OMPI_COMM_WORLD_SIZE", "Open MPI (mpirun)"),
+  ("PMI_SIZE", "MPICH / Intel MPI (mpirun)"),
+  ("SLURM_STEP_NUM_TASKS", "SLURM (srun)"),
+)
+
+
+def foreign_launcher(environ) -> tuple[str, int] | None:
+  """``(launcher, tasks)`` when ``environ`` is one task of several started by mpirun or srun;
+  None otherwise (one task, or no launcher)."""
+  for variable, name in TASK_COUNT_VARIABLES:
+    try:
+      tasks = int(environ.get(variable, "1"))
+    except ValueError:
+      continue
+    if tasks > 1:
+      return name, tasks
+  return None
 
 
 def child_argv(argv: list[str]) -> list[str]:
@@ -177,6 +207,31 @@ def start_early(argv: list[str], module: str) -> None:
   cores = cores_for(0, count)
   if cores:
     os.sched_setaffinity(0, cores)
+  threading.Thread(target=_watch, args=(_early_children,), daemon=True).start()
+
+
+def _watch(children: list[subprocess.Popen]) -> None:
+  """Process 0's watch over the others while it works: when one fails, says so and, if this
+  process has not ended ``GRACE_S`` seconds later (stuck in a collective with a dead peer),
+  stops the others and ends it with that status, so a lost peer never leaves a run hanging."""
+  grace = float(os.environ.get(GRACE_ENV, GRACE_S))
+  while True:
+    failures = [c.returncode for c in children if c.poll() not in (None, 0)]
+    if failures:
+      break
+    if all(c.poll() is not None for c in children):
+      return  # all finished well
+    time.sleep(0.2)
+  print(
+    f"launch: a process exited with status {failures[0]}; stopping the others in "
+    f"{grace:.0f} s unless they finish (rerun the same command to resume)",
+    file=sys.stderr,
+    flush=True,
+  )
+  time.sleep(grace)
+  _stop([c for c in children if c.poll() is None])
+  sys.stderr.flush()
+  os._exit(failures[0] if failures[0] > 0 else 128 - failures[0])  # -9 → 137, as a shell says
 
 
 def _num_processes(argv: list[str]) -> int | None:
@@ -217,15 +272,17 @@ def finish(run_main) -> None:
   """Runs ``run_main()`` (``app.run(main)``), then, in process 0 of a job ``start_early``
   started, leaves the JAX job (its shutdown barrier waits for the others: waiting for them
   first would deadlock) while watching the others; exits with the first failure's status."""
+  if not _early_children:
+    run_main()
+    return
   try:
     run_main()
     status = 0
   except SystemExit as exit_:
-    if not _early_children:
-      raise
     status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-  if not _early_children:
-    return
+  except BaseException as error:  # noqa: BLE001 — reported here, then the others are waited for
+    traceback.print_exc()
+    status = 130 if isinstance(error, KeyboardInterrupt) else 1
   for child in _early_children:
     try:
       child.stdin.close()  # not released: the others end now

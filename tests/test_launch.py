@@ -60,3 +60,36 @@ def test_a_bad_flag_is_reported_once_and_the_others_end_at_once(tmp_path):
   assert "launch:" not in result.stderr  # the other process ended at once: nothing to say
   assert time.monotonic() - started < 60  # not the grace period
   assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+  "environ, want",
+  [
+    ({}, None),
+    ({"OMPI_COMM_WORLD_SIZE": "1"}, None),
+    ({"OMPI_COMM_WORLD_SIZE": "2"}, ("Open MPI (mpirun)", 2)),
+    ({"PMI_SIZE": "4"}, ("MPICH / Intel MPI (mpirun)", 4)),
+    ({"SLURM_STEP_NUM_TASKS": "3", "SLURM_NTASKS": "3"}, ("SLURM (srun)", 3)),
+    ({"SLURM_NTASKS": "8"}, None),  # an allocation, not a step of several tasks
+  ],
+)
+def test_foreign_launchers_are_recognized(environ, want):
+  assert launch.foreign_launcher(environ) == want
+
+
+def test_mpirun_without_distributed_is_one_line_before_any_work(tmp_path):
+  """Two tasks of ``mpirun`` would each run the whole job into one workdir: refused."""
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), JAX_PLATFORMS="cpu", OMPI_COMM_WORLD_SIZE="2")
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    env.pop(name, None)
+  result = subprocess.run(
+    [sys.executable, "-m", "experiments.distill", "--mapping=conv", f"--workdir={tmp_path}/run"],
+    env=env, capture_output=True, text=True, timeout=120,
+  )  # fmt: skip
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+    "error: started as 2 tasks by Open MPI (mpirun) without --distributed: each would run the "
+    "whole experiment into the same workdir. Add --distributed to run them as one job, or "
+    "start one task."
+  )
+  assert not os.path.exists(tmp_path / "run")

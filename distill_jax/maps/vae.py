@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from distill_jax import checkpoints
+from distill_jax import fingerprints
 from distill_jax import data as data_lib
 from distill_jax import figures
 from distill_jax import optim
@@ -79,20 +80,22 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
   max_train = config.data.max_big if train_on == "big" else config.data.max_small
   fashion_train = data_lib.subset(fashion[train_on], max_train)
   fashion_test = data_lib.subset(fashion["test"], config.data.max_test)
+  mnist_train = tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"]))
   key_config = {
     "what": "vae",
     "vae": training,
-    "num_train": len(fashion_train.labels),
-    "num_test": len(fashion_test.labels),
+    "train_on": train_on,
+    "data": fingerprints.arrays(*fashion_train, *fashion_test, *mnist_train, *mnist["test"]),
   }
-  if train_on != "big":  # Big keeps the key it had before this option
-    key_config["train_on"] = train_on
   key = checkpoints.config_key(key_config)
-  with checkpoints.Checkpointer(
-    os.path.join(context.cache_dir, "vae", key), key_config
-  ) as checkpointer:
+  directory = os.path.join(context.cache_dir, "vae", key)
+  with checkpoints.Checkpointer(directory, key_config) as checkpointer:
     epochs = training["epochs"]
     reused = checkpointer.latest_epoch() == epochs
+    if checkpointer.latest_epoch() is None and (
+      changed := checkpoints.why_new(directory, key_config)
+    ):
+      logging.info("vae: not reusing the cached VAE: %s", changed)
     logging.info(
       "vae: latent %d, trained on %d Fashion-MNIST %s images paired with MNIST train%s",
       training["latent_dim"],
@@ -109,7 +112,7 @@ def fit(config, context: core.MapContext, *, figure: bool = False) -> TrainedVAE
       model,
       fashion_train=fashion_train,
       fashion_test=fashion_test,
-      mnist_train=tuple(np.concatenate(parts) for parts in zip(mnist["big"], mnist["small"])),
+      mnist_train=mnist_train,
       mnist_test=mnist["test"],
       epochs=epochs,
       batch_size=vc.batch_size,
