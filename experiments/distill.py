@@ -90,6 +90,17 @@ def _unknown_field_message(argv: list[str]) -> str | None:
   return None
 
 
+def _unknown_mapping_message(mapping: str) -> str:
+  """Names an unknown ``--mapping``, the close matches and where names come from."""
+  names = maps.mapping_names()
+  close = difflib.get_close_matches(mapping, names, n=3, cutoff=0.6)
+  hint = f" (did you mean {', '.join(close)}?)" if close else ""
+  return (
+    f"--mapping={mapping}: unknown mapping{hint}; choose one of {', '.join(names)}, or register "
+    "your own in a --config file (maps.register_map)."
+  )
+
+
 def _flat_fields(tree: dict, prefix: str = "") -> set[str]:
   fields = set()
   for name, value in tree.items():
@@ -128,11 +139,12 @@ except (AttributeError, KeyError) as _error:
   # config_flags reads the --config.<field> overrides in sys.argv right here; an unknown field
   # would end a long traceback with just AttributeError: "'field'".
   raise SystemExit(f"error: {_unknown_field_message(sys.argv) or _error}") from None
-_MAPPING = flags.DEFINE_enum(
+_MAPPING = flags.DEFINE_string(
   "mapping",
   None,
-  maps.mapping_names(),
-  "The experiment, by its map φ (default: the config file's, identity). identity / noise / "
+  "The experiment, by its map φ (default: the config file's, identity): a built-in one or one "
+  "a --config file registers (maps.register_map), checked once that file is loaded. identity / "
+  "noise / "
   "conv: a Fashion-MNIST teacher taught through φ (configs/default.py); vae: an MNIST teacher "
   "through the learned φ_vae (configs/vae.py); generated: the talk's GeneratedMNIST, a teacher "
   "trained on 70 VAE digits drawn from each FashionMNIST-Small image (configs/generated.py); "
@@ -189,6 +201,8 @@ def _config_from_flags():
     config.mapping  # noqa: B018 — config_flags defers a bad --config file's error to first use
   except OSError as error:
     raise SystemExit(f"error: {_config_file_message(sys.argv, error)}") from None
+  if _MAPPING.value is not None and _MAPPING.value not in maps.mapping_names():
+    raise SystemExit(f"error: {_unknown_mapping_message(_MAPPING.value)}")
   with config.unlocked():
     if _MAPPING.value is not None:
       config.mapping = _MAPPING.value

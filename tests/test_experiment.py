@@ -218,7 +218,8 @@ def _cli(*args, timeout=120, **env_vars):
 @pytest.mark.parametrize(
   "args,match",
   [
-    (["--mapping=blur"], "value should be one of"),
+    (["--mapping=blur"], "--mapping=blur: unknown mapping; choose one of conv, generated"),
+    (["--mapping=cnv"], "--mapping=cnv: unknown mapping (did you mean conv?)"),
     (["--mapping=conv", "--lam=-1"], "lam must be finite and >= 0"),
     (["--mapping=conv", "--temperature=abc"], "--temperature takes numbers"),
     (["--mapping=conv", "--seeds=0"], "seeds must be >= 1"),
@@ -542,3 +543,29 @@ def test_several_style_image_files(tmp_path):
   config.style.style_image = str(tmp_path / "notes.png")
   with pytest.raises(ValueError, match="cannot read .*notes.png.* as an image"):
     validation.validate_config(config)
+
+
+def _readme_user_config() -> str:
+  """The README's own-map config file (the snippet starting ``# my_experiment.py``)."""
+  import re
+
+  snippets = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+  (snippet,) = [s for s in snippets if s.startswith("# my_experiment.py")]
+  return snippet
+
+
+def test_cli_mapping_registered_by_a_user_config_file(tmp_path):
+  """A map registered in a config file outside the repository (the README's) is a valid
+  ``--mapping``."""
+  user_config = tmp_path / "my_experiment.py"
+  user_config.write_text(_readme_user_config())
+  listed = _cli(f"--config={user_config}", "--mapping=rot90", "--list_config")
+  assert listed.returncode == 0, listed.stderr[-2000:]
+  assert "mapping = 'rot90'" in listed.stdout or "rot90" in listed.stdout
+  typo = _cli(f"--config={user_config}", "--mapping=rot9", "--list_config")
+  assert typo.returncode != 0
+  assert (
+    typo.stderr.strip()
+    .splitlines()[-1]
+    .startswith("error: --mapping=rot9: unknown mapping (did you mean rot90?)")
+  )
