@@ -84,8 +84,8 @@ def _unknown_field_message(argv: list[str]) -> str | None:
     close = difflib.get_close_matches(path, fields, n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join('--config.' + c for c in close)}?)" if close else ""
     return (
-      f"--config.{path}: the config has no field {path!r}{hint}; the fields and their "
-      f"values are in the config file (experiments/configs/*.py)."
+      f"--config.{path}: the config has no field {path!r}{hint}; --list_config lists every "
+      "field with its value and meaning."
     )
   return None
 
@@ -262,5 +262,16 @@ def main(argv):
     ) from None
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a ``--config`` file's failures and ``--config.<field>`` typos as
+  one ``error:`` line (config_flags reads them only here when ``--config=`` is given)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as error:
+    raise SystemExit(f"error: {_unknown_field_message(argv) or error}") from None
+  except (OSError, SyntaxError) as error:
+    raise SystemExit(f"error: {_config_file_message(argv, error)}") from None
+
+
 if __name__ == "__main__":
-  launch.finish(lambda: app.run(main))
+  launch.finish(lambda: app.run(main, flags_parser=_parse_flags))

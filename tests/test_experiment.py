@@ -562,6 +562,20 @@ def test_cli_mapping_registered_by_a_user_config_file(tmp_path):
   listed = _cli(f"--config={user_config}", "--mapping=rot90", "--list_config")
   assert listed.returncode == 0, listed.stderr[-2000:]
   assert "mapping = 'rot90'" in listed.stdout or "rot90" in listed.stdout
+  for args, line in [
+    (["--config.kk=1"], "error: --config.kk: the config has no field 'kk'; --list_config lists"),
+    (["--config.student.epoch=1"], "error: --config.student.epoch: the config has no field"),
+  ]:
+    wrong = _cli(f"--config={user_config}", *args, "--list_config")
+    assert wrong.returncode != 0 and wrong.stderr.strip().startswith(line), wrong.stderr[-2000:]
+    assert len(wrong.stderr.strip().splitlines()) == 1
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n")
+  wrong = _cli(f"--config={broken}", "--config.seeds=2", "--list_config")
+  assert wrong.stderr.strip().splitlines() == [
+    f"error: --config={broken}: cannot load this config file: SyntaxError: invalid syntax "
+    "(broken.py, line 1)"
+  ]
   typo = _cli(f"--config={user_config}", "--mapping=rot9", "--list_config")
   assert typo.returncode != 0
   assert (
