@@ -7,9 +7,11 @@ through a known map ``φ: X_t → X_s``:
 
 Modules: ``losses`` (the loss), ``maps`` (the maps φ), ``models``, ``train`` (the trainer),
 ``data`` (tfds datasets), ``parallel`` (mesh/sharding), ``checkpoints``, ``report`` and
-``experiment`` (the whole flow).
+``experiment`` (the whole flow: ``run_experiment``), ``logs``.
 """
 
+from distill_jax.experiment import run_experiment
+from distill_jax.logs import show_progress_only
 from distill_jax.losses import accuracy
 from distill_jax.losses import cross_entropy
 from distill_jax.losses import distillation_loss
@@ -36,4 +38,6 @@ __all__ = [
   "get_model",
   "fit",
   "predict",
+  "run_experiment",
+  "show_progress_only",
 ]

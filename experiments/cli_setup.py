@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import threading
 
 import jax
 from absl import logging
 
-
-class _ProgressOnly(std_logging.Filter):
-  """Shows this project's INFO logs and everyone's warnings; hides orbax/tfds/jax chatter, and
-  other libraries' tracebacks (their message line stays; the error that matters reaches the
-  user as this project's one ``error:`` line)."""
-
-  def filter(self, record):
-    ours = any(part in record.pathname for part in ("/distill_jax/", "/experiments/"))
-    if not ours and record.exc_info:
-      record.exc_info, record.exc_text = None, None
-    return ours or record.levelno >= std_logging.WARNING
+from distill_jax import logs
 
 
 def setup() -> None:
   """Progress-only logs, and the persistent XLA compilation cache (seconds per program on CPU,
   reused across runs; ``$JAX_COMPILATION_CACHE_DIR`` overrides the folder)."""
-  logging.get_absl_handler().addFilter(_ProgressOnly())
+  logs.show_progress_only()
   if jax.process_index() != 0:  # several processes: process 0 reports, the others only fail
     logging.set_verbosity(logging.WARNING)
   threading.excepthook = _one_line_thread_error
