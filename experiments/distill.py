@@ -46,16 +46,10 @@ def _config_file_for_mapping(argv: list[str]) -> list[str]:
   its config file."""
   if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
     return argv
-  for index, arg in enumerate(argv[1:], start=1):
-    if arg.startswith("--mapping="):
-      mapping = arg.split("=", 1)[1]
-    elif arg == "--mapping" and index + 1 < len(argv):
-      mapping = argv[index + 1]
-    else:
-      continue
-    path = os.path.join(CONFIG_FOLDER, f"{mapping}.py")
-    if mapping != "default" and os.path.isfile(path):
-      return [argv[0], f"--config={path}", *argv[1:]]
+  mapping = launch.flag_value(argv, "mapping")
+  path = os.path.join(CONFIG_FOLDER, f"{mapping}.py")
+  if mapping not in (None, "default") and os.path.isfile(path):
+    return [argv[0], f"--config={path}", *argv[1:]]
   return argv
 
 

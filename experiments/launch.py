@@ -234,14 +234,21 @@ def _watch(children: list[subprocess.Popen]) -> None:
   os._exit(failures[0] if failures[0] > 0 else 128 - failures[0])  # -9 → 137, as a shell says
 
 
-def _num_processes(argv: list[str]) -> int | None:
-  """``--num_processes``'s value in ``argv`` if it is a plain integer (last one wins)."""
+def flag_value(argv: list[str], name: str) -> str | None:
+  """The value of ``--<name>=v`` or ``--<name> v`` in ``argv`` (the last one, as absl reads it),
+  before the flag parser runs; None if absent."""
   value = None
   for index, arg in enumerate(argv[1:], start=1):
-    if arg.startswith("--num_processes="):
+    if arg.startswith(f"--{name}="):
       value = arg.split("=", 1)[1]
-    elif arg == "--num_processes" and index + 1 < len(argv):
+    elif arg == f"--{name}" and index + 1 < len(argv):
       value = argv[index + 1]
+  return value
+
+
+def _num_processes(argv: list[str]) -> int | None:
+  """``--num_processes``'s value in ``argv`` if it is a plain integer (last one wins)."""
+  value = flag_value(argv, "num_processes")
   try:
     return None if value is None else int(value)
   except ValueError:
