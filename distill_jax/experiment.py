@@ -74,8 +74,15 @@ def run_experiment(
   data_seconds = time.perf_counter() - started
   for name, splits in datasets.items():
     sizes = " / ".join(f"{split} {len(arrays.labels):,}" for split, arrays in splits.items())
-    logging.info("data: %s %s", name, sizes)
+    registered = data_lib.registry.get(name)
+    about = f" ({registered.description})" if registered and registered.description else ""
+    logging.info("data: %s%s %s", name, about, sizes)
   logging.info("data: loaded in %.1f s", data_seconds)
+  if config.source_dataset in datasets:  # a registered dataset's shapes and sizes, checked now
+    validation.check_loaded(
+      config, datasets[config.source_dataset], datasets[config.target_dataset]
+    )
+  num_classes = _num_classes(config, load)
 
   context = maps.MapContext(
     load=load, mesh=mesh, cache_dir=cache_dir, tfds_dir=tfds_dir, workdir=workdir
@@ -108,6 +115,7 @@ def run_experiment(
     cache_dir=cache_dir,
     source_key=built.source_key,
     summary_dir=workdir,
+    num_classes=num_classes,
   )
   phi_info = dict(built.info)
   phi_info.update(
@@ -124,13 +132,25 @@ def run_experiment(
 
   small, test = target["small"], target["test"]
   arm_results = _train_students(
-    config, built, phi_key, teacher, small, test, mesh=mesh, workdir=workdir
+    config,
+    built,
+    phi_key,
+    teacher,
+    small,
+    test,
+    mesh=mesh,
+    workdir=workdir,
+    num_classes=num_classes,
   )
   results = {
     "experiment": (
       f"{config.source_dataset} -> {config.target_dataset} through phi = {built.phi.name}"
     ),
     "config": _config_for_results(config),
+    "datasets": {
+      role: _dataset_facts(name, datasets[name], num_classes)
+      for role, name in (("source", config.source_dataset), ("target", config.target_dataset))
+    },
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
@@ -157,7 +177,38 @@ def run_experiment(
   return results
 
 
-def _train_students(config, built, phi_key, teacher, small, test, *, mesh, workdir) -> dict:
+def _num_classes(config, load) -> int:
+  """The class count of the source and target sets, which must agree (the teacher's outputs
+  are the student's soft targets)."""
+  counts = {
+    name: data_lib.num_classes(name, functools.partial(load, name))
+    for name in (config.source_dataset, config.target_dataset)
+  }
+  if len(set(counts.values())) > 1:
+    listed = " and ".join(f"{name} {count}" for name, count in counts.items())
+    raise ValueError(
+      f"the source and target sets need the same classes: {listed} classes; relabel one, or "
+      "declare num_classes= when registering it."
+    )
+  return counts[config.target_dataset]
+
+
+def _dataset_facts(name: str, splits, num_classes: int) -> dict:
+  """``results.json``'s ``datasets`` entry of a source or target set."""
+  registered = data_lib.registry.get(name)
+  return {
+    "name": name,
+    "registered": registered is not None,
+    "description": registered.description if registered else "built in",
+    "num_classes": num_classes,
+    "image_shape": list(next(iter(splits.values())).images.shape[1:]),
+    "sizes": {split: len(arrays.labels) for split, arrays in splits.items()},
+  }
+
+
+def _train_students(
+  config, built, phi_key, teacher, small, test, *, mesh, workdir, num_classes=10
+) -> dict:
   """Every arm's students; ``results.json``'s ``arms`` (one entry per arm and λ, T)."""
   arm_results = {}
   for arm in students_lib.arms_for(built.phi, small.images.shape[1:]):
@@ -173,6 +224,7 @@ def _train_students(config, built, phi_key, teacher, small, test, *, mesh, workd
       mesh=mesh,
       workdir=workdir,
       live_summaries=True,
+      num_classes=num_classes,
     )
     arm_results.update(
       report.group_runs(arm.name, runs.grid, runs.result.history, runs.result.seconds)
@@ -204,6 +256,11 @@ def _loader(config, *, data_dir: str | None, tfds_dir: str):
   max_sizes = _max_sizes(config)
   any_subset = any(size is not None for size in max_sizes.values())
 
+  # A registered dataset is read whole (its load returns every split), once; built-in ones
+  # decode only the subsets when asked for them.
+  def subsets_for(name: str) -> bool:
+    return any_subset and data_lib.registry.get(name) is None
+
   @functools.cache
   def load_once(name: str, subsets: bool):
     return data_lib.load(
@@ -215,7 +272,7 @@ def _loader(config, *, data_dir: str | None, tfds_dir: str):
       max_sizes=max_sizes if subsets else None,
     )
 
-  return lambda name, subsets=False: load_once(name, subsets and any_subset)
+  return lambda name, subsets=False: load_once(name, subsets and subsets_for(name))
 
 
 def _subsets(splits, config) -> dict:

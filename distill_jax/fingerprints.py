@@ -12,6 +12,9 @@ Keys therefore also hold:
   recompiled but equal φ keeps its fingerprint. A cached map (``maps.cache.CachedMap``, e.g.
   style transfer, too costly to probe) is named by its cache key, which already names its
   weights, style images and options.
+- ``of_model(model, input_shape)``: a user's model (``models.register_model``) by the same
+  probe: its logits with parameters initialized from a fixed key, rounded alike (the built-in
+  models are named by their settings and the code version).
 
 A changed input gives a new key, so the work is redone; an unchanged one reuses it.
 """
@@ -55,3 +58,13 @@ def of_map(phi, input_shape: tuple[int, ...]) -> str:
   output = phi.map_array(probe_batch(tuple(input_shape)), jax.random.key(PROBE_SEED))
   rounded = np.round(np.asarray(output, np.float64), DECIMALS) + 0.0  # + 0.0: no negative zeros
   return arrays(rounded)
+
+
+def of_model(model, input_shape: tuple[int, ...]) -> str:
+  """A model's fingerprint: its parameter shapes and its logits on the probe batch with
+  parameters initialized from a fixed key, rounded to ``DECIMALS`` decimals."""
+  probe = probe_batch(tuple(input_shape))
+  params = model.init(jax.random.key(PROBE_SEED), probe)
+  logits = np.round(np.asarray(model.apply(params, probe), np.float64), DECIMALS) + 0.0
+  shapes = [np.asarray(leaf.shape) for leaf in jax.tree.leaves(params)]
+  return arrays(logits, *shapes)

@@ -8,7 +8,14 @@
   default (32, 64) is Flax's MNIST example; e.g. (32, 64, 128) with ``global_pool`` for
   Imagenette.
 
-Every model maps NHWC images ``[N, H, W, C]`` to logits ``[N, num_classes]``.
+Every model maps NHWC images ``[N, H, W, C]`` to logits ``[N, num_classes]``; ``num_classes``
+is the dataset's class count (10 for the built-in ones).
+
+A user adds a model with ``register_model(name, factory)``: ``factory(section, num_classes)``
+gets the whole ``teacher`` / ``student`` config section (so it may read fields the user adds
+there, which then enter the checkpoint keys) and returns a Flax module; ``--config.teacher.
+model=<name>`` then picks it. Its output on a fixed probe enters the keys too
+(``fingerprints.of_model``), so an edited model body is retrained, not reused.
 
 Initialization (``init``), for every Dense and Conv layer with ``fan_in`` inputs per output
 (``in_features`` for Dense, ``kh · kw · in_channels`` for Conv):
@@ -21,7 +28,7 @@ Initialization (``init``), for every Dense and Conv layer with ``fan_in`` inputs
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -86,7 +93,29 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, **layer_init(self.init_scheme, x.shape[-1]))(x)
 
 
-MODEL_NAMES = ("mlp", "linear", "cnn")
+MODEL_NAMES = ("mlp", "linear", "cnn")  # built in
+_REGISTERED: dict[str, Callable[[Any, int], nn.Module]] = {}  # a user's models
+
+
+def register_model(name: str, factory: Callable[[Any, int], nn.Module]) -> None:
+  """Makes ``name`` a valid ``teacher.model`` / ``student.model``: ``factory(section,
+  num_classes) -> nn.Module``. A built-in name is an error; registering a user's model again
+  replaces it (a config file or notebook cell run twice)."""
+  if name in MODEL_NAMES:
+    raise ValueError(f"model {name!r} is built in; register yours under another name.")
+  if not callable(factory):
+    raise TypeError(f"register_model({name!r}, factory): factory must be callable.")
+  _REGISTERED[name] = factory
+
+
+def model_names() -> tuple[str, ...]:
+  """Every valid ``model``: the built-in ones and the registered ones."""
+  return (*MODEL_NAMES, *sorted(_REGISTERED))
+
+
+def is_registered(name: str) -> bool:
+  """Whether ``name`` is a user's model (``register_model``), not a built-in one."""
+  return name in _REGISTERED
 
 
 def get_model(
@@ -118,10 +147,14 @@ def get_model(
   raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
 
 
-def from_config(part_config) -> nn.Module:
-  """The model of a ``teacher`` / ``student`` config section (``model`` and its widths)."""
+def from_config(part_config, num_classes: int = 10) -> nn.Module:
+  """The model of a ``teacher`` / ``student`` config section (``model`` and its widths) with
+  ``num_classes`` outputs."""
+  if part_config.model in _REGISTERED:
+    return _REGISTERED[part_config.model](part_config, num_classes)
   return get_model(
     part_config.model,
+    num_classes=num_classes,
     hidden=part_config.hidden,
     features=part_config.features,
     dense=part_config.dense,
@@ -134,6 +167,8 @@ def layer_widths(part_config) -> tuple[int, ...]:
   """Widths that describe the model: conv features + dense for a cnn, else the hidden widths."""
   if part_config.model == "cnn":
     return (*part_config.features, part_config.dense)
+  if part_config.model in _REGISTERED:
+    return ()
   return tuple(part_config.hidden)
 
 
@@ -144,9 +179,10 @@ def init_fn(model: nn.Module, input_shape: tuple[int, ...]):
 
 def validate(part_config, where: str) -> None:
   """Raises ValueError naming a bad model choice of section ``where`` and the fix."""
-  if part_config.model not in MODEL_NAMES:
+  if part_config.model not in model_names():
     raise ValueError(
-      f"unknown {where} model {part_config.model!r}; choose one of {', '.join(MODEL_NAMES)}."
+      f"unknown {where} model {part_config.model!r}; choose one of {', '.join(model_names())}, "
+      "or register yours in a --config file (models.register_model)."
     )
   if part_config.init not in INIT_NAMES:
     raise ValueError(

@@ -138,10 +138,13 @@ class StudentRuns:
   result: train.FitResult
 
 
-def _key_config(config, arm, grid, phi_key, teacher_key, data: str) -> dict:
+def _key_config(
+  config, arm, grid, phi_key, teacher_key, data: str, *, num_classes=10, model_fingerprint=None
+) -> dict:
   """What an arm's checkpoint key names: settings, the grid of runs, φ and the teacher where
-  the arm uses them, and the content of the target arrays (``fingerprints``)."""
-  return {
+  the arm uses them, and the content of the target arrays (``fingerprints``); a class count
+  other than 10 and a user model's behaviour, when there are (as ``teacher._key_config``)."""
+  key_config = {
     "what": "students",
     "arm": arm.name,
     "dataset": config.target_dataset,
@@ -154,6 +157,11 @@ def _key_config(config, arm, grid, phi_key, teacher_key, data: str) -> dict:
     "teacher_key": teacher_key if arm.uses_teacher else None,
     "data": data,
   }
+  if num_classes != 10:
+    key_config["num_classes"] = num_classes
+  if model_fingerprint is not None:
+    key_config["model_behaviour"] = model_fingerprint
+  return key_config
 
 
 def _epoch_logger(config, arm: Arm, num_runs: int):
@@ -191,15 +199,17 @@ def fit_students(
   workdir: str,
   on_epoch=None,
   live_summaries: bool = False,
+  num_classes: int = 10,
 ) -> StudentRuns:
-  """All runs of one arm on ``small`` (target Small), scored on ``test`` (target Test).
+  """All runs of one arm on ``small`` (target Small), scored on ``test`` (target Test), with
+  ``num_classes`` outputs (the teachers' too).
 
   ``on_epoch(epoch, metrics)``, if given, is called after each epoch (after the progress log).
   ``live_summaries``: each run's curves go to ``<workdir>/tensorboard`` as the epochs end
   (``summaries.LiveCurves``).
   """
   sc = config.student
-  student = models.from_config(sc)
+  student = models.from_config(sc, num_classes)
   images, labels = small
   test = data_lib.Split(*test)
   grid = run_grid(config, arm, teacher.count)
@@ -210,12 +220,20 @@ def fit_students(
     teacher_inputs = phi.map_array(images, jax.random.key(0)) if arm.through_phi else images
     train_data["teacher_logits"] = teacher.logits(teacher_inputs, mesh)
   elif not arm.uses_teacher:  # λ = 0 on zero soft targets: the program of the teacher arms
-    num_classes = jax.eval_shape(  # abstract: nothing is computed or compiled
-      lambda x: student.init_with_output(jax.random.key(0), x)[0], images[:1]
-    ).shape[-1]
     train_data["teacher_logits"] = np.zeros((len(images), teacher.count, num_classes), np.float32)
   data = fingerprints.arrays(images, labels, test.images, test.labels)
-  key_config = _key_config(config, arm, grid, phi_key, teacher.key, data)
+  key_config = _key_config(
+    config,
+    arm,
+    grid,
+    phi_key,
+    teacher.key,
+    data,
+    num_classes=num_classes,
+    model_fingerprint=fingerprints.of_model(student, images.shape[1:])
+    if models.is_registered(sc.model)
+    else None,
+  )
   directory = os.path.join(workdir, "students", checkpoints.config_key(key_config))
   with checkpoints.Checkpointer(directory, key_config) as checkpointer:
     if checkpointer.latest_epoch() is None and (

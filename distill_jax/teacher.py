@@ -61,9 +61,19 @@ class TrainedTeacher:
     return np.stack(per_teacher, axis=1)
 
 
-def _key_config(config, phi_key: str | None, data: str, source_key: str | None = None) -> dict:
+def _key_config(
+  config,
+  phi_key: str | None,
+  data: str,
+  source_key: str | None = None,
+  *,
+  num_classes: int = 10,
+  model_fingerprint: str | None = None,
+) -> dict:
   """What the teachers' checkpoint key names: settings, φ (its key and behaviour, when the
-  teachers see φ) and the content of the source arrays (``fingerprints``)."""
+  teachers see φ) and the content of the source arrays (``fingerprints``); a class count other
+  than the built-in datasets' 10 and a user model's behaviour, when there are (left out
+  otherwise, so that the keys of the built-in experiments stay as they were)."""
   through_phi = config.teacher.train_on == "phi"
   key_config = {
     "what": "teacher",
@@ -78,6 +88,10 @@ def _key_config(config, phi_key: str | None, data: str, source_key: str | None =
   }
   if source_key is not None:  # a source set made by φ (GeneratedMNIST): its recipe and VAE
     key_config["source_key"] = source_key
+  if num_classes != 10:
+    key_config["num_classes"] = num_classes
+  if model_fingerprint is not None:
+    key_config["model_behaviour"] = model_fingerprint
   return key_config
 
 
@@ -116,6 +130,7 @@ def fit_teacher(
   on_epoch=None,
   source_key: str | None = None,
   summary_dir: str | None = None,
+  num_classes: int = 10,
 ) -> TrainedTeacher:
   """Trains (or reloads) the K teachers on φ(Big) (on Big as is when ``teacher.train_on`` is
   ``"source"``) and scores them on the test set seen the same way. Teacher k is the run of seed
@@ -131,13 +146,14 @@ def fit_teacher(
   TensorBoard as the epochs end (``summaries.LiveCurves``). ``big`` / ``test``: ``(images,
   labels)`` of the source set; ``source_key`` names a source set
   made by φ (GeneratedMNIST), which then enters the cache key. ``on_epoch(epoch, metrics)``, if
-  given, is called after each epoch (after the progress log).
+  given, is called after each epoch (after the progress log). ``num_classes``: the teachers'
+  outputs, the datasets' class count.
   """
   tc = config.teacher
   through_phi = tc.train_on == "phi"
   if not through_phi:
     phi = maps.identity_map()
-  model = models.from_config(tc)
+  model = models.from_config(tc, num_classes)
   images, labels = big
   test = data_lib.Split(*test)
   input_shape = phi.output_shape(images.shape[1:])
@@ -150,7 +166,16 @@ def fit_teacher(
     return jnp.mean(losses.cross_entropy(model.apply(params, source_images), batch["label"]))
 
   data = fingerprints.arrays(*big, test.images, test.labels)  # before φ: φ has its own key
-  key_config = _key_config(config, phi_key, data, source_key)
+  key_config = _key_config(
+    config,
+    phi_key,
+    data,
+    source_key,
+    num_classes=num_classes,
+    model_fingerprint=fingerprints.of_model(model, input_shape)
+    if models.is_registered(tc.model)
+    else None,
+  )
   key = checkpoints.config_key(key_config)
   directory = os.path.join(cache_dir, "teachers", key)
   with checkpoints.Checkpointer(directory, key_config) as checkpointer:

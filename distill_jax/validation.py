@@ -22,7 +22,10 @@ IMAGENETTE = "imagenette"
 
 
 def validate_config(config) -> None:
-  """Raises ValueError for the first bad value of ``config``."""
+  """Raises ValueError for the first bad value of ``config``.
+
+  A registered dataset's image shape and split sizes are known only once it is loaded: the
+  checks that need them run then, in ``check_loaded`` (still before any training)."""
   family = maps.family_for(config.mapping)  # unknown mapping: the valid names
   _check_datasets(config)
   _check_grid(config)
@@ -30,19 +33,68 @@ def validate_config(config) -> None:
     _check_training(config[part], part)
   teacher_lib.validate(config)
   family.validate(config)
-  target_shape = data_lib.image_shape(config.target_dataset, config.data.image_size)
+  image_size = config.data.image_size
+  _check_shapes(
+    config,
+    family,
+    source_shape=data_lib.image_shape(config.source_dataset, image_size),
+    target_shape=data_lib.image_shape(config.target_dataset, image_size),
+  )
+  devices = _devices_per_run(config, _device_count(config))
+  _check_batches(
+    config,
+    devices,
+    source_big=split_sizes(config, config.source_dataset)["big"],
+    target_small=split_sizes(config, config.target_dataset)["small"],
+  )
+
+
+def check_loaded(config, source: dict, target: dict) -> None:
+  """The shape and size checks of ``validate_config`` again, on the loaded source and target
+  splits (``data.max_*`` subsets applied): what a registered dataset only tells once loaded."""
+  family = maps.family_for(config.mapping)
+  _check_shapes(
+    config,
+    family,
+    source_shape=tuple(source["big"].images.shape[1:]),
+    target_shape=tuple(target["small"].images.shape[1:]),
+  )
+  _check_batches(
+    config,
+    _devices_per_run(config, _device_count(config)),
+    source_big=len(source["big"].labels),
+    target_small=len(target["small"].labels),
+  )
+
+
+def _check_shapes(config, family, *, source_shape, target_shape) -> None:
+  """φ's output on target images against what the teacher reads (φ(source) or the source as
+  is); a None shape (a registered dataset not loaded yet) is checked later."""
+  if target_shape is None:
+    return
   mapped_shape = tuple(family.output_shape(config, target_shape))
   if any(size < 1 for size in mapped_shape):
     raise ValueError(
       f"φ = {config.mapping} turns the {target_shape} target images into {mapped_shape}: "
       f"nothing is left; change config.maps.{config.mapping} (e.g. a smaller dilation)."
     )
-  if config.teacher.train_on == "source" and mapped_shape != target_shape:
+  if source_shape is None:
+    return
+  source_shape = tuple(source_shape)
+  if config.teacher.train_on == "source" and mapped_shape != source_shape:
     raise ValueError(
-      f"a teacher trained on raw source images ({target_shape}) cannot read φ(x) of shape "
+      f"a teacher trained on raw source images ({source_shape}) cannot read φ(x) of shape "
       f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
     )
-  _check_batches(config, _devices_per_run(config, _device_count(config)))
+  if config.teacher.train_on == "phi" and source_shape != tuple(target_shape):
+    teacher_shape = tuple(family.output_shape(config, source_shape))
+    if teacher_shape != mapped_shape:
+      raise ValueError(
+        f"the teacher learns φ(source) of shape {teacher_shape} ({config.source_dataset} "
+        f"images {source_shape}) but would read φ(target) of shape {mapped_shape} "
+        f"({config.target_dataset} images {tuple(target_shape)}); for a φ that maps target "
+        "images onto source images, set --config.teacher.train_on=source."
+      )
 
 
 def _device_count(config) -> int:
@@ -71,9 +123,10 @@ def _devices_per_run(config, devices: int) -> int:
   return per_run
 
 
-def split_sizes(config, dataset: str) -> dict[str, int]:
+def split_sizes(config, dataset: str) -> dict[str, int | None]:
   """How many examples each split of ``dataset`` will hold (``data.max_*`` applied), as the
-  config plans them; the loaded data is checked again by the trainer."""
+  config plans them (None for a registered dataset, not loaded yet); the loaded data is
+  checked again by ``check_loaded``."""
   if dataset == IMAGENETTE:
     small = config.data.imagenette_small
     full = {
@@ -83,8 +136,10 @@ def split_sizes(config, dataset: str) -> dict[str, int]:
     }
   elif dataset == data_lib.GENERATED_MNIST and "generated" in config:
     full = dict(zip(data_lib.SPLIT_NAMES, config.generated.split))
-  else:
+  elif dataset in data_lib.IDX_DATASETS or dataset == data_lib.GENERATED_MNIST:
     full = dict(data_lib.IDX_SPLIT_SIZES)
+  else:
+    return dict.fromkeys(data_lib.SPLIT_NAMES)
   limits = {
     "big": config.data.max_big,
     "small": config.data.max_small,
@@ -93,11 +148,9 @@ def split_sizes(config, dataset: str) -> dict[str, int]:
   return {split: min(size, limits[split] or size) for split, size in full.items()}
 
 
-def _check_batches(config, devices: int) -> None:
-  """Batch sizes against the splits they cut and the ``devices`` each run's batch is split
-  across (``devices_per_run``)."""
-  source_big = split_sizes(config, config.source_dataset)["big"]
-  target_small = split_sizes(config, config.target_dataset)["small"]
+def _check_batches(config, devices: int, *, source_big: int | None, target_small: int | None):
+  """Batch sizes against the splits they cut (None: not known yet) and the ``devices`` each
+  run's batch is split across (``devices_per_run``)."""
   checks = [
     ("teacher", f"{config.source_dataset} Big", source_big),
     ("student", f"{config.target_dataset} Small", target_small),
@@ -114,7 +167,7 @@ def _check_batches(config, devices: int) -> None:
     )
   for part, split_name, size in checks:
     batch_size = config[part].batch_size
-    if batch_size > size:
+    if size is not None and batch_size > size:
       raise ValueError(
         f"{part}.batch_size = {batch_size} but {split_name} has {size:,} examples: an epoch "
         f"would have no step; set --config.{part}.batch_size <= {size}."
@@ -128,15 +181,18 @@ def _check_batches(config, devices: int) -> None:
 
 
 def _check_datasets(config) -> None:
-  targets = data_lib.DATASET_NAMES
+  targets = data_lib.dataset_names()
   if config.target_dataset not in targets:
     raise ValueError(
-      f"unknown target dataset {config.target_dataset!r}; choose one of {', '.join(targets)}."
+      f"unknown target dataset {config.target_dataset!r}; choose one of {', '.join(targets)}, "
+      'or register yours in a --config file (data.register_dataset; README, "Your own '
+      'experiment").'
     )
   sources = (*targets, data_lib.GENERATED_MNIST)
   if config.source_dataset not in sources:
     raise ValueError(
-      f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}."
+      f"unknown source dataset {config.source_dataset!r}; choose one of {', '.join(sources)}, "
+      "or register yours in a --config file (data.register_dataset)."
     )
   if config.source_dataset == data_lib.GENERATED_MNIST and config.mapping not in (
     "generated",

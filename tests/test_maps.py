@@ -19,8 +19,10 @@ def test_registry():
   assert {"identity", "noise", "conv"} <= set(maps.map_names())
   with pytest.raises(ValueError, match="unknown map 'blur'; choose one of"):
     maps.get_map("blur")
-  with pytest.raises(ValueError, match="already registered"):
+  with pytest.raises(ValueError, match="'conv' is built in"):
     maps.register_map("conv", maps.dilated_conv_map)
+  with pytest.raises(ValueError, match="'style' is built in"):  # another family's name
+    maps.register_map("style", maps.dilated_conv_map)
 
 
 def test_identity():
@@ -144,8 +146,9 @@ def test_register_map_makes_a_new_mapping(monkeypatch):
   built = maps.family_for("flip").build(config, {}, None)
   x = _images()
   np.testing.assert_array_equal(built.phi(x), x[:, ::-1])
-  with pytest.raises(ValueError, match="already registered"):
-    maps.register_map("flip", flip_map)
+  # Registering again (a config file run twice) replaces the factory.
+  maps.register_map("flip", lambda axis: maps.Map("flip", lambda images, key: -images, False))
+  np.testing.assert_array_equal(maps.family_for("flip").build(config, {}, None).phi(x), -x)
 
 
 def test_map_array_chunks_and_keys():

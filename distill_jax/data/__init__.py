@@ -1,10 +1,14 @@
-"""Data layer: tfds builders and loaders for MNIST, Fashion-MNIST, GeneratedMNIST, Imagenette.
+"""Data layer: tfds builders and loaders for MNIST, Fashion-MNIST, GeneratedMNIST, Imagenette,
+and a registry for a user's own datasets.
 
-``load(name, ...)`` returns any dataset of ``DATASET_NAMES`` as our splits (``SPLIT_NAMES``:
+``load(name, ...)`` returns any dataset of ``dataset_names()`` as our splits (``SPLIT_NAMES``:
 big / small / test) of float32 images in [0, 1] and int32 labels; ``image_shape(name)`` gives
-its (H, W, C). Modules: ``loading`` (the entry points), ``builders`` (MNIST, Fashion-MNIST),
-``generated`` (GeneratedMNIST), ``imagenette``, ``idx`` (IDX files), ``splits`` (split names
-and seeded subsets), ``tfds_io`` (preparing and reading tfds records), ``errors``.
+a built-in one's (H, W, C). ``register_dataset(name, from_npz(...))`` (or ``from_arrays``,
+``from_image_folder``, ``from_tfds``) adds one. Modules: ``loading`` (the entry points),
+``registry`` (registered datasets and their checks), ``own`` (the ready-made ones),
+``builders`` (MNIST, Fashion-MNIST), ``generated`` (GeneratedMNIST), ``imagenette``, ``idx``
+(IDX files), ``splits`` (split names and seeded subsets), ``tfds_io`` (preparing and reading
+tfds records), ``errors``.
 """
 
 from distill_jax.data.builders import (
@@ -29,6 +33,8 @@ from distill_jax.data.imagenette import (
   list_imagenette_files,
   load_imagenette,
 )
+from distill_jax.data.own import from_arrays, from_image_folder, from_npz, from_tfds
+from distill_jax.data.registry import DataContext, Dataset, check_loaded
 from distill_jax.data.idx import read_idx_images, read_idx_labels, read_idx_pair
 from distill_jax.data.loading import (
   DATA_DIR_ENV,
@@ -38,8 +44,11 @@ from distill_jax.data.loading import (
   IDX_SPLIT_SIZES,
   IDX_SPLITS,
   IMAGENETTE,
+  dataset_names,
   image_shape,
   load,
+  num_classes,
+  register_dataset,
   generated_mnist_builder,
   generated_mnist_provenance,
   load_generated_mnist,
@@ -62,7 +71,9 @@ __all__ = [
   "SPLIT_NAMES",
   "TALK_SPLIT",
   "Split",
+  "DataContext",
   "DataError",
+  "Dataset",
   "DistillFashionMnist",
   "DistillGeneratedMnist",
   "DistillImagenette",
@@ -70,7 +81,13 @@ __all__ = [
   "GeneratedSplit",
   "IdxImageClassificationBuilder",
   "WNIDS",
+  "check_loaded",
+  "dataset_names",
   "expand_small",
+  "from_arrays",
+  "from_image_folder",
+  "from_npz",
+  "from_tfds",
   "generated_mnist_builder",
   "generated_mnist_provenance",
   "image_shape",
@@ -79,9 +96,11 @@ __all__ = [
   "load_generated_mnist",
   "load_imagenette",
   "load_splits",
+  "num_classes",
   "read_idx_images",
   "read_idx_labels",
   "read_idx_pair",
+  "register_dataset",
   "resolve_data_dir",
   "subset",
   "subset_positions",

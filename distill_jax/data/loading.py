@@ -1,9 +1,10 @@
 """Public entry points: a dataset's splits by name as float32 numpy arrays, prepared once with tfds.
 
-``load`` reads any dataset of ``DATASET_NAMES``: MNIST and Fashion-MNIST through
-``load_splits``, Imagenette through ``imagenette.load_imagenette``. GeneratedMNIST is made by a
-trained VAE, so it has its own loader, ``load_generated_mnist``, keyed by the VAE's name.
-``image_shape`` gives the (H, W, C) of any of them.
+``load`` reads any dataset of ``dataset_names()``: MNIST and Fashion-MNIST through
+``load_splits``, Imagenette through ``imagenette.load_imagenette``, a user's registered dataset
+through ``registry``. GeneratedMNIST is made by a trained VAE, so it has its own loader,
+``load_generated_mnist``, keyed by the VAE's name. ``image_shape`` gives the (H, W, C) of the
+built-in ones, ``num_classes`` the class count of any.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from distill_jax.data import imagenette
+from distill_jax.data import registry
 from distill_jax.data.builders import BUILDERS, IDX_FILE_NAMES, IMAGE_SHAPE
 from distill_jax.data.errors import FIX_HINT, DataError
 from distill_jax.data.generated import (
@@ -31,7 +33,8 @@ DATA_DIR_ENV = "DISTILL_DATA_DIR"
 IDX_DATASETS = ("mnist", "fashion_mnist")  # read from the four official IDX files
 IMAGENETTE = "imagenette"
 GENERATED_MNIST = "generated_mnist"  # made by a VAE: load_generated_mnist, not load
-DATASET_NAMES = tuple(sorted((*IDX_DATASETS, IMAGENETTE)))  # what `load` reads
+DATASET_NAMES = tuple(sorted((*IDX_DATASETS, IMAGENETTE)))  # the built-in ones `load` reads
+BUILT_IN_CLASSES = 10  # every built-in dataset (GeneratedMNIST too) has ten classes
 # Our split name -> tfds split slice of MNIST and Fashion-MNIST (60,000 train + 10,000 test):
 # "small" is the last 1,000 training images. GeneratedMNIST's slices: its builder's tfds_splits.
 IDX_SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
@@ -43,6 +46,29 @@ Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labe
 def resolve_data_dir(flag_value: str | None) -> str | None:
   """The raw-data root: the flag if set, else $DISTILL_DATA_DIR, else None (download online)."""
   return flag_value or os.environ.get(DATA_DIR_ENV) or None
+
+
+def dataset_names() -> tuple[str, ...]:
+  """Every name ``load`` reads: the built-in ``DATASET_NAMES`` and the registered ones."""
+  return tuple(sorted((*DATASET_NAMES, *registry.registered_names())))
+
+
+def register_dataset(name: str, dataset: registry.Dataset) -> None:
+  """Makes ``name`` a valid ``config.source_dataset`` / ``target_dataset`` (``registry``); the
+  built-in names are refused."""
+  registry.register_dataset(name, dataset, reserved=(*DATASET_NAMES, GENERATED_MNIST))
+
+
+def num_classes(name: str, load_splits_of: Callable[[], Splits]) -> int:
+  """The class count of dataset ``name``: 10 for a built-in one; for a registered one its
+  declared ``num_classes``, else the largest label + 1 of ``load_splits_of()`` (its whole
+  splits)."""
+  dataset = registry.get(name)
+  if dataset is None:
+    return BUILT_IN_CLASSES
+  if dataset.num_classes is not None:
+    return int(dataset.num_classes)
+  return 1 + max(int(split[1].max()) for split in load_splits_of().values())
 
 
 def load(
@@ -57,7 +83,8 @@ def load(
 ) -> Splits:
   """Returns {split: (images float32 (N, H, W, C) in [0, 1], labels int32 (N,))} of ``name``.
 
-  ``name`` is one of ``DATASET_NAMES``; ``data_dir`` / ``tfds_dir`` are as for ``load_splits``.
+  ``name`` is one of ``dataset_names()``; ``data_dir`` / ``tfds_dir`` are as for ``load_splits``
+  (a registered dataset gets them in its ``DataContext``, with ``image_size``).
   For Imagenette, ``image_size`` is the side S of its images and ``imagenette_small`` the size
   of its ``small`` split (``load_imagenette``'s ``small_size``); the MNIST family ignores both.
 
@@ -65,8 +92,14 @@ def load(
   in the original order; a split of at most N (or N None) comes back as loaded. Imagenette
   decodes only the kept records.
   """
+  if registry.get(name) is not None:
+    splits = check_splits(splits)
+    limits = check_max_sizes(max_sizes, splits)
+    context = registry.DataContext(data_dir=data_dir, tfds_dir=tfds_dir, image_size=image_size)
+    data, _ = registry.load_registered(name, context)
+    return {split: subset(data[split], limits[split]) for split in splits}
   if name not in DATASET_NAMES:
-    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(dataset_names())}")
   if name == IMAGENETTE:
     loaded = imagenette.load_imagenette(
       data_dir=data_dir,
@@ -83,15 +116,18 @@ def load(
   return {split: subset(data[split], limits[split]) for split in splits}
 
 
-def image_shape(name: str, image_size: int = 32) -> tuple[int, int, int]:
+def image_shape(name: str, image_size: int = 32) -> tuple[int, int, int] | None:
   """(H, W, C) of the images of dataset ``name``: (28, 28, 1) for the MNIST family
-  (``IDX_DATASETS`` and ``GENERATED_MNIST``), (S, S, 3) for Imagenette, S = ``image_size``."""
+  (``IDX_DATASETS`` and ``GENERATED_MNIST``), (S, S, 3) for Imagenette, S = ``image_size``;
+  None for a registered dataset (known once it is loaded)."""
+  if registry.get(name) is not None:
+    return None
   if name == IMAGENETTE:
     size = imagenette.check_image_size(image_size)
     return (size, size, 3)
   if name in (*IDX_DATASETS, GENERATED_MNIST):
     return IMAGE_SHAPE
-  valid = sorted((*DATASET_NAMES, GENERATED_MNIST))
+  valid = sorted((*dataset_names(), GENERATED_MNIST))
   raise DataError(f"unknown dataset {name!r}; valid: {', '.join(valid)}")
 
 

@@ -125,6 +125,7 @@ def output_shape(config, shape: tuple[int, ...]) -> tuple[int, ...]:
   return tuple(get_map(config.mapping, **map_options(config)).output_shape(tuple(shape)))
 
 
+_BUILT_IN = frozenset(_FACTORIES)
 FAMILY = core.MapFamily(
   names=tuple(_FACTORIES), build=build, validate=validate, output_shape=output_shape
 )
@@ -132,8 +133,11 @@ FAMILY = core.MapFamily(
 
 def register_map(name: str, factory: Callable[..., core.Map]) -> None:
   """Adds a fixed map: ``factory(**config.maps.<name>) -> Map``; ``--mapping=<name>`` then
-  works (error if the name is taken)."""
-  if name in _FACTORIES or name in core.mapping_names():
-    raise ValueError(f"map {name!r} is already registered.")
+  works. A built-in mapping name is an error; registering a user's map again replaces its
+  factory (a config file or notebook cell run twice): cached teachers stay right, as φ's
+  behaviour is in their keys (``fingerprints.of_map``)."""
+  if name in _BUILT_IN or (name in core.mapping_names() and name not in _FACTORIES):
+    raise ValueError(f"map {name!r} is built in; register yours under another name.")
+  if name not in _FACTORIES:
+    core.register_family(dataclasses.replace(FAMILY, names=(name,)))
   _FACTORIES[name] = factory
-  core.register_family(dataclasses.replace(FAMILY, names=(name,)))
