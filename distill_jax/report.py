@@ -53,6 +53,17 @@ def group_runs(arm: str, grid: list, history: dict[str, np.ndarray], seconds: fl
   return groups
 
 
+def _dataset_lines(datasets: dict) -> list[str]:
+  """One line naming a user's registered source / target set (nothing for built-in ones)."""
+  named = [
+    f"{role} {facts['name']} ({facts['description']}; {facts['num_classes']} classes, images "
+    f"{'×'.join(map(str, facts['image_shape']))})"
+    for role, facts in datasets.items()
+    if facts.get("registered")
+  ]
+  return [f"Registered datasets: {'; '.join(named)}.", ""] if named else []
+
+
 def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
   """The teachers' scores (mean ± std over the K teachers), and the VAE's −ELBO if any."""
   count = len(teacher.get("seeds", [0]))
@@ -67,7 +78,11 @@ def _teacher_lines(teacher: dict, phi: dict) -> list[str]:
     phi.get("teacher_on_phi_target_test_accuracy", np.nan), teacher.get("test_accuracy", np.nan)
   )
   if same_scores:  # source and target test are one set (identity, noise's draw aside, conv)
-    lines += ["φ keeps the class: the target test set is the source's, scored above.", ""]
+    lines += [
+      "φ keeps the class: the teachers score the same on φ(target test), with the target "
+      "labels, as on the source test above.",
+      "",
+    ]
   elif "teacher_on_phi_target_test_accuracy_mean" in phi:
     lines += [
       f"φ keeps the class: the teachers on φ(target test) ({phi['phi_target_test_size']} "
@@ -134,6 +149,7 @@ def markdown_table(results: dict) -> str:
   lines = [
     f"# {results['experiment']}",
     "",
+    *_dataset_lines(results.get("datasets", {})),
     *_teacher_lines(results["teacher"], results.get("phi", {})),
     *effects_table(results.get("effects", {})),
     f"Students: {config.get('seeds', len(set(first['seeds'])))} seeds per teacher "

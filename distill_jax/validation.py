@@ -82,9 +82,13 @@ def _check_shapes(config, family, *, source_shape, target_shape) -> None:
     return
   source_shape = tuple(source_shape)
   if config.teacher.train_on == "source" and mapped_shape != source_shape:
+    if tuple(family.output_shape(config, source_shape)) == mapped_shape:
+      fix = "use teacher.train_on='phi'"
+    else:
+      fix = "φ must turn target images into images of the source's shape (its output_shape)"
     raise ValueError(
-      f"a teacher trained on raw source images ({source_shape}) cannot read φ(x) of shape "
-      f"{mapped_shape} for mapping {config.mapping!r}; use teacher.train_on='phi'."
+      f"a teacher trained on raw source images of shape {source_shape} cannot read φ(x) of "
+      f"shape {mapped_shape} for mapping {config.mapping!r}; {fix}."
     )
   if config.teacher.train_on == "phi" and source_shape != tuple(target_shape):
     teacher_shape = tuple(family.output_shape(config, source_shape))

@@ -116,6 +116,6 @@ def test_same_test_set_is_not_scored_twice():
   }
   table = report.markdown_table(results)
   assert table.count("accuracy 0.9000 ± 0.0000") == 1
-  assert "φ keeps the class: the target test set is the source's, scored above." in table
+  assert "φ keeps the class: the teachers score the same on φ(target test)" in table
   results["phi"]["teacher_on_phi_target_test_accuracy"] = [0.8]  # another draw (noise)
   assert "φ keeps the class: the teachers on φ(target test)" in report.markdown_table(results)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -129,7 +130,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
       f"{path}: no such file or folder; check the path (relative paths start at "
       f"the current directory, {os.getcwd()})"
     ) from None
-  except (OSError, ValueError, EOFError) as error:  # truncated, not an npz, pickled objects
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # truncated, pickles
     raise DataError(
       f"{path}: cannot read it as .npz / .npy ({error}); rewrite it with "
       "np.savez and plain numeric arrays"
@@ -283,6 +284,8 @@ def from_tfds(
     given = {}
     for split, source in zip(wanted, sources):
       records = [source[index] for index in range(len(source))]
+      if not records:
+        raise DataError(f"tfds dataset {name!r}: split {wanted[split]!r} is empty")
       for key in (image_key, label_key):
         if records and key not in records[0]:
           raise DataError(
