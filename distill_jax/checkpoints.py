@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -74,18 +75,22 @@ class Checkpointer:
   that needs the same directory waits, then finds the finished work. Use it as a context
   manager (``with Checkpointer(...) as checkpointer:``) so the lock is released on errors too.
 
-  Every saved epoch gets a checksum manifest (``manifests/<epoch>.json``: size and sha256 of
-  each of its files, written once the save is finished). On opening, the latest epoch is
-  checked against it; a checkpoint that does not match (bit flips, truncation, a save cut
-  short, no manifest) is never loaded: the whole directory is set aside as
-  ``<directory>.corrupt-<time>`` with one warning line, and the work starts again.
+  An epoch counts as saved only once its checksum manifest is written
+  (``manifests/<epoch>.json``: size and sha256 of each of its files, written after orbax has
+  finished and renamed the step into place); the previous saved epoch is deleted only after
+  that, so an interruption at any moment of a save (SIGKILL, Ctrl-C, a full disk) leaves at
+  least the last verified epoch. On opening, the steps are checked newest first and the newest
+  one that matches its manifest is the one resumed from: a newer step without a manifest (its
+  save was cut short) is removed, a newer step that does not match its manifest (bit flips,
+  truncation) is set aside as ``set_aside/<epoch>.corrupt-<time>`` for a post-mortem, and
+  older steps and leftovers (orbax's temporary folders, manifests without a step) are
+  removed, each with one log line.
   """
 
   def __init__(
     self,
     directory: str,
     config: Any | None = None,
-    max_to_keep: int = 1,
     lock_timeout: float | None = None,
   ):
     self.directory = os.path.abspath(directory)
@@ -102,7 +107,10 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
           self._folder,
           options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=False, multiprocessing_options=_on_this_process()
+            # Never deleted by orbax: ``save`` drops older steps once the new one is verified.
+            max_to_keep=None,
+            create=False,
+            multiprocessing_options=_on_this_process(),
           ),
           item_names=("state", "meta"),
         )
@@ -115,24 +123,55 @@ class Checkpointer:
     return os.path.join(self.directory, "checkpoints")
 
   def _saved_epochs(self) -> list[int]:
-    """The epochs whose orbax step folder is final (orbax renames a finished save into place)."""
+    """The epochs whose orbax step folder is in place (orbax renames a finished save into place;
+    after ``_prepare_directory``, only the verified latest one)."""
     folder = self._folder
     names = os.listdir(folder) if os.path.isdir(folder) else []
     return sorted(int(name) for name in names if name.isdigit())
 
   def _prepare_directory(self, config: Any | None, what: str) -> None:
-    """Sets a damaged latest epoch aside (the directory with it) and writes config.json."""
-    problem = self._latest_problem()
-    if problem is not None:
-      moved = integrity.set_aside(self.directory)
+    """Keeps only the newest verified epoch (see the class docstring) and writes config.json."""
+    os.makedirs(self._folder, exist_ok=True)
+    for name in sorted(os.listdir(self._folder)):
+      if not name.isdigit():  # a save cut short before orbax renamed it into place
+        _remove(os.path.join(self._folder, name))
+        logging.info("%s: removed %s, a save that did not finish.", what, name)
+    verified = None
+    for epoch in reversed(self._saved_epochs()):
+      folder, manifest = self._step_paths(epoch)
+      if verified is not None:  # older than the verified one: superseded
+        _remove(folder)
+        continue
+      if not os.path.exists(manifest):
+        _remove(folder)
+        logging.warning(
+          "%s: epoch %d in %s was not finished saving (no checksum manifest); removed.",
+          what,
+          epoch,
+          self.directory,
+        )
+        continue
+      problem = integrity.problem(folder, manifest)
+      if problem is None:
+        verified = epoch
+        continue
+      aside = os.path.join(self.directory, "set_aside", f"{epoch}")
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(folder, aside)
+      moved = integrity.set_aside(aside)
+      os.remove(manifest)
       logging.warning(
-        "%s: the checkpoint in %s is not loaded: %s; set aside as %s, starting again.",
+        "%s: epoch %d in %s is not loaded: %s; set aside as %s.",
         what,
+        epoch,
         self.directory,
         problem,
         moved,
       )
-    os.makedirs(os.path.join(self.directory, "checkpoints"), exist_ok=True)
+    manifests = os.path.join(self.directory, "manifests")
+    for name in os.listdir(manifests) if os.path.isdir(manifests) else []:
+      if name != f"{verified}.json":  # a step deleted, or a manifest cut short
+        _remove(os.path.join(manifests, name))
     if config is not None:  # for humans: what this directory holds
       files.write_json(
         os.path.join(self.directory, "config.json"), config, indent=1, sort_keys=True, default=str
@@ -144,14 +183,6 @@ class Checkpointer:
       os.path.join(self.directory, "checkpoints", str(epoch)),
       os.path.join(self.directory, "manifests", f"{epoch}.json"),
     )
-
-  def _latest_problem(self) -> str | None:
-    """What is wrong with the latest saved epoch, or None (also when nothing is saved)."""
-    steps = self._saved_epochs()
-    if not steps:
-      return None
-    problem = integrity.problem(*self._step_paths(steps[-1]))
-    return None if problem is None else f"epoch {steps[-1]}: {problem}"
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -173,8 +204,8 @@ class Checkpointer:
     on disk, its checksum manifest. Process 0 writes; with several processes the others only
     note the epoch (they pass the same gathered values). A full disk is raised as
     ``OSError(ENOSPC)`` naming the directory (orbax reports it as a ValueError)."""
-    self._latest = epoch
     if self._manager is None:
+      self._latest = epoch
       return
     try:
       self._manager.save(
@@ -187,12 +218,12 @@ class Checkpointer:
         raise OSError(errno.ENOSPC, "No space left on device", self.directory) from error
       raise
     folder, manifest = self._step_paths(epoch)
-    os.makedirs(os.path.dirname(manifest), exist_ok=True)
-    integrity.write_manifest(folder, manifest)
-    kept = {f"{step}.json" for step in self._manager.all_steps()}
-    for name in os.listdir(os.path.dirname(manifest)):
-      if name not in kept:  # epochs orbax deleted (max_to_keep)
-        os.remove(os.path.join(os.path.dirname(manifest), name))
+    integrity.write_manifest(folder, manifest)  # from here on, epoch ``epoch`` is the saved one
+    self._latest = epoch
+    for step in self._manager.all_steps():
+      if step < epoch:  # step folder first: a manifest never outlives its step
+        self._manager.delete(step)
+        _remove(self._step_paths(step)[1])
 
   def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
     """The state (host NumPy arrays with ``like``'s structure, shapes and dtypes) and metadata
@@ -226,6 +257,14 @@ class Checkpointer:
         self._manager = None
     finally:
       self._exit_stack.close()
+
+
+def _remove(path: str) -> None:
+  """Deletes a file or folder (gone already is fine)."""
+  if os.path.isdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.lexists(path):
+    os.remove(path)
 
 
 def _on_this_process(reader: bool = False) -> ocp.options.MultiprocessingOptions:

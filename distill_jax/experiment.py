@@ -160,9 +160,12 @@ def run_experiment(
       "small": len(small.labels),
       "test": len(test.labels),
     },
+    "diverged": report.diverged_runs(arm_results, num_classes),
     "devices": [str(d) for d in mesh.devices.flat],
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
+  for item in results["diverged"]:
+    logging.warning("students %s.", report.diverged_text(item))
   stage = time.perf_counter()
   report.write(results, workdir, other_figures=tuple(built.figures))
   for path in built.figures:

@@ -3,7 +3,9 @@
 ``atomic_write(path)`` gives a file object on a temporary file next to ``path``; only when the
 block finishes without error is the file flushed to disk and renamed onto ``path``
 (``os.replace``: atomic on POSIX within one filesystem). On an error the temporary file is
-removed and the previous ``path``, if any, is left untouched.
+removed and the previous ``path``, if any, is left untouched. The file gets the permissions
+``open`` would give it (0o666 less the umask), not ``mkstemp``'s private 0o600, so others
+sharing a workdir can read it when the umask allows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
   )
   try:
+    os.fchmod(descriptor, 0o666 & ~_umask())
     with os.fdopen(descriptor, mode) as file:
       yield file
       file.flush()
@@ -36,6 +39,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     with contextlib.suppress(OSError):
       os.remove(temporary)
     raise
+
+
+def _umask() -> int:
+  """The process's umask (read by setting it and putting it back: there is no getter)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def write_json(path: str | os.PathLike, value: Any, **options) -> None:

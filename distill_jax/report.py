@@ -8,7 +8,9 @@ evaluated (``eval_every`` > 1) are ``null`` in the JSON and skipped in the figur
 
 from __future__ import annotations
 
+import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +22,55 @@ from distill_jax import summaries
 CURVES = ("test_accuracy", "test_cross_entropy")
 
 
+# A run whose final test cross-entropy exceeds this many times ln C (what predicting every
+# class as equally likely scores) has diverged: flagged in the log, results.json and results.md.
+DIVERGENCE_FACTOR = 10.0
+
+
 def history_to_json(values: np.ndarray) -> list:
-  """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null."""
-  return [[None if np.isnan(v) else float(v) for v in row] for row in values]
+  """``[R, epochs]`` history as JSON lists; epochs not evaluated (NaN) become null (as would a
+  non-finite value, which the NaN guard of ``train.fit`` stops before)."""
+  return [[float(v) if np.isfinite(v) else None for v in row] for row in values]
+
+
+def finite_for_json(tree: Any, path: str = "") -> tuple[Any, list[str]]:
+  """``tree`` with every non-finite float replaced by None (strict JSON has no NaN or Infinity
+  literals), and the paths replaced (e.g. ``arms/no_teacher/final/test_cross_entropy/std``)."""
+  if isinstance(tree, dict):
+    items = [
+      finite_for_json(value, f"{path}/{key}" if path else str(key)) for key, value in tree.items()
+    ]
+    return dict(zip(tree, (value for value, _ in items))), [p for _, ps in items for p in ps]
+  if isinstance(tree, (list, tuple)):
+    items = [finite_for_json(value, f"{path}[{i}]") for i, value in enumerate(tree)]
+    return [value for value, _ in items], [p for _, ps in items for p in ps]
+  if isinstance(tree, (float, np.floating)) and not np.isfinite(tree):
+    return None, [path]
+  return tree, []
+
+
+def diverged_runs(arms: dict, num_classes: int) -> list[dict]:
+  """Per arm entry with diverged runs: its label, how many of its runs end with a test
+  cross-entropy above ``DIVERGENCE_FACTOR`` × ln C, and the worst value."""
+  limit = DIVERGENCE_FACTOR * math.log(num_classes)
+  found = []
+  for label, entry in arms.items():
+    finals = [row[-1] for row in entry["test_cross_entropy"]]
+    over = [v for v in finals if v is None or v > limit]
+    if over:
+      worst = max((v for v in over if v is not None), default=float("nan"))
+      found.append(
+        {"label": label, "runs": len(over), "of": len(finals), "worst": worst, "limit": limit}
+      )
+  return found
+
+
+def diverged_text(item: dict) -> str:
+  return (
+    f"{item['label']}: {item['runs']} of {item['of']} runs end with a test cross-entropy above "
+    f"{DIVERGENCE_FACTOR:g}·ln C = {item['limit']:.1f} (worst {item['worst']:.3g}): they "
+    "diverged; lower the learning rate (or λ, T)"
+  )
 
 
 def group_runs(arm: str, grid: list, history: dict[str, np.ndarray], seconds: float) -> dict:
@@ -45,10 +93,8 @@ def group_runs(arm: str, grid: list, history: dict[str, np.ndarray], seconds: fl
     for metric in ("train_loss", *CURVES):
       values = np.asarray(history[metric])[rows]
       entry[metric] = history_to_json(values)
-      entry["final"][metric] = {
-        "mean": float(values[:, -1].mean()),
-        "std": float(values[:, -1].std()),
-      }
+      final = values[:, -1].astype(np.float64)  # no float32 overflow in the std of huge losses
+      entry["final"][metric] = {"mean": float(final.mean()), "std": float(final.std())}
     groups[label] = entry
   return groups
 
@@ -165,6 +211,8 @@ def markdown_table(results: dict) -> str:
       f"| {label} | {entry['lam']:g} | {entry['temperature']:g} | {len(entry['seeds'])} | "
       f"{acc['mean']:.4f} ± {acc['std']:.4f} | {ce['mean']:.4f} ± {ce['std']:.4f} |"
     )
+  if results.get("diverged"):
+    lines += ["", "**Diverged**: " + "; ".join(map(diverged_text, results["diverged"])) + "."]
   lines += [
     "",
     f"Wall time: {results['seconds']['total']:.1f} s on "
@@ -179,7 +227,10 @@ def write(results: dict, workdir: str, other_figures: tuple[str, ...] = ()) -> N
   effects) teacher_gains.png, and the TensorBoard runs (``summaries``) with those figures and
   ``other_figures`` (e.g. the map's) as images."""
   if parallel.is_primary():  # with several processes, process 0 writes
-    files.write_json(os.path.join(workdir, "results.json"), results, indent=1)
+    as_json, non_finite = finite_for_json(results)
+    if non_finite:  # null in the JSON, and said so
+      as_json["non_finite"] = non_finite
+    files.write_json(os.path.join(workdir, "results.json"), as_json, indent=1, allow_nan=False)
     files.write_text(os.path.join(workdir, "results.md"), markdown_table(results))
   paths = [os.path.join(workdir, f"{metric}.png") for metric in CURVES]
   for metric, path in zip(CURVES, paths):

@@ -17,19 +17,26 @@ of several workdirs) overlays them:
 Epochs are the steps (1 … E); epochs not evaluated (``eval_every``) are skipped. The numbers are
 the ones in results.json (``tests/test_summaries.py`` reads them back). During a run,
 ``LiveCurves`` writes the teachers' and students' curves as each epoch ends (TensorBoard follows
-a running experiment); ``write`` then adds the rest once (its files end in ``.final``, so a
-rerun of a finished experiment adds nothing twice), and the curves of runs not written live
-(e.g. a teacher reused from another workdir's cache).
+a running experiment); ``write`` then writes each run's folder from the results (curves,
+HParams, text; files ending in ``.final``) and records a hash of what it wrote
+(``.written.sha256``). A folder whose hash matches is left alone (a rerun of a finished
+experiment adds nothing twice); any other is cleared and rewritten, so what TensorBoard shows
+is always the latest results.json: a rerun with another λ, T or seed set in the same workdir
+never leaves the earlier run's curves, HParams or figures behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import sys
 import time
 
 import numpy as np
+
+from distill_jax import files
 
 SCALARS = {"train_loss": "train/loss", "test_accuracy": "test/accuracy"}
 SCALARS["test_cross_entropy"] = "test/cross_entropy"
@@ -103,19 +110,11 @@ def teacher_folder(k: int) -> str:
 FINAL = ".final"  # the file-name suffix of what ``write`` adds once a run is finished
 
 
-def _has_events(folder: str, suffix: str = "") -> bool:
-  """Whether ``folder`` holds event files (ending in ``suffix``)."""
-  return os.path.isdir(folder) and any(
-    n.startswith("events.") and n.endswith(suffix) for n in os.listdir(folder)
-  )
-
-
 class LiveCurves:
   """An ``on_epoch(epoch, metrics)`` callback writing each run's metrics of the epoch as it ends
   (run r into ``<workdir>/tensorboard/<folders[r]>``), so TensorBoard follows a running
-  experiment; ``write`` then adds only what a finished run has (hparams, means, figures). A
-  context manager: the files close on exit. ``enabled=False`` (processes other than the
-  first) writes nothing.
+  experiment; ``write`` then rewrites each folder from the results. A context manager: the
+  files close on exit. ``enabled=False`` (processes other than the first) writes nothing.
 
   A grid has hundreds of runs, so each run's file is tensorboardX's synchronous
   ``EventsWriter`` (no writer thread per run, unlike ``SummaryWriter``), and the files are
@@ -169,67 +168,120 @@ class LiveCurves:
     self._files.clear()
 
 
+SIGNATURE = ".written.sha256"  # in each folder ``write`` wrote: the hash of its content
+
+
+def _signature(content) -> str:
+  text = json.dumps(content, sort_keys=True, default=str, allow_nan=True)
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _holds(folder: str, content) -> bool:
+  """Whether ``folder`` holds exactly ``content`` as ``write`` last wrote it."""
+  try:
+    with open(os.path.join(folder, SIGNATURE)) as file:
+      return file.read().strip() == _signature(content)
+  except OSError:
+    return False
+
+
+def _clear(folder: str) -> None:
+  """Removes ``folder``'s event files (live or final) and its signature."""
+  if not os.path.isdir(folder):
+    return
+  for name in os.listdir(folder):
+    if name.startswith("events.") or name == SIGNATURE:
+      os.remove(os.path.join(folder, name))
+
+
 def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
   """Writes the experiment's TensorBoard runs (module docstring); returns their folder."""
   from PIL import Image
 
-  tensorboardx = _import_tensorboardx()
+  tensorboardx = _import_tensorboardx()  # before any tensorboardX submodule (no torch)
+  from tensorboardX.proto.event_pb2 import Event, SessionLog
+
   hparams = tensorboardx.summary.hparams
-
-  def SummaryWriter(folder):  # noqa: N802 — tensorboardX's writer, marked as the final write
-    return tensorboardx.SummaryWriter(folder, filename_suffix=FINAL)
-
-  def done(folder):  # written by an earlier write of the same finished run (a rerun)
-    return _has_events(os.path.join(root, folder), FINAL)
-
   root = os.path.join(workdir, FOLDER)
+
+  def rewrite(folder: str, content, fill) -> None:
+    """``fill(writer)`` into ``root/folder`` unless it already holds ``content``."""
+    folder = os.path.join(root, folder)
+    if _holds(folder, content):
+      return
+    _clear(folder)
+    with tensorboardx.SummaryWriter(folder, filename_suffix=FINAL) as writer:
+      # TensorBoard drops what it read of the files just removed ("purge orphaned data").
+      restart = Event(
+        step=0, wall_time=time.time(), session_log=SessionLog(status=SessionLog.START)
+      )
+      writer.file_writer.add_event(restart)
+      fill(writer)
+    files.write_text(os.path.join(folder, SIGNATURE), _signature(content))
+
   mapping = str(results.get("config", {}).get("mapping", ""))
   teacher = results.get("teacher", {})
-  for k, seed in enumerate(teacher.get("seeds", [])):
-    folder = os.path.join(root, teacher_folder(k))
-    if "history" in teacher and not _has_events(folder):  # e.g. a teacher reused from the cache
-      with SummaryWriter(folder) as writer:
-        _add_curves(writer, _curves(teacher["history"], row=k))
-        writer.add_text("teacher", f"seed {seed}, trained on {teacher.get('trained_on', '')}")
+  for k, seed in enumerate(teacher.get("seeds", []) if "history" in teacher else []):
+    curves = _curves(teacher["history"], row=k)
+    text = f"seed {seed}, trained on {teacher.get('trained_on', '')}"
+
+    def fill_teacher(writer, curves=curves, text=text):
+      _add_curves(writer, curves)
+      writer.add_text("teacher", text)
+
+    rewrite(teacher_folder(k), {"curves": curves, "text": text}, fill_teacher)
   vae_history = results.get("phi", {}).get("history")
-  if vae_history and not done("vae"):  # φ_vae's VAE: each metric it logs per epoch
-    with SummaryWriter(os.path.join(root, "vae")) as writer:
+  if vae_history:  # φ_vae's VAE: each metric it logs per epoch
+
+    def fill_vae(writer):
       for metric, values in vae_history.items():
         for epoch, value in enumerate(values, start=1):
           if value is not None and np.isfinite(value):
             writer.add_scalar(f"vae/{metric}", float(value), epoch)
+
+    rewrite("vae", vae_history, fill_vae)
   for label, arm in results.get("arms", {}).items():
     for row, (seed, k) in enumerate(zip(arm["seeds"], arm["teachers"])):
-      if done(student_folder(label, seed, k)):
-        continue
-      folder = os.path.join(root, student_folder(label, seed, k))
-      curves, written_live = _curves(arm, row=row), _has_events(folder)
-      with SummaryWriter(folder) as writer:
-        if not written_live:
-          _add_curves(writer, curves)
-        run_hparams = {
-          "mapping": mapping,
-          "arm": arm["arm"],
-          "lam": float(arm["lam"]),
-          "temperature": float(arm["temperature"]),
-          "seed": int(seed),
-          "teacher": int(k),
-        }
+      curves = _curves(arm, row=row)
+      run_hparams = {
+        "mapping": mapping,
+        "arm": arm["arm"],
+        "lam": float(arm["lam"]),
+        "temperature": float(arm["temperature"]),
+        "seed": int(seed),
+        "teacher": int(k),
+      }
+
+      def fill_student(writer, curves=curves, run_hparams=run_hparams):
+        _add_curves(writer, curves)
         # The session's start and end only, no per-run experiment summary: TensorBoard then
         # builds the experiment from all sessions (which hyper-parameters differ, each one's
         # values) and takes as metrics the runs' own curves, showing the last value of each.
         _, session_start, session_end = hparams(run_hparams, {})
         writer.file_writer.add_summary(session_start)
         writer.file_writer.add_summary(session_end)
-    if not done(os.path.join(_safe(label), "mean")):
-      mean = {m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm}
-      with SummaryWriter(os.path.join(root, _safe(label), "mean")) as writer:
-        _add_curves(writer, _curves(mean))
+
+      content = {"curves": curves, "hparams": run_hparams}
+      rewrite(student_folder(label, seed, k), content, fill_student)
+    mean_curves = _curves({m: _mean_over_runs(arm[m]) for m in SCALARS if m in arm})
+    rewrite(
+      os.path.join(_safe(label), "mean"),
+      mean_curves,
+      lambda writer, curves=mean_curves: _add_curves(writer, curves),
+    )
   pictures = [p for p in figure_paths if os.path.exists(p)]
-  if pictures and not done("figures"):
-    with SummaryWriter(os.path.join(root, "figures")) as writer:
-      for path in pictures:
-        with Image.open(path) as image:
-          pixels = np.asarray(image.convert("RGB"))
-        writer.add_image(os.path.splitext(os.path.basename(path))[0], pixels, 0, dataformats="HWC")
+  if pictures:
+    images = {}
+    for path in pictures:
+      with Image.open(path) as image:
+        images[os.path.splitext(os.path.basename(path))[0]] = np.asarray(image.convert("RGB"))
+    digests = {
+      name: hashlib.sha256(pixels.tobytes()).hexdigest() for name, pixels in images.items()
+    }
+
+    def fill_figures(writer):
+      for name, pixels in images.items():
+        writer.add_image(name, pixels, 0, dataformats="HWC")
+
+    rewrite("figures", digests, fill_figures)
   return root

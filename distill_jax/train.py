@@ -153,6 +153,7 @@ def fit(
   own = functools.partial(_block, placement=placement)  # this process's runs of a padded tree
   init_keys, keys = epochs_lib.split_run_keys(run_keys)  # each run's keys are its own
   hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+  run_settings = _run_settings(hparams)
   keys, hparams = parallel.put_runs(own((keys, hparams)), mesh)
   context = parallel.put_replicated(context, mesh)
   num_examples = parallel.num_rows(train_data)
@@ -182,7 +183,7 @@ def fit(
     states = _epoch_loop(
       name, run_epoch, states, history, range(start_epoch, epochs), eval_every=eval_every,
       checkpointer=checkpointer, checkpoint_every=checkpoint_every, on_epoch=on_epoch,
-      real_runs=real_runs,
+      real_runs=real_runs, run_settings=run_settings,
     )  # fmt: skip
   except BaseException:  # an error or Ctrl-C: finish writing the epochs already saved
     if checkpointer is not None:
@@ -266,36 +267,71 @@ def _epoch_loop(
   checkpoint_every: int,
   on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
   real_runs: Callable[[Any], Any],
+  run_settings: Callable[[list[int]], str],
 ) -> TrainState:
   """Runs ``run_epoch(states, epoch, evaluate)`` for the epochs of ``epoch_range``: NaN guard,
   ``history`` (filled in place), ``on_epoch``, checkpoints. Returns the final states."""
   epochs = epoch_range.stop
-  for epoch in epoch_range:
-    evaluate = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
-    states, metrics = run_epoch(states, epoch, evaluate)
-    metrics = real_runs(metrics)
-    _check_finite(name, metrics["train_loss"], epoch, checkpointer)
-    for metric, values in metrics.items():
-      row = history.setdefault(metric, np.full((len(values), epochs), np.nan, np.float32))
-      row[:, epoch] = values
-    if on_epoch is not None:
-      on_epoch(epoch + 1, metrics)
-    done = epoch + 1
-    if checkpointer is not None and (done % checkpoint_every == 0 or done == epochs):
-      history_so_far = {m: history_to_json(h[:, :done]) for m, h in history.items()}
-      checkpointer.save(done, real_runs(states), {"epoch": done, "history": history_so_far})
+  epoch = epoch_range.start
+  try:
+    for epoch in epoch_range:
+      evaluate = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+      states, metrics = run_epoch(states, epoch, evaluate)
+      metrics = real_runs(metrics)
+      _check_finite(name, metrics, epoch, checkpointer, run_settings)
+      for metric, values in metrics.items():
+        row = history.setdefault(metric, np.full((len(values), epochs), np.nan, np.float32))
+        row[:, epoch] = values
+      if on_epoch is not None:
+        on_epoch(epoch + 1, metrics)
+      done = epoch + 1
+      if checkpointer is not None and (done % checkpoint_every == 0 or done == epochs):
+        history_so_far = {m: history_to_json(h[:, :done]) for m, h in history.items()}
+        checkpointer.save(done, real_runs(states), {"epoch": done, "history": history_so_far})
+  except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: say where (the command line prints it)
+    saved = checkpointer.latest_epoch() if checkpointer is not None else None
+    kept = "nothing saved yet" if saved is None else f"epoch {saved} saved"
+    interrupt.add_note(f"{name} epoch {epoch + 1}/{epochs} ({kept})")
+    raise
   if checkpointer is not None:
     checkpointer.wait()
   return states
 
 
+def _run_settings(hparams: Mapping[str, np.ndarray]) -> Callable[[list[int]], str]:
+  """``describe(runs)``: the runs and their hyper-parameters, for errors (e.g. "runs [3, 7]
+  (lam=2, temperature=8)"); at most a few settings are listed."""
+
+  def describe(runs: list[int]) -> str:
+    shown = ", ".join(map(str, runs[:8])) + (", …" if len(runs) > 8 else "")
+    settings = sorted(
+      {
+        ", ".join(f"{key}={float(values[run]):g}" for key, values in sorted(hparams.items()))
+        for run in runs
+      }
+    )
+    where = f"runs [{shown}]"
+    if settings and settings != [""]:
+      extra = "; ".join(settings[:4]) + ("; …" if len(settings) > 4 else "")
+      where += f" ({extra})"
+    return where
+
+  return describe
+
+
 def _check_finite(
-  name: str, train_loss: np.ndarray, epoch: int, checkpointer: Checkpointer | None
+  name: str,
+  metrics: dict[str, np.ndarray],
+  epoch: int,
+  checkpointer: Checkpointer | None,
+  run_settings: Callable[[list[int]], str],
 ) -> None:
-  """The NaN guard: raises FloatingPointError if a run's training loss is NaN or infinite."""
-  if np.all(np.isfinite(train_loss)):
+  """The NaN guard: raises FloatingPointError naming the runs, their hyper-parameters and the
+  metric if any run's training loss or evaluated test metric is NaN or infinite."""
+  bad_metrics = [m for m, values in metrics.items() if not np.all(np.isfinite(values))]
+  if not bad_metrics:
     return
-  bad = np.flatnonzero(~np.isfinite(train_loss)).tolist()
+  bad = sorted({int(r) for m in bad_metrics for r in np.flatnonzero(~np.isfinite(metrics[m]))})
   kept = checkpointer.latest_epoch() if checkpointer is not None else None
   kept_text = (
     "no checkpoint was saved"
@@ -303,9 +339,9 @@ def _check_finite(
     else f"the last checkpoint, epoch {kept}, is kept (resuming restarts from it)"
   )
   raise FloatingPointError(
-    f"{name}: the training loss became NaN/inf at epoch {epoch + 1} for runs {bad}; "
-    f"lower the learning rate or the temperature, or check the inputs for NaN; "
-    f"{kept_text}."
+    f"{name}: {' and '.join(bad_metrics)} became NaN/inf at epoch {epoch + 1} for "
+    f"{run_settings(bad)}; lower the learning rate (or the temperature / λ), or check the "
+    f"inputs for NaN; {kept_text}."
   )
 
 

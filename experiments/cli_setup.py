@@ -1,14 +1,26 @@
-"""What both command lines (``distill``, ``reproduce``) set up before any work."""
+"""What both command lines (``distill``, ``reproduce``) set up before any work, and how they
+report what ends a run (``run_reported``)."""
 
 from __future__ import annotations
 
+import glob
 import os
+import signal
+import sys
 import threading
+from typing import Callable, Sequence, TypeVar
 
 import jax
 from absl import logging
 
+from distill_jax import checkpoints
+from distill_jax import data as data_lib
+from distill_jax import files
+from distill_jax import locks
 from distill_jax import logs
+from distill_jax import parallel
+
+T = TypeVar("T")
 
 
 def setup() -> None:
@@ -37,3 +49,77 @@ def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:
     args.exc_type.__name__,
     str(args.exc_value).splitlines()[0] if str(args.exc_value) else "",
   )
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that open
+  checkpoints, locks and files are closed on the way out."""
+
+
+def _raise_terminated(signum, frame) -> None:
+  del signum, frame
+  raise Terminated()
+
+
+# What a run can fail with that the user can mend: reported as one ``error:`` line.
+_USER_ERRORS = (
+  data_lib.DataError,
+  ValueError,
+  FloatingPointError,
+  locks.LockTimeout,
+  parallel.BarrierTimeout,
+  checkpoints.CorruptCheckpointError,
+)
+
+
+def saved_anything(folders: Sequence[str | None]) -> bool:
+  """Whether any checkpoint was saved under ``folders`` (``<folder>/<kind>/<key>/manifests``,
+  or one level deeper for a reproduction's experiments and cache)."""
+  for folder in filter(None, folders):
+    for depth in ("*/*", "*/*/*"):
+      if glob.glob(os.path.join(folder, depth, "manifests", "*.json")):
+        return True
+  return False
+
+
+def run_reported(work: Callable[[], T], *, folders: Sequence[str | None]) -> T:
+  """``work()`` as a command line runs it: SIGTERM raises ``Terminated``; an interruption
+  (Ctrl-C, SIGTERM) ends with one line saying what was interrupted and what is kept, exit 130 /
+  143; a user's error (bad data or value, NaN loss, a lock held too long, a full disk, ...)
+  with one ``error:`` line, exit 1. ``folders``: where checkpoints are kept (the workdir, the
+  cache folder), to say "finished work is kept" only when something was saved."""
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
+  try:
+    return work()
+  except KeyboardInterrupt as interrupt:
+    terminated = isinstance(interrupt, Terminated)
+    where = "; ".join(getattr(interrupt, "__notes__", ()))
+    kept = (
+      "finished work is kept (checkpoints): run the same command again to resume"
+      if saved_anything(folders)
+      else "nothing was saved yet: the same command starts again"
+    )
+    print(
+      f"interrupted by {'SIGTERM' if terminated else 'Ctrl-C (SIGINT)'}"
+      f"{f' during {where}' if where else ''}; {kept}.",
+      file=sys.stderr,
+      flush=True,
+    )
+    raise SystemExit(143 if terminated else 130) from None
+  except _USER_ERRORS as error:
+    logging.error("%s", error)
+    raise SystemExit(f"error: {error}") from None
+  except OSError as error:  # disk full, permissions, a file where a folder should be, ...
+    logging.error("%s", error)
+    kept = (
+      " Finished work is kept (checkpoints): rerun to resume." if saved_anything(folders) else ""
+    )
+    raise SystemExit(f"error: {files.describe(error)}.{kept}") from None
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def usage_error(message: str) -> str:
+  """A command-line mistake as one line and a pointer to the help (absl's ``UsageError``
+  would print the whole help text before the message)."""
+  return f"error: {message.rstrip('.')}. Run with --helpshort for the flags."

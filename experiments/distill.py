@@ -21,16 +21,11 @@ launch.start_early(sys.argv, "experiments.distill")
 
 from absl import app  # the other processes import while this one does
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-from distill_jax import checkpoints
 from distill_jax import data as data_lib
 from distill_jax import experiment
-from distill_jax import files
-from distill_jax import locks
 from distill_jax import maps
-from distill_jax import parallel
 from distill_jax import validation
 from experiments import cli_setup
 from experiments import config_help
@@ -185,7 +180,9 @@ def _floats(name: str, values: list[str]) -> tuple[float, ...]:
   try:
     return tuple(float(v) for v in values)
   except ValueError:
-    raise app.UsageError(f"--{name} takes numbers separated by commas, got {','.join(values)!r}.")
+    raise SystemExit(
+      cli_setup.usage_error(f"--{name} takes numbers separated by commas, got {','.join(values)!r}")
+    ) from None
 
 
 def _config_from_flags():
@@ -217,7 +214,7 @@ def _config_from_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise SystemExit(cli_setup.usage_error(f"unexpected arguments: {' '.join(argv[1:])}"))
   if _LIST_CONFIG.value:  # before any process is launched or any work done
     print(config_help.describe(_config_from_flags()))
     return
@@ -232,28 +229,13 @@ def main(argv):
   tfds_dir = _TFDS_DIR.value or os.environ.get(
     "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")
   )
-  try:
-    experiment.run_experiment(
-      config,
-      workdir,
-      data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
-      tfds_dir=tfds_dir,
-      cache_dir=_CACHE_DIR.value,
-    )
-  except (
-    data_lib.DataError,
-    ValueError,
-    locks.LockTimeout,
-    parallel.BarrierTimeout,
-    checkpoints.CorruptCheckpointError,
-  ) as error:
-    logging.error("%s", error)
-    raise SystemExit(f"error: {error}") from None
-  except OSError as error:  # disk full, permissions, a file where a folder should be, ...
-    logging.error("%s", error)
-    raise SystemExit(
-      f"error: {files.describe(error)}. Finished work is kept (checkpoints): rerun to resume."
-    ) from None
+  data_dir = data_lib.resolve_data_dir(_DATA_DIR.value)
+  cli_setup.run_reported(
+    lambda: experiment.run_experiment(
+      config, workdir, data_dir=data_dir, tfds_dir=tfds_dir, cache_dir=_CACHE_DIR.value
+    ),
+    folders=(workdir, _CACHE_DIR.value),
+  )
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

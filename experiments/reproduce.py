@@ -33,11 +33,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from distill_jax import checkpoints
 from distill_jax import data as data_lib
 from distill_jax import experiment
 from distill_jax import files
-from distill_jax import locks
 from distill_jax import parallel
 from distill_jax import report
 from distill_jax import validation
@@ -260,33 +258,20 @@ def markdown(reproduction: dict) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise SystemExit(cli_setup.usage_error(f"unexpected arguments: {' '.join(argv[1:])}"))
   launch.launch_or_join("experiments.reproduce")
   cli_setup.setup()
   tfds_dir = _TFDS_DIR.value or os.environ.get(
     "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets")
   )
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  try:
-    run_all(
-      _ONLY.value,
-      workdir=_WORKDIR.value,
-      data_dir=data_lib.resolve_data_dir(_DATA_DIR.value),
-      tfds_dir=tfds_dir,
-      quick=_QUICK.value,
-    )
-  except (
-    ValueError,
-    data_lib.DataError,
-    locks.LockTimeout,
-    parallel.BarrierTimeout,
-    checkpoints.CorruptCheckpointError,
-  ) as error:
-    raise SystemExit(f"error: {error}") from None
-  except OSError as error:  # disk full, permissions, a file where a folder should be, ...
-    raise SystemExit(
-      f"error: {files.describe(error)}. Finished work is kept (checkpoints): rerun to resume."
-    ) from None
+  data_dir = data_lib.resolve_data_dir(_DATA_DIR.value)
+  cli_setup.run_reported(
+    lambda: run_all(
+      _ONLY.value, workdir=_WORKDIR.value, data_dir=data_dir, tfds_dir=tfds_dir, quick=_QUICK.value
+    ),
+    folders=(_WORKDIR.value,),
+  )
   logging.info("report: %s", os.path.join(_WORKDIR.value, "REPORT.md"))
 
 

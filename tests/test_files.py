@@ -70,3 +70,15 @@ def test_only_whole_file_modes():
   with pytest.raises(ValueError, match="mode 'w' or 'wb'"):
     with files.atomic_write("x", "a"):
       pass
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_permissions_the_umask_allows(tmp_path, umask, mode):
+  previous = os.umask(umask)
+  try:
+    files.write_text(tmp_path / "results.md", "shared")
+    files.write_json(tmp_path / "results.json", {"a": 1})
+  finally:
+    os.umask(previous)
+  for name in ("results.md", "results.json"):
+    assert os.stat(tmp_path / name).st_mode & 0o777 == mode

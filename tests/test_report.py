@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from distill_jax import effects
 from distill_jax import report
@@ -119,3 +120,46 @@ def test_same_test_set_is_not_scored_twice():
   assert "φ keeps the class: the teachers score the same on φ(target test)" in table
   results["phi"]["teacher_on_phi_target_test_accuracy"] = [0.8]  # another draw (noise)
   assert "φ keeps the class: the teachers on φ(target test)" in report.markdown_table(results)
+
+
+def test_results_json_is_strict_json_with_non_finite_values_named(tmp_path):
+  results = _results()
+  results["teacher"]["test_cross_entropy_std"] = float("inf")
+  results["arms"]["no_teacher"]["final"]["test_cross_entropy"]["mean"] = np.float32("nan")
+  report.write(results, str(tmp_path))
+  text = (tmp_path / "results.json").read_text()
+  loaded = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in results.json"))
+  assert loaded["teacher"]["test_cross_entropy_std"] is None
+  assert sorted(loaded["non_finite"]) == [
+    "arms/no_teacher/final/test_cross_entropy/mean",
+    "teacher/test_cross_entropy_std",
+  ]
+
+
+def test_diverged_runs_are_flagged_in_results_md(tmp_path):
+  history = {
+    m: np.full((3, 2), 0.5, np.float32)
+    for m in ("train_loss", "test_accuracy", "test_cross_entropy")
+  }
+  history["test_cross_entropy"][1:, -1] = [5e7, 1e31]  # two of three runs blew up
+  grid = [Run(1.0, 1.0, seed, 0) for seed in range(3)]
+  arms = report.group_runs("teacher_phi", grid, history, 1.0)
+  diverged = report.diverged_runs(arms, num_classes=10)
+  assert diverged == [
+    {
+      "label": "teacher_phi",
+      "runs": 2,
+      "of": 3,
+      "worst": pytest.approx(1e31, rel=1e-6),
+      "limit": pytest.approx(10 * np.log(10)),
+    }
+  ]
+  assert report.diverged_runs(_results()["arms"], num_classes=10) == []  # 0.0 … 1.1: fine
+  results = _results()
+  results["diverged"] = diverged
+  report.write(results, str(tmp_path))
+  table = (tmp_path / "results.md").read_text()
+  assert (
+    "**Diverged**: teacher_phi: 2 of 3 runs end with a test cross-entropy above 10·ln C" in table
+  )
+  assert "lower the learning rate" in table

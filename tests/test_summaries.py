@@ -105,14 +105,48 @@ def test_live_curves_then_write_give_each_point_once_and_a_rerun_adds_nothing(tm
 
   summaries.write(results, str(tmp_path))
   board = tmp_path / "tensorboard"
-  files = sorted(str(p) for p in board.rglob("events.*"))
+  files = {str(p): p.stat().st_mtime_ns for p in board.rglob("events.*")}
   _, scalars = _scalars(board / folders[1])
-  assert [s for s, _ in scalars["test/accuracy"]] == [1, 2, 3]  # written once, live
+  assert [s for s, _ in scalars["test/accuracy"]] == [1, 2, 3]  # each epoch once
   accumulator = event_accumulator.EventAccumulator(str(board / folders[1]))
   accumulator.Reload()
   assert "_hparams_/session_start_info" in accumulator.PluginTagToContent("hparams")  # added
   summaries.write(results, str(tmp_path))  # a rerun of the finished experiment
-  assert sorted(str(p) for p in board.rglob("events.*")) == files
+  assert {str(p): p.stat().st_mtime_ns for p in board.rglob("events.*")} == files
+
+
+def _hparam_lam(folder):
+  accumulator = event_accumulator.EventAccumulator(str(folder))
+  accumulator.Reload()
+  start = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  data = plugin_data_pb2.HParamsPluginData.FromString(start)
+  return data.session_start_info.hparams["lam"].number_value
+
+
+def test_a_rerun_with_other_results_rewrites_what_differs(tmp_path):
+  """The same workdir rerun with λ = 2: the runs' curves, HParams and the arm's mean are the
+  new run's, not the first one's; what did not change is not rewritten."""
+  first = _results()
+  summaries.write(first, str(tmp_path))
+  board = tmp_path / "tensorboard"
+  run = board / "teacher_phi_lam=1,T=2_" / "t0_s0"
+  teacher_files = {str(p): p.stat().st_mtime_ns for p in (board / "teacher").rglob("events.*")}
+  assert _hparam_lam(run) == 1.0
+  second = _results()
+  arm = second["arms"]["teacher_phi[lam=1,T=2]"]
+  arm["lam"] = 2.0
+  arm["test_accuracy"] = [[0.5, 0.6, 0.7]] * 4
+  summaries.write(second, str(tmp_path))
+  assert _hparam_lam(run) == 2.0
+  _, scalars = _scalars(run)
+  assert [v for _, v in scalars["test/accuracy"]] == pytest.approx([0.5, 0.6, 0.7])
+  _, mean = _scalars(board / "teacher_phi_lam=1,T=2_" / "mean")
+  assert [v for _, v in mean["test/accuracy"]] == pytest.approx([0.5, 0.6, 0.7])
+  assert len(list(run.glob("events.*"))) == 1  # the first run's file is gone
+  unchanged = {str(p): p.stat().st_mtime_ns for p in (board / "teacher").rglob("events.*")}
+  assert unchanged == teacher_files
 
 
 def test_live_curves_write_nothing_when_disabled(tmp_path):

@@ -134,7 +134,10 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path):
 
 
 def test_nan_loss_raises_clear_error():
-  with pytest.raises(FloatingPointError, match="NaN/inf at epoch 1.*lower the learning rate"):
+  with pytest.raises(
+    FloatingPointError,
+    match=r"train_loss.*NaN/inf at epoch 1 for runs \[1\] \(scale=nan\); lower the learning rate",
+  ):
     _fit(hparams={"scale": np.array([1.0, np.nan])}, epochs=2)
 
 
