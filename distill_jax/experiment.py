@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -30,6 +31,7 @@ from distill_jax import data as data_lib
 from distill_jax import effects as effects_lib
 from distill_jax import files
 from distill_jax import fingerprints
+from distill_jax import locks
 from distill_jax import maps
 from distill_jax import parallel
 from distill_jax import report
@@ -55,6 +57,64 @@ def run_experiment(
   cache_dir = cache_dir or workdir
   for what, folder in (("workdir", workdir), ("cache_dir", cache_dir), ("tfds_dir", tfds_dir)):
     files.ensure_writable_folder(folder, what)
+  with _outputs_of_one_run(workdir):
+    return _run(config, workdir, data_dir=data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir)
+
+
+FAILED = "FAILED.txt"  # in a workdir whose latest run did not finish: what stopped it
+
+
+@contextlib.contextmanager
+def _outputs_of_one_run(workdir: str):
+  """The workdir's outputs for one run at a time: its lock is held for the run (another
+  experiment in the same workdir waits, so results.json, results.md, the figures and
+  TensorBoard never mix two configs). A run that fails or is interrupted leaves ``FAILED.txt``
+  saying so and whether the results files there are an earlier run's; a run that finishes
+  removes it."""
+  if not parallel.is_primary():  # process 0 writes the outputs
+    yield
+    return
+  lock_path = os.path.join(workdir, ".locks", "outputs.lock")
+  with locks.hold(workdir, what="workdir", lock_path=lock_path):
+    try:
+      yield
+    except BaseException as error:
+      _mark_failed(workdir, error)
+      raise
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(os.path.join(workdir, FAILED))
+
+
+def _mark_failed(workdir: str, error: BaseException) -> None:
+  what = str(error).splitlines()[0] if str(error) else ""
+  if isinstance(error, KeyboardInterrupt):
+    what = "interrupted (Ctrl-C or SIGTERM)"
+  results = os.path.join(workdir, "results.json")
+  earlier = "No results were written."
+  if os.path.exists(results):
+    written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(results)))
+    earlier = (
+      "results.json, results.md, the figures and tensorboard/ here are from an earlier run "
+      f"(results.json written {written}), not from this one."
+    )
+  text = (
+    f"The latest run in this workdir did not finish ({time.strftime('%Y-%m-%d %H:%M:%S')}): "
+    f"{type(error).__name__}: {what}\n{earlier}\nFinished work (checkpoints) is kept: "
+    "rerun the command to resume; this file is removed when a run finishes.\n"
+  )
+  with contextlib.suppress(OSError):  # e.g. the disk is full: the error itself says enough
+    files.write_text(os.path.join(workdir, FAILED), text)
+
+
+def _run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  data_dir: str | None,
+  tfds_dir: str,
+  cache_dir: str,
+) -> dict:
+  """``run_experiment`` once the config is checked and the workdir is this run's."""
   started = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(config.num_devices, config.get("devices_per_run", 1))

@@ -20,7 +20,8 @@ from distill_jax import files
 _CHUNK = 1 << 20
 
 
-def _sha256(path: str) -> str:
+def sha256(path: str) -> str:
+  """The sha256 hex digest of a file's bytes."""
   digest = hashlib.sha256()
   with open(path, "rb") as file:
     for block in iter(lambda: file.read(_CHUNK), b""):
@@ -44,7 +45,7 @@ def write_manifest(target: str, manifest: str) -> None:
   """Records every file of ``target`` (size and sha256) in ``manifest``, atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(manifest)), exist_ok=True)
   entries = {
-    relative: {"size": os.path.getsize(path), "sha256": _sha256(path)}
+    relative: {"size": os.path.getsize(path), "sha256": sha256(path)}
     for relative, path in sorted(_listing(target).items())
   }
   files.write_json(manifest, {"target": os.path.basename(target), "files": entries}, indent=1)
@@ -70,7 +71,7 @@ def problem(target: str, manifest: str) -> str | None:
     path = found[relative]
     if os.path.getsize(path) != entry["size"]:
       return f"file {relative} has {os.path.getsize(path)} bytes, {entry['size']} were written"
-    if _sha256(path) != entry["sha256"]:
+    if sha256(path) != entry["sha256"]:
       return f"file {relative} does not match its checksum"
   return None
 

@@ -28,6 +28,7 @@ def validate_config(config) -> None:
   checks that need them run then, in ``check_loaded`` (still before any training)."""
   family = maps.family_for(config.mapping)  # unknown mapping: the valid names
   _check_datasets(config)
+  _check_max_sizes(config)
   _check_grid(config)
   for part in ("teacher", "student"):
     _check_training(config[part], part)
@@ -47,6 +48,17 @@ def validate_config(config) -> None:
     source_big=split_sizes(config, config.source_dataset)["big"],
     target_small=split_sizes(config, config.target_dataset)["small"],
   )
+
+
+def _check_max_sizes(config) -> None:
+  """``data.max_big / max_small / max_test``: None (the whole split) or a size >= 1."""
+  for field in ("max_big", "max_small", "max_test"):
+    value = config.data.get(field)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+      raise ValueError(
+        f"data.{field} = {value!r}: give a number of examples >= 1 (a seeded subset of the "
+        f"split), or leave it unset for the whole split (--config.data.{field}=N)."
+      )
 
 
 def check_loaded(config, source: dict, target: dict) -> None:

@@ -99,6 +99,15 @@ def _flat_fields(tree: dict, prefix: str = "") -> set[str]:
   return fields
 
 
+def _no_get_config_message(argv: list[str]) -> str:
+  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  return (
+    f"--config={files[-1] if files else '(default)'}: this config file has no get_config(); "
+    "define get_config() returning an ml_collections.ConfigDict (e.g. extend "
+    "experiments/configs/default.get_config())."
+  )
+
+
 def _config_file_message(argv: list[str], error: OSError) -> str:
   files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
   path = files[-1] if files else "(default)"
@@ -244,6 +253,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as error:
+    if "has no attribute 'get_config'" in str(error):
+      raise SystemExit(f"error: {_no_get_config_message(argv)}") from None
     raise SystemExit(f"error: {_unknown_field_message(argv) or error}") from None
   except (OSError, SyntaxError) as error:
     raise SystemExit(f"error: {_config_file_message(argv, error)}") from None

@@ -589,3 +589,35 @@ def test_local_preparation_prints_no_download_line_and_no_progress_bars(tmp_path
   assert "examples/s" not in out + err and "\r" not in out + err  # no tqdm bars
   assert "tfds distill_fashion_mnist: preparing" in caplog.text
   assert "tfds distill_fashion_mnist: prepared in" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "imagenette"])
+def test_offline_without_data_dir_fails_in_seconds_naming_data_dir(name, tmp_path, monkeypatch):
+  import socket
+
+  def unreachable(address, timeout=None):
+    raise OSError(101, "Network is unreachable")
+
+  monkeypatch.setattr(socket, "create_connection", unreachable)
+  started = time.perf_counter()
+  with pytest.raises(
+    DataError, match=r"cannot be reached to download it .*--data_dir=<folder> or \$DISTILL_DATA_DIR"
+  ):
+    loading.load(name, data_dir=None, tfds_dir=str(tmp_path))
+  assert time.perf_counter() - started < 10
+
+
+def test_raw_files_changed_after_preparing_are_noticed(tmp_path, caplog):
+  """The prepared copy records the raw files it came from: other files under the same names
+  (same sizes, another content) make it prepare again instead of reading the old copy."""
+  root, tfds_dir = tmp_path / "raw", tmp_path / "tfds"
+  make_tiny_dataset(root / "mnist", seed=1)
+  first = load_splits("mnist", data_dir=str(root), tfds_dir=str(tfds_dir), splits=("test",))
+  unchanged = load_splits("mnist", data_dir=str(root), tfds_dir=str(tfds_dir), splits=("test",))
+  np.testing.assert_array_equal(unchanged["test"][0], first["test"][0])
+  assert not any("out of date" in record.getMessage() for record in caplog.records)
+  written = make_tiny_dataset(root / "mnist", seed=5)  # same files, other pixels and labels
+  again = load_splits("mnist", data_dir=str(root), tfds_dir=str(tfds_dir), splits=("test",))
+  np.testing.assert_array_equal(again["test"][1], written["test"][1])
+  assert not np.array_equal(again["test"][0], first["test"][0])
+  assert any("is out of date (the raw file" in record.getMessage() for record in caplog.records)

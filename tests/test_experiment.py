@@ -163,7 +163,7 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("conv", lambda c: setattr(c.maps.conv, "size", 3), "config.maps.conv"),
     ("style", lambda c: setattr(c, "target_dataset", "fashion_mnist"), "Imagenette experiments"),
     ("style", lambda c: setattr(c.style, "pool", "min"), "style.pool"),
-    # Derived values (issue 14): checked before any data is read or any model trained.
+    # Derived values: checked before any data is read or any model trained.
     ("conv", lambda c: setattr(c.student, "batch_size", 5000), "Small has 200 examples"),
     ("conv", lambda c: setattr(c.teacher, "batch_size", 2001), "Big has 2,000 examples"),
     (
@@ -172,6 +172,9 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
       "across 2 devices per run",
     ),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", 20), "nothing is left"),
+    ("conv", lambda c: setattr(c.data, "max_small", -5), r"data.max_small = -5: give a number"),
+    ("conv", lambda c: setattr(c.data, "max_small", 0), r"max_small = 0.*leave it unset"),
+    ("conv", lambda c: setattr(c.data, "max_test", 0), r"data.max_test = 0"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", -1), "dilation must be an int >= 1"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", 0), "dilation must be an int >= 1"),
     ("conv", lambda c: setattr(c, "lams", (float("inf"),)), "lam must be finite"),
@@ -226,6 +229,8 @@ def _cli(*args, timeout=120, **env_vars):
     (["--config.num_seeds=2"], "no field 'num_seeds' (did you mean --config.seeds"),
     (["--config.teacher.epoch=3"], "did you mean --config.teacher.epochs"),
     (["--config=experiments/configs/nope.py"], "nope.py: no such config file"),
+    (["--config=nope.py", "--config.seeds=2"], "nope.py: no such config file"),
+    (["--config=tests/test_experiment.py"], "this config file has no get_config()"),
     # --mapping=vae runs configs/vae.py (its vae section exists and is checked) ...
     (["--mapping=vae", "--config.vae.epochs=0"], "vae: latent_dim, epochs"),
     # ... while the fixed maps' default.py has no vae section.
@@ -249,6 +254,9 @@ def test_cli_rejects_bad_flags(args, match):
     (["--mapping=conv", "--num_processes=0"], "--num_processes must be >= 1"),
     (["--mapping=conv", "--num_processes=2", "--distributed"], "give one of them"),
     (["--mapping=conv", "--distributed"], "no jax.distributed job found to join"),
+    (["--mapping=conv", "--lam=1,,2"], "--lam takes numbers separated by commas, got '1,,2'"),
+    (["--mapping=conv", "stray"], "unexpected arguments: stray. Run with --helpshort"),
+    (["--mapping=conv", "--config.data.max_small=-5"], "data.max_small = -5: give a number"),
   ],
 )
 def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):

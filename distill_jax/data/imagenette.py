@@ -188,6 +188,7 @@ class DistillImagenette(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BASE_URL = URL  # where it downloads from (``tfds_io.check_reachable``)
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     f"Optional: extract {URL} and put its train/ and val/ folders (or the imagenette2/ folder) "
     "in the manual folder; they are then read in place and nothing is downloaded."

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 
 import jax
@@ -22,7 +25,9 @@ from tensorflow_datasets.core import shuffle as tfds_shuffle
 from tensorflow_datasets.core.utils import tqdm_utils
 from tensorflow_datasets.proto import tf_example_pb2
 
+from distill_jax import files
 from distill_jax import integrity
+from distill_jax.data.errors import DataError
 from distill_jax import locks
 from distill_jax import parallel
 
@@ -89,6 +94,7 @@ def _prepare_once(
   root = os.fspath(builder.data_dir_root)
   relative = os.path.relpath(os.fspath(builder.data_dir), root)
   manifest = os.path.join(root, ".manifests", relative + ".json")
+  raw_record = os.path.join(root, ".manifests", relative + ".raw.json")  # what it came from
   lock_path = os.path.join(root, ".locks", relative + ".lock")
   with locks.hold(builder.data_dir, what=f"tfds {builder.name}", lock_path=lock_path):
     if not seen_prepared and _is_prepared(builder):  # another process prepared it meanwhile
@@ -96,20 +102,29 @@ def _prepare_once(
     if seen_prepared:
       if not os.path.exists(manifest):  # prepared before manifests existed: trust it once
         integrity.write_manifest(os.fspath(builder.data_dir), manifest)
+        _record_raw_files(download_config, raw_record)
         return builder
       problem = integrity.problem(os.fspath(builder.data_dir), manifest)
+      state = "is damaged"
       if problem is None:
+        problem, state = _raw_files_changed(download_config, raw_record), "is out of date"
+      if problem is None:
+        if not os.path.exists(raw_record):  # prepared before raw records existed: trust it once
+          _record_raw_files(download_config, raw_record)
         return builder
       moved = integrity.set_aside(os.fspath(builder.data_dir))
       logging.warning(
-        "tfds %s: %s is damaged (%s); set aside as %s, preparing it again.",
+        "tfds %s: %s %s (%s); set aside as %s, preparing it again.",
         builder.name,
         builder.data_dir,
+        state,
         problem,
         moved,
       )
       builder = make_builder()
     local = download_config is None or bool(getattr(download_config, "manual_dir", None))
+    if not local:
+      check_reachable(builder)
     source = "local files" if local else "the official URLs"
     logging.info("tfds %s: preparing %s from %s ...", builder.name, builder.data_dir, source)
     started = time.perf_counter()
@@ -120,8 +135,84 @@ def _prepare_once(
         download_config=download_config,
       )
     integrity.write_manifest(os.fspath(builder.data_dir), manifest)
+    _record_raw_files(download_config, raw_record)
     logging.info("tfds %s: prepared in %.1f s", builder.name, time.perf_counter() - started)
   return builder
+
+
+def _raw_listing(folder: str) -> dict[str, dict]:
+  """{path relative to ``folder``: {size, mtime_ns}} of every file under it."""
+  listing = {}
+  for parent, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(parent, name)
+      stat = os.stat(path)
+      listing[os.path.relpath(path, folder)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+  return listing
+
+
+def _manual_dir(download_config) -> str | None:
+  folder = getattr(download_config, "manual_dir", None)
+  return os.fspath(folder) if folder else None
+
+
+def _record_raw_files(download_config, record: str) -> None:
+  """Records the raw (manual folder) files a dataset is prepared from: size, mtime, sha256."""
+  folder = _manual_dir(download_config)
+  if folder is None:  # downloaded: tfds checks the downloads against its own checksums
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(record)
+    return
+  listing = _raw_listing(folder)
+  for relative, entry in listing.items():
+    entry["sha256"] = integrity.sha256(os.path.join(folder, relative))
+  files.write_json(record, {"folder": folder, "files": listing}, indent=1)
+
+
+def _raw_files_changed(download_config, record: str) -> str | None:
+  """What changed in the raw files since the dataset was prepared from them, or None.
+
+  Files whose size and mtime match the record are taken as unchanged (no reading); the others
+  are hashed. A dataset prepared by download, or read with no manual folder now, is not
+  compared."""
+  folder = _manual_dir(download_config)
+  if folder is None or not os.path.exists(record):
+    return None
+  try:
+    with open(record) as file:
+      recorded = json.load(file)["files"]
+  except (OSError, ValueError, KeyError):
+    return f"its record of the raw files, {record}, is unreadable"
+  listing = _raw_listing(folder)
+  for relative in sorted(set(recorded) ^ set(listing)):
+    state = "is new" if relative in listing else "is missing"
+    return f"the raw file {os.path.join(folder, relative)} {state} since it was prepared"
+  for relative, entry in sorted(listing.items()):
+    old = recorded[relative]
+    if (entry["size"], entry["mtime_ns"]) == (old["size"], old["mtime_ns"]):
+      continue
+    if integrity.sha256(os.path.join(folder, relative)) != old["sha256"]:
+      return f"the raw file {os.path.join(folder, relative)} changed since it was prepared"
+  return None
+
+
+def check_reachable(builder: tfds.core.DatasetBuilder, timeout: float = 5.0) -> None:
+  """A DataError within seconds, naming ``data_dir``, when the host the builder downloads from
+  (its ``BASE_URL``) cannot be reached (offline), instead of tfds's minutes of retries ending
+  in a raw network error."""
+  url = urllib.parse.urlsplit(getattr(builder, "BASE_URL", "") or "")
+  if not url.hostname:
+    return
+  port = url.port or (443 if url.scheme == "https" else 80)
+  try:
+    socket.create_connection((url.hostname, port), timeout=timeout).close()
+  except OSError as error:
+    raise DataError(
+      f"{builder.name}: no local copy was given and {url.hostname} cannot be reached to "
+      f"download it ({error}). Offline? Pass the folder holding mnist/, fashion_mnist/ and "
+      "imagenette/ (the official files) as data_dir: --data_dir=<folder> or "
+      "$DISTILL_DATA_DIR (e.g. ../shared/data)."
+    ) from None
 
 
 @contextlib.contextmanager
