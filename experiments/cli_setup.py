@@ -4,6 +4,7 @@ report what ends a run (``run_reported``)."""
 from __future__ import annotations
 
 import glob
+import logging as std_logging
 import os
 import signal
 import sys
@@ -30,12 +31,24 @@ def setup() -> None:
   if jax.process_index() != 0:  # several processes: process 0 reports, the others only fail
     logging.set_verbosity(logging.WARNING)
   threading.excepthook = _one_line_thread_error
+  std_logging.getLogger("asyncio").addFilter(_without_traceback)
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
   # Every program, not only those compiling >= 1 s: the arms of an experiment share their epoch
   # program (students.student_loss), and the second arm then reads the first one's from the cache.
   if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def _without_traceback(record: std_logging.LogRecord) -> bool:
+  """asyncio's errors (e.g. orbax's save tasks after the disk filled up: "Event loop is
+  closed") as one line each, the exception's message appended instead of its traceback."""
+  if record.exc_info and record.exc_info[1] is not None:
+    error = record.exc_info[1]
+    record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+    record.args = ()
+  record.exc_info, record.exc_text, record.stack_info = None, None, None
+  return True
 
 
 def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:
