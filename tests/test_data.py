@@ -33,7 +33,7 @@ from distill_jax.data import (
   subset,
   subset_positions,
 )
-from distill_jax.data import imagenette, loading
+from distill_jax.data import imagenette, loading, tfds_io
 from distill_jax.data.builders import IDX_FILE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -295,6 +295,8 @@ def test_download_path_without_manual_dir(tmp_path, monkeypatch):
     return {key: fake_downloads / url.rsplit("/", 1)[1] for key, url in urls.items()}
 
   monkeypatch.setattr(tfds.download.DownloadManager, "download", fake_download)
+  checked = []  # the network is faked too: the reachability check is only recorded
+  monkeypatch.setattr(tfds_io, "check_reachable", lambda builder: checked.append(builder.name))
   out = load_splits(
     "fashion_mnist", data_dir=None, tfds_dir=str(tmp_path / "tfds"), splits=("test",)
   )
@@ -302,6 +304,7 @@ def test_download_path_without_manual_dir(tmp_path, monkeypatch):
   assert set(requested.values()) <= set(DistillFashionMnist.url_infos)
   np.testing.assert_array_equal(out["test"][1], written["test"][1])
   assert (tmp_path / "tfds" / "downloads" / "distill_fashion_mnist").is_dir()
+  assert checked == ["distill_fashion_mnist"]
 
 
 # ---------------------------------------------------------------- load_splits arguments

@@ -16,6 +16,7 @@ from PIL import Image
 
 from distill_jax.data import DataError
 from distill_jax.data import imagenette
+from distill_jax.data import tfds_io
 from distill_jax.data.imagenette import (
   WNIDS,
   DistillImagenette,
@@ -351,6 +352,7 @@ def test_without_data_dir_downloads_the_official_archive(fake_root, tmp_path, mo
   monkeypatch.setattr(
     tfds.download.DownloadManager, "download_and_extract", fake_download_and_extract
   )
+  monkeypatch.setattr(tfds_io, "check_reachable", lambda builder: None)  # the network is faked
   data = load_imagenette(
     data_dir=None, tfds_dir=str(tmp_path / "tfds"), image_size=8, splits="test"
   )
