@@ -32,6 +32,7 @@ def setup() -> None:
     logging.set_verbosity(logging.WARNING)
   threading.excepthook = _one_line_thread_error
   std_logging.getLogger("asyncio").addFilter(_without_traceback)
+  logging.get_absl_handler().addFilter(_orbax_without_traceback)
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
   # Every program, not only those compiling >= 1 s: the arms of an experiment share their epoch
@@ -48,6 +49,14 @@ def _without_traceback(record: std_logging.LogRecord) -> bool:
     record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
     record.args = ()
   record.exc_info, record.exc_text, record.stack_info = None, None, None
+  return True
+
+
+def _orbax_without_traceback(record: std_logging.LogRecord) -> bool:
+  """orbax's errors from its save threads as one line each (the main thread raises the error
+  that matters, e.g. a full disk, and ``run_reported`` prints it)."""
+  if f"{os.sep}orbax{os.sep}" in record.pathname:
+    _without_traceback(record)
   return True
 
 
