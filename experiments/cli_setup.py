@@ -33,6 +33,7 @@ def setup() -> None:
   threading.excepthook = _one_line_thread_error
   std_logging.getLogger("asyncio").addFilter(_without_traceback)
   logging.get_absl_handler().addFilter(_orbax_without_traceback)
+  sys.unraisablehook = _one_line_closed_loop_error(sys.unraisablehook)
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/distill_jax/xla"))
   # Every program, not only those compiling >= 1 s: the arms of an experiment share their epoch
@@ -58,6 +59,25 @@ def _orbax_without_traceback(record: std_logging.LogRecord) -> bool:
   if f"{os.sep}orbax{os.sep}" in record.pathname:
     _without_traceback(record)
   return True
+
+
+def _one_line_closed_loop_error(default_hook):
+  """``sys.unraisablehook`` with tensorstore's late callbacks of a failed save (they find
+  orbax's event loop closed, e.g. after a full disk; the C++ threads report them as
+  "unraisable", a traceback each) as one warning line, the first time; anything else goes to
+  ``default_hook``."""
+  said = []
+
+  def hook(unraisable) -> None:
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      if not said:
+        said.append(True)
+        logging.warning("background save callbacks ended after their event loop closed: %s", error)
+      return
+    default_hook(unraisable)
+
+  return hook
 
 
 def _one_line_thread_error(args: threading.ExceptHookArgs) -> None:

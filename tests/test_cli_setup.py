@@ -3,6 +3,7 @@
 import errno
 import io
 import logging
+import types
 
 import pytest
 
@@ -83,3 +84,18 @@ def test_usage_errors_point_to_the_help():
   assert cli_setup.usage_error("unexpected arguments: x.") == (
     "error: unexpected arguments: x. Run with --helpshort for the flags."
   )
+
+
+def test_closed_loop_callbacks_are_one_warning_and_other_errors_pass_through(caplog):
+  passed = []
+  hook = cli_setup._one_line_closed_loop_error(passed.append)
+  closed = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
+  with caplog.at_level(logging.WARNING):
+    hook(closed)
+    hook(closed)
+  assert [r.getMessage() for r in caplog.records if "event loop closed" in r.getMessage()] == [
+    "background save callbacks ended after their event loop closed: Event loop is closed"
+  ]
+  other = types.SimpleNamespace(exc_value=ValueError("something else"))
+  hook(other)
+  assert passed == [other]
