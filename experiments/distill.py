@@ -48,9 +48,14 @@ def _config_file_for_mapping(argv: list[str]) -> list[str]:
   return argv
 
 
+def _config_files(argv: list[str]) -> list[str]:
+  """The values of every ``--config=<file>`` in ``argv`` (the last one counts)."""
+  return [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+
+
 def _config_module(argv: list[str]):
   """The config file module that ``argv`` selects (default.py when none is given)."""
-  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  files = _config_files(argv)
   path = files[-1].split(":", 1)[0] if files else os.path.join(CONFIG_FOLDER, "default.py")
   spec = importlib.util.spec_from_file_location("_selected_config", path)
   module = importlib.util.module_from_spec(spec)
@@ -100,7 +105,7 @@ def _flat_fields(tree: dict, prefix: str = "") -> set[str]:
 
 
 def _no_get_config_message(argv: list[str]) -> str:
-  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  files = _config_files(argv)
   return (
     f"--config={files[-1] if files else '(default)'}: this config file has no get_config(); "
     "define get_config() returning an ml_collections.ConfigDict (e.g. extend "
@@ -109,7 +114,7 @@ def _no_get_config_message(argv: list[str]) -> str:
 
 
 def _config_file_message(argv: list[str], error: OSError) -> str:
-  files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+  files = _config_files(argv)
   path = files[-1] if files else "(default)"
   if files and not os.path.isfile(path.split(":", 1)[0]):
     return (
