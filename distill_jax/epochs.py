@@ -28,12 +28,15 @@ its own programs on its own devices and dispatches run i of every group before r
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 from typing import Any, Callable, Mapping
 
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -243,12 +246,79 @@ def _scanned_epoch_fn(plan, step, evaluate, mesh: Mesh):
     return states, metrics
 
   by_run = parallel.runs_sharded(mesh)
-  return jax.jit(
+  jitted = jax.jit(
     epoch_fn,
     donate_argnums=(0,),
     static_argnames=("evaluate",),
     out_shardings=(by_run, by_run),
   )
+  return SharedProgram(jitted, mesh)
+
+
+class SharedProgram:
+  """A jitted function whose compiled programs are shared, within this process, with every other
+  ``SharedProgram`` that lowers to the same program text on the same devices.
+
+  ``jax.jit`` caches by function identity, so two epoch functions built from different but
+  equivalent closures (the student arms: the same loss on other soft targets) compile twice
+  unless JAX's persistent compilation cache holds the program. That cache is written by process
+  0 only, and on CPU its key holds the device ids, so another process of a job compiled every
+  arm again. Here the key is the lowered StableHLO text (every op, constant and sharding; no
+  source locations) plus the mesh's device ids: equal keys are the same program, so reusing
+  the executable cannot change a number. Compilation itself still goes through JAX (and its
+  persistent cache). Meant for programs called a few times per epoch: each call costs a
+  signature lookup in Python.
+  """
+
+  def __init__(self, jitted, mesh: Mesh):
+    self._jitted = jitted
+    self._devices = tuple(int(d.id) for d in mesh.devices.flat)
+    self._by_signature: dict = {}
+
+  def __call__(self, *args, **static):
+    signature = (
+      tuple(sorted(static.items())),
+      jax.tree.structure(args),
+      tuple(_signature_of(leaf) for leaf in jax.tree.leaves(args)),
+    )
+    compiled = self._by_signature.get(signature)
+    if compiled is None:
+      compiled = self._by_signature[signature] = self._compile(args, static)
+    return compiled(*args)
+
+  def _compile(self, args, static):
+    lowered = self._jitted.lower(*args, **static)
+    text = lowered.as_text(debug_info=False)
+    key = (hashlib.sha256(text.encode()).hexdigest(), self._devices)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+      compiled = lowered.compile()
+    _COMPILED[key] = compiled
+    _COMPILED.move_to_end(key)
+    while len(_COMPILED) > _MAX_SHARED_PROGRAMS:
+      _COMPILED.popitem(last=False)
+    return compiled
+
+  def lower(self, *args, **static):
+    """``jax.jit``'s ``lower`` (for reading the program: HLO, cost analysis)."""
+    return self._jitted.lower(*args, **static)
+
+  def compiled_programs(self) -> list:
+    """The executables this function has called so far (one per input signature)."""
+    return list(self._by_signature.values())
+
+
+def _signature_of(leaf):
+  """What a compiled program is specific to for one argument: its type, weak type and sharding."""
+  if isinstance(leaf, jax.Array):
+    return (jax.typeof(leaf), leaf.sharding)
+  return (type(leaf), np.shape(leaf), getattr(leaf, "dtype", None))
+
+
+# Compiled programs by (StableHLO text hash, device ids), least recently used first: a few
+# epoch programs (each arm's, evaluated or not) are live at a time.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_MAX_SHARED_PROGRAMS = 16
 
 
 def _stepped_epoch_fn(plan, group_programs, mesh: Mesh, *, steps: int, steps_per_call: int):

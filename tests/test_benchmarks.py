@@ -161,8 +161,9 @@ def test_jax_vs_pytorch_smoke(shared_data_dir, tmp_path):
   for side in ("jax", "pytorch"):
     assert set(whole[side]["accuracy"]) == {"no_teacher", "teacher_phi"}
     assert 0 < whole[side]["teacher_accuracy"] <= 1
-  # Compiled from a cold cache; the no_teacher arm reuses the teacher_phi arm's programs.
-  assert whole["jax"]["compile_seconds"] > 0 and whole["jax"]["cache_hits"] >= 2
+  # Compiled from a cold cache; the second arm reads its init program from the persistent cache
+  # (its epoch program is the first arm's, shared in memory: tests/test_train.py).
+  assert whole["jax"]["compile_seconds"] > 0 and whole["jax"]["cache_hits"] >= 1
   step = summary["teacher_step"]  # achieved FLOP/s against a peak measured in the same run
   # forward + backward of the 576-256-128-64-64-10 MLP on 64 images: ~6 × 64 × 190k MAC-FLOP
   assert 40e-3 < step["gflop"] < 200e-3

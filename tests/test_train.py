@@ -1,5 +1,7 @@
 """The trainer: learning, vmapped runs = separate runs, sharding, resume, NaN guard, predict."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,10 +39,10 @@ def _loss_fn(params, batch, key, hparams, context):
 def _fit(seeds=(0, 1), epochs=3, mesh=None, hparams=None, **kwargs):
   images, labels = _data()
   kwargs.setdefault("tx", optax.adam(1e-2))
+  kwargs.setdefault("loss_fn", _loss_fn)
   return train.fit(
     name="toy",
     init_fn=lambda key: MODEL.init(key, jnp.zeros((1, 8, 8, 1))),
-    loss_fn=_loss_fn,
     metrics_fn=losses.classification_metrics(MODEL.apply),
     train_data={"image": images, "label": labels},
     test_data={"image": images[:60], "label": labels[:60]},
@@ -179,6 +181,46 @@ def test_predict_compiles_once_per_apply_fn():
   again = train.predict(apply_fn, jax.tree.map(jnp.copy, params), images, mesh, batch_size=20)
   assert len(traces) == 1
   np.testing.assert_array_equal(again, first)
+
+
+def _epoch_compilations(fit):
+  """How many times ``fit()`` compiles (or reads from JAX's persistent cache) an epoch program."""
+  finished = []
+
+  class Handler(logging.Handler):
+    def emit(self, record):
+      message = record.getMessage()
+      if message.startswith("Finished XLA compilation of jit(epoch_fn)"):
+        finished.append(message)
+
+  handler = Handler()
+  jax_logger = logging.getLogger("jax")
+  jax_logger.addHandler(handler)
+  try:
+    with jax.log_compiles():
+      result = fit()
+  finally:
+    jax_logger.removeHandler(handler)
+  return len(finished), result
+
+
+def test_equivalent_epoch_functions_share_one_compiled_program():
+  """Two fits whose losses are distinct closures with the same arithmetic (as the student arms
+  are) compile the epoch once; a loss with other arithmetic gets its own program."""
+
+  def loss_with(scale):
+    def loss_fn(params, batch, key, hparams, context):
+      logits = MODEL.apply(params, batch["image"])
+      return jnp.mean(losses.cross_entropy(logits, batch["label"])) * scale
+
+    return loss_fn
+
+  first, a = _epoch_compilations(lambda: _fit(seeds=(7, 8), loss_fn=loss_with(1.0)))
+  again, b = _epoch_compilations(lambda: _fit(seeds=(7, 8), loss_fn=loss_with(1.0)))
+  other, c = _epoch_compilations(lambda: _fit(seeds=(7, 8), loss_fn=loss_with(0.5)))
+  assert (first, again, other) == (1, 0, 1)
+  np.testing.assert_array_equal(a.history["train_loss"], b.history["train_loss"])
+  assert not np.allclose(a.history["train_loss"], c.history["train_loss"])
 
 
 def test_fit_with_a_configured_optimizer():
