@@ -110,6 +110,10 @@ class Checkpointer:
             # Never deleted by orbax: ``save`` drops older steps once the new one is verified.
             max_to_keep=None,
             create=False,
+            # Synchronous: ``save`` waits for its files anyway (to checksum them), and an
+            # interrupt inside an asynchronous save could leave orbax waiting (up to its
+            # 600 s timeout) for a step folder whose creation never ran.
+            enable_async_checkpointing=False,
             multiprocessing_options=_on_this_process(),
           ),
           item_names=("state", "meta"),

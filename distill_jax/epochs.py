@@ -264,7 +264,8 @@ class SharedProgram:
   unless JAX's persistent compilation cache holds the program. That cache is written by process
   0 only, and on CPU its key holds the device ids, so another process of a job compiled every
   arm again. Here the key is the lowered StableHLO text (every op, constant and sharding; no
-  source locations) plus the mesh's device ids: equal keys are the same program, so reusing
+  source locations), the mesh's device ids and the arguments' pytree structure: equal keys are
+  the same program called the same way, so reusing
   the executable cannot change a number. Compilation itself still goes through JAX (and its
   persistent cache). Meant for programs called a few times per epoch: each call costs a
   signature lookup in Python.
@@ -289,7 +290,8 @@ class SharedProgram:
   def _compile(self, args, static):
     lowered = self._jitted.lower(*args, **static)
     text = lowered.as_text(debug_info=False)
-    key = (hashlib.sha256(text.encode()).hexdigest(), self._devices)
+    # The pytree of the arguments too: None and {} lower alike but call differently.
+    key = (hashlib.sha256(text.encode()).hexdigest(), self._devices, jax.tree.structure(args))
     compiled = _COMPILED.get(key)
     if compiled is None:
       compiled = lowered.compile()
@@ -315,7 +317,7 @@ def _signature_of(leaf):
   return (type(leaf), np.shape(leaf), getattr(leaf, "dtype", None))
 
 
-# Compiled programs by (StableHLO text hash, device ids), least recently used first: a few
+# Compiled programs by (StableHLO text hash, device ids, pytree), least recently used first: a few
 # epoch programs (each arm's, evaluated or not) are live at a time.
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 _MAX_SHARED_PROGRAMS = 16

@@ -58,6 +58,12 @@ def test_cpu_smoke_scaling_part_compares_one_device_with_the_runs_axis(shared_da
   assert [line["part"] for line in lines] == ["device", "scaling", "total"]
   assert lines[1]["status"] == "ok" and lines[2]["parts"] == {"scaling": "ok"}
   assert "main: 1 device" in result.stdout and "main: 2 devices, runs" in result.stdout
+  # The runs axis does the same work as one device (the layout test_devices_scaling leaves out).
+  (scaling,) = _json_lines(open(lines[1]["log"]).read())
+  one, runs = scaling["columns"]["main: 1 device"], scaling["columns"]["main: 2 devices, runs"]
+  assert runs["devices"] == 2
+  for measure in ("teacher_accuracy", "delta_accuracy"):
+    assert runs[measure] == pytest.approx(one[measure], abs=0.02), measure
 
 
 def test_cpu_smoke_runs_both_parts_and_reports_their_numbers(data_dir, tmp_path):
