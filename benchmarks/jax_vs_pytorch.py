@@ -14,17 +14,28 @@ In one run, on the same Fashion-MNIST arrays (read from the IDX files):
    epoch. distill-jax through the library (``teacher.fit_teacher`` / ``students.fit_students``:
    the K teachers vmapped, all K·S runs of an arm vmapped, one jitted ``lax.scan`` per epoch,
    checkpoints) from a *cold* persistent compilation cache set up as the CLI sets it (its
-   compile time is printed apart); PyTorch as ``torch_reference.run`` writes it: eager,
-   ``nn.Sequential``, ``torch.optim.Adam``, a Python loop over teachers, seeds, arms and
-   shuffled mini-batches. Data loading is outside both timings.
-3. **The teacher's training step alone** (no evaluation): JAX for one teacher and for K vmapped
-   teachers (the library's scanned epoch), PyTorch for one (K teachers cost K times that);
-   achieved GFLOP/s from XLA's cost analysis of one step, as a fraction of the peak.
-4. **Students**: run-epochs/s (10 steps + a test evaluation each), JAX for an arm's K·S runs
-   vmapped, PyTorch one run after another.
+   compile time is printed apart), and against two PyTorch versions:
 
-Steps/s exclude the first epoch (JAX compiles there). Prints a table of JAX, PyTorch and their
-ratio (> 1: JAX is faster), then one ``JSON {...}`` line. Not a test: no assertions.
+   - **eager** as ``torch_reference.run`` writes it: ``nn.Sequential``, ``torch.optim.Adam``,
+     a Python loop over teachers, seeds, arms and shuffled mini-batches;
+   - **batched** as ``torch_batched.run`` writes it, the strongest PyTorch written here: the K
+     teachers as one network of stacked ``[K, in, out]`` weights (``torch.baddbmm``), each
+     arm's runs as one batched layer, one fused Adam over each stack (= independent Adams),
+     φ precomputed once, the runs' test evaluation one GEMM; ``torch.compile`` measured
+     slower there (its docstring), so eager kernels.
+
+   Per phase too: the teachers (φ included) and the students (both arms). Data loading is
+   outside every timing; every side must reach the same accuracies (printed).
+3. **The teacher's training step alone** (no evaluation): JAX for one teacher and for K vmapped
+   teachers (the library's scanned epoch), eager PyTorch for one (K teachers cost K times
+   that), batched PyTorch for 1 and K; achieved GFLOP/s from XLA's cost analysis of one step,
+   as a fraction of the peak.
+4. **Students**: run-epochs/s (10 steps + a test evaluation each), JAX for an arm's K·S runs
+   vmapped, eager PyTorch one run after another, batched PyTorch K·S runs at once.
+
+Steps/s exclude the first epoch (JAX compiles there). Prints a table of JAX, eager and batched
+PyTorch and the ratios (> 1: JAX is faster), then one ``JSON {...}`` line (``ratios``: against
+eager, ``ratios_batched``: against batched). Not a test: no assertions.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ from absl import logging as absl_logging  # noqa: E402
 
 import conv_experiment  # noqa: E402  benchmarks/conv_experiment.py, next to this script
 import sizes  # noqa: E402  benchmarks/sizes.py: --max_big, --max_test, --smoke
+import torch_batched  # noqa: E402  benchmarks/torch_batched.py: PyTorch batched, fused Adam
 import torch_reference  # noqa: E402  benchmarks/torch_reference.py: plain PyTorch
 from distill_jax import losses  # noqa: E402
 from distill_jax import models  # noqa: E402
@@ -133,11 +145,13 @@ def whole_experiment_jax(config, data, mesh) -> dict:
   with tempfile.TemporaryDirectory() as workdir:
     started = time.perf_counter()
     teacher = conv_experiment.fit_teacher(config, data, mesh, workdir)
+    teachers_done = time.perf_counter()
     arms = conv_experiment.fit_students(config, data, teacher, mesh, workdir)
     seconds = time.perf_counter() - started
   compiled = COMPILE_EVENTS - before
   return {
     "seconds": seconds,
+    "phases": {"teachers": teachers_done - started, "students": started + seconds - teachers_done},
     "compile_seconds": compiled[BACKEND_COMPILE + " seconds"],
     "programs": compiled[BACKEND_COMPILE + " count"],
     "cache_hits": compiled[CACHE_HITS],
@@ -165,6 +179,37 @@ def whole_experiment_torch(config, torch_data) -> dict:
   final = lambda runs: float(np.mean([run["test_accuracy"][-1] for run in runs]))  # noqa: E731
   return {
     "seconds": seconds,
+    "teacher_accuracy": float(np.mean([t["test_accuracy"] for t in out["teachers"]])),
+    "accuracy": {
+      "no_teacher": final(out["arms"]["no_teacher"]),
+      "teacher_phi": final([run for runs in out["arms"]["teacher_phi"] for run in runs]),
+    },
+  }
+
+
+def whole_experiment_torch_batched(config, torch_data, compile: bool = False) -> dict:
+  """The same experiment as ``torch_batched.run`` writes it: the K teachers as one batched
+  network and each arm's runs as one batched layer, fused Adam, φ precomputed."""
+  started = time.perf_counter()
+  out = torch_batched.run(
+    torch_data,
+    teachers=config.teacher.count,
+    seeds=config.seeds,
+    teacher_epochs=config.teacher.epochs,
+    student_epochs=config.student.epochs,
+    batch_size=config.teacher.batch_size,
+    student_batch_size=config.student.batch_size,
+    compile=compile,
+    log=lambda *a: None,
+  )
+  seconds = time.perf_counter() - started
+  final = lambda runs: float(np.mean([run["test_accuracy"][-1] for run in runs]))  # noqa: E731
+  phases = out["seconds"]
+  return {
+    "seconds": seconds,
+    # φ of the sets counts with the teachers, as in the library (φ(Big) before they train).
+    "phases": {"teachers": phases["fixed"] + phases["teachers"], "students": phases["students"]},
+    "fixed_seconds": phases["fixed"],
     "teacher_accuracy": float(np.mean([t["test_accuracy"] for t in out["teachers"]])),
     "accuracy": {
       "no_teacher": final(out["arms"]["no_teacher"]),
@@ -282,6 +327,7 @@ def main():
   # 2. The whole experiment, JAX first (its compilation cache is still cold).
   jax_whole = whole_experiment_jax(config, data, mesh)
   torch_whole = whole_experiment_torch(config, torch_data)
+  batched_whole = whole_experiment_torch_batched(config, torch_data)
 
   # 3. The teacher step alone: 1 and K vmapped teachers.
   rate_epochs = max(2, args.rate_epochs)
@@ -290,6 +336,10 @@ def main():
   torch_one, torch_teacher = torch_teacher_epoch_seconds(
     torch_data, config.teacher.batch_size, rate_epochs
   )
+  batched_one, batched_k = (
+    torch_batched.teacher_epoch_seconds(torch_data, count, config.teacher.batch_size, rate_epochs)
+    for count in (1, args.teachers)
+  )
   step_gflop = teacher_step_gflop(config)
 
   # 4. Students.
@@ -297,18 +347,34 @@ def main():
   rate_config.student.epochs = args.student_rate_epochs
   jax_students = jax_student_rate(rate_config, data, jax_whole.pop("teacher"), mesh)
   torch_students = torch_student_rate(torch_data, torch_teacher, args.student_rate_epochs, 2)
+  with torch.no_grad():  # the eager teacher's logits on φ(Small), K times: the soft targets
+    small_logits = torch_teacher(torch_reference.phi("conv", torch_data["small"][0]))
+  batched_students = torch_batched.student_rate(
+    torch_data, small_logits.expand(args.teachers, -1, -1), args.seeds, args.student_rate_epochs
+  )
 
   k = args.teachers
+  whole_name = f"default conv experiment (K={k} x S={args.seeds} x 2 arms): experiments/hour"
+  per_hour = lambda whole: 3600 / whole["seconds"]  # noqa: E731
+  per_hour_of = lambda whole, phase: 3600 / whole["phases"][phase]  # noqa: E731
+  # (measure, JAX, eager PyTorch or None, batched PyTorch)
   rows = [
+    (whole_name, per_hour(jax_whole), per_hour(torch_whole), per_hour(batched_whole)),
     (
-      f"default conv experiment (K={k} x S={args.seeds} x 2 arms): experiments/hour",
-      3600 / jax_whole["seconds"],
-      3600 / torch_whole["seconds"],
+      "  its teachers phase (φ included): phases/hour",
+      per_hour_of(jax_whole, "teachers"), None, per_hour_of(batched_whole, "teachers"),
     ),
-    ("teacher step alone, 1 teacher: steps/s", steps / jax_one, steps / torch_one),
-    (f"teacher step alone, K={k} teachers: teacher-steps/s", k * steps / jax_k, steps / torch_one),
-    ("students: run-epochs/s (10 steps + test eval)", jax_students, torch_students),
-  ]
+    (
+      "  its students phase (both arms): phases/hour",
+      per_hour_of(jax_whole, "students"), None, per_hour_of(batched_whole, "students"),
+    ),
+    ("teacher step alone, 1 teacher: steps/s", steps / jax_one, steps / torch_one,
+     steps / batched_one),
+    (f"teacher step alone, K={k} teachers: teacher-steps/s", k * steps / jax_k, steps / torch_one,
+     k * steps / batched_k),
+    ("students: run-epochs/s (10 steps + test eval)", jax_students, torch_students,
+     batched_students),
+  ]  # fmt: skip
   fraction = lambda steps_per_s: step_gflop * steps_per_s / peak  # noqa: E731
   teacher_step = {
     "gflop": step_gflop,
@@ -319,17 +385,25 @@ def main():
     f"jax_fraction_of_peak_k{k}": fraction(k * steps / jax_k),
     "pytorch_gflops": step_gflop * steps / torch_one,
     "pytorch_fraction_of_peak": fraction(steps / torch_one),
+    f"pytorch_batched_gflops_k{k}": step_gflop * k * steps / batched_k,
+    f"pytorch_batched_fraction_of_peak_k{k}": fraction(k * steps / batched_k),
     "k": k,
     "k_teachers_cost_over_one": jax_k / jax_one,
   }
   print(
-    f"\nwhole experiment: JAX {jax_whole['seconds']:.1f} s (of which XLA compilation "
-    f"{jax_whole['compile_seconds']:.1f} s over {jax_whole['programs']} programs, "
-    f"{jax_whole['cache_hits']} of them read from the compilation cache), PyTorch "
-    f"{torch_whole['seconds']:.1f} s. Teachers on φ(test): JAX {jax_whole['teacher_accuracy']:.4f}"
-    f", PyTorch {torch_whole['teacher_accuracy']:.4f}; students' final accuracy: "
+    f"\nwhole experiment: JAX {jax_whole['seconds']:.1f} s (teachers "
+    f"{jax_whole['phases']['teachers']:.1f} s, students {jax_whole['phases']['students']:.1f} s;"
+    f" of it XLA compilation {jax_whole['compile_seconds']:.1f} s over "
+    f"{jax_whole['programs']} programs, {jax_whole['cache_hits']} of them read from the "
+    f"compilation cache), eager PyTorch {torch_whole['seconds']:.1f} s, batched PyTorch "
+    f"{batched_whole['seconds']:.1f} s (φ {batched_whole['fixed_seconds']:.1f} s, teachers "
+    f"{batched_whole['phases']['teachers']:.1f} s with φ, students "
+    f"{batched_whole['phases']['students']:.1f} s). Teachers on φ(test): JAX "
+    f"{jax_whole['teacher_accuracy']:.4f}, eager {torch_whole['teacher_accuracy']:.4f}, batched "
+    f"{batched_whole['teacher_accuracy']:.4f}; students' final accuracy: "
     + ", ".join(
-      f"{arm} JAX {jax_whole['accuracy'][arm]:.4f} / PyTorch {torch_whole['accuracy'][arm]:.4f}"
+      f"{arm} JAX {jax_whole['accuracy'][arm]:.4f} / eager {torch_whole['accuracy'][arm]:.4f}"
+      f" / batched {batched_whole['accuracy'][arm]:.4f}"
       for arm in jax_whole["accuracy"]
     )
   )
@@ -342,15 +416,26 @@ def main():
     f"{jax_k / jax_one:.2f}x one; PyTorch {teacher_step['pytorch_gflops']:.1f} GFLOP/s = "
     f"{teacher_step['pytorch_fraction_of_peak']:.0%}"
   )
-  print(f"\n{'measure':<66}{'JAX':>10}{'PyTorch':>10}{'JAX/PyTorch':>13}")
-  for name, jax_value, torch_value in rows:
-    print(f"{name:<66}{jax_value:>10.1f}{torch_value:>10.1f}{jax_value / torch_value:>12.2f}x")
+  print(
+    f"\n{'measure':<66}{'JAX':>10}{'eager':>10}{'batched':>10}{'JAX/eager':>11}{'JAX/batched':>13}"
+  )
+  for name, jax_value, eager, batched in rows:
+    eager_text = "-" if eager is None else f"{eager:.1f}"
+    eager_ratio = "-" if eager is None else f"{jax_value / eager:.2f}x"
+    print(
+      f"{name:<66}{jax_value:>10.1f}{eager_text:>10}{batched:>10.1f}{eager_ratio:>11}"
+      f"{jax_value / batched:>12.2f}x"
+    )
   summary = {
     "benchmark": "jax_vs_pytorch",
-    "ratios": {name: jax_value / torch_value for name, jax_value, torch_value in rows},
-    "jax": {name: jax_value for name, jax_value, _ in rows},
-    "pytorch": {name: torch_value for name, _, torch_value in rows},
-    "whole": {"jax": jax_whole, "pytorch": torch_whole},
+    # > 1: JAX is faster. "ratios" against eager PyTorch (rows it has), "ratios_batched" against
+    # the batched PyTorch (torch_batched.py), the strongest written here.
+    "ratios": {name: jax_value / eager for name, jax_value, eager, _ in rows if eager},
+    "ratios_batched": {name: jax_value / batched for name, jax_value, _, batched in rows},
+    "jax": {name: jax_value for name, jax_value, _, _ in rows},
+    "pytorch": {name: eager for name, _, eager, _ in rows if eager},
+    "pytorch_batched": {name: batched for name, _, _, batched in rows},
+    "whole": {"jax": jax_whole, "pytorch": torch_whole, "pytorch_batched": batched_whole},
     "teacher_step": teacher_step,
     "args": vars(args),
   }

@@ -152,15 +152,29 @@ def test_jax_vs_pytorch_smoke(shared_data_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = _json_line(result.stdout)
   assert summary["benchmark"] == "jax_vs_pytorch"
-  names = list(summary["ratios"])
-  assert len(names) == 4 and names[0].startswith("default conv experiment (K=2 x S=1 x 2 arms)")
+  names = list(summary["ratios_batched"])  # every row has JAX and the batched PyTorch
+  assert len(names) == 6 and names[0].startswith("default conv experiment (K=2 x S=1 x 2 arms)")
+  assert [name for name in names if name in summary["ratios"]] == [names[0], *names[3:]]
   for name in names:  # ratio = JAX / PyTorch, both measured
-    assert summary["jax"][name] > 0 and summary["pytorch"][name] > 0
-    assert summary["ratios"][name] == pytest.approx(summary["jax"][name] / summary["pytorch"][name])
+    assert summary["jax"][name] > 0 and summary["pytorch_batched"][name] > 0
+    assert summary["ratios_batched"][name] == pytest.approx(
+      summary["jax"][name] / summary["pytorch_batched"][name]
+    )
+    if name in summary["ratios"]:  # the eager PyTorch has no phase rows
+      assert summary["ratios"][name] == pytest.approx(
+        summary["jax"][name] / summary["pytorch"][name]
+      )
   whole = summary["whole"]
-  for side in ("jax", "pytorch"):
+  for side in ("jax", "pytorch", "pytorch_batched"):
     assert set(whole[side]["accuracy"]) == {"no_teacher", "teacher_phi"}
     assert 0 < whole[side]["teacher_accuracy"] <= 1
+  for side in ("jax", "pytorch_batched"):  # the phases add up to the whole
+    assert sum(whole[side]["phases"].values()) == pytest.approx(whole[side]["seconds"], rel=0.05)
+  # The same experiment: the batched PyTorch as accurate as the eager one, at these tiny sizes
+  # within the spread of 2 teachers.
+  assert whole["pytorch_batched"]["teacher_accuracy"] == pytest.approx(
+    whole["pytorch"]["teacher_accuracy"], abs=0.02
+  )
   # Compiled from a cold cache; the second arm reads its init program from the persistent cache
   # (its epoch program is the first arm's, shared in memory: tests/test_train.py).
   assert whole["jax"]["compile_seconds"] > 0 and whole["jax"]["cache_hits"] >= 1
