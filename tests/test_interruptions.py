@@ -92,8 +92,11 @@ def test_the_command_line_reports_an_interruption_in_one_line(tmp_path, sent, st
   ]  # fmt: skip
   env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="")
   process = subprocess.Popen(
-    command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
+    command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) passes
+    # SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler.
+    preexec_fn=_sigint_by_default,
+  )  # fmt: skip
   deadline = time.monotonic() + 120
   saved = os.path.join(tmp_path, "students")
   while not _has_manifest(saved) and process.poll() is None and time.monotonic() < deadline:
@@ -117,6 +120,10 @@ def test_the_command_line_reports_an_interruption_in_one_line(tmp_path, sent, st
   )
   assert "Traceback" not in stderr
   assert "interrupted" in (tmp_path / experiment.FAILED).read_text()
+
+
+def _sigint_by_default():
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _has_manifest(folder):
