@@ -83,20 +83,26 @@ def test_a_second_run_in_the_same_workdir_waits_for_the_first(tmp_path, monkeypa
   assert not (tmp_path / "results.json").exists()
 
 
+# `python -m experiments.distill` with Ctrl-C as in a terminal: a suite started in the background
+# (`cmd &` in a script) passes SIGINT on as ignored, and Python then installs no
+# KeyboardInterrupt handler (a preexec_fn resetting it would fork a multithreaded process).
+_WITH_CTRL_C_AT_ITS_DEFAULT = (
+  "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+  "runpy.run_module('experiments.distill', run_name='__main__', alter_sys=True)"
+)
+
+
 @pytest.mark.parametrize("sent, status, name", [(signal.SIGINT, 130, "Ctrl-C (SIGINT)"),
                                                  (signal.SIGTERM, 143, "SIGTERM")])  # fmt: skip
 def test_the_command_line_reports_an_interruption_in_one_line(tmp_path, sent, status, name):
   command = [
-    sys.executable, "-m", "experiments.distill", "--config=tests/interruptions_probe.py:4,400",
+    sys.executable, "-c", _WITH_CTRL_C_AT_ITS_DEFAULT, "--config=tests/interruptions_probe.py:4,400",
     f"--workdir={tmp_path}", f"--tfds_dir={tmp_path / 'tfds'}",
   ]  # fmt: skip
   env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="")
   process = subprocess.Popen(
-    command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) passes
-    # SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler.
-    preexec_fn=_sigint_by_default,
-  )  # fmt: skip
+    command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   deadline = time.monotonic() + 120
   saved = os.path.join(tmp_path, "students")
   while not _has_manifest(saved) and process.poll() is None and time.monotonic() < deadline:
@@ -122,13 +128,10 @@ def test_the_command_line_reports_an_interruption_in_one_line(tmp_path, sent, st
   assert "interrupted" in (tmp_path / experiment.FAILED).read_text()
 
 
-def _sigint_by_default():
-  signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _has_manifest(folder):
+  """Whether an epoch's manifest is in place (not only the temporary file it is written to)."""
   for root, _, names in os.walk(folder):
-    if os.path.basename(root) == "manifests" and names:
+    if os.path.basename(root) == "manifests" and any(not n.startswith(".") for n in names):
       return True
   return False
 
