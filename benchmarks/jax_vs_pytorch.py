@@ -59,7 +59,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
 import conv_experiment  # noqa: E402  benchmarks/conv_experiment.py, next to this script
@@ -175,10 +174,14 @@ def whole_experiment_torch(config, torch_data) -> dict:
     drop_last=True,
     log=lambda *a: None,
   )
-  seconds = time.perf_counter() - started
+  return {"seconds": time.perf_counter() - started, **_accuracies(out)}
+
+
+def _accuracies(out: dict) -> dict:
+  """The mean teacher accuracy and each arm's mean final student accuracy of a PyTorch run
+  (``torch_reference.run`` / ``torch_batched.run``)."""
   final = lambda runs: float(np.mean([run["test_accuracy"][-1] for run in runs]))  # noqa: E731
   return {
-    "seconds": seconds,
     "teacher_accuracy": float(np.mean([t["test_accuracy"] for t in out["teachers"]])),
     "accuracy": {
       "no_teacher": final(out["arms"]["no_teacher"]),
@@ -203,18 +206,13 @@ def whole_experiment_torch_batched(config, torch_data, compile: bool = False) ->
     log=lambda *a: None,
   )
   seconds = time.perf_counter() - started
-  final = lambda runs: float(np.mean([run["test_accuracy"][-1] for run in runs]))  # noqa: E731
   phases = out["seconds"]
   return {
     "seconds": seconds,
     # φ of the sets counts with the teachers, as in the library (φ(Big) before they train).
     "phases": {"teachers": phases["fixed"] + phases["teachers"], "students": phases["students"]},
     "fixed_seconds": phases["fixed"],
-    "teacher_accuracy": float(np.mean([t["test_accuracy"] for t in out["teachers"]])),
-    "accuracy": {
-      "no_teacher": final(out["arms"]["no_teacher"]),
-      "teacher_phi": final([run for runs in out["arms"]["teacher_phi"] for run in runs]),
-    },
+    **_accuracies(out),
   }
 
 
@@ -250,11 +248,7 @@ def torch_teacher_epoch_seconds(torch_data, batch_size: int, epochs: int):
   seconds = []
   for _ in range(epochs):
     started = time.perf_counter()
-    for idx in torch_reference.batches(len(big_y), batch_size, generator, drop_last=True):
-      loss = F.cross_entropy(model(big_x[idx]), big_y[idx])
-      optimizer.zero_grad()
-      loss.backward()
-      optimizer.step()
+    torch_batched.eager_epoch(model, optimizer, big_x, big_y, batch_size, generator)
     seconds.append(time.perf_counter() - started)
   return min(seconds), model.eval()
 
@@ -284,11 +278,7 @@ def torch_student_rate(torch_data, teacher_model, epochs: int, seeds: int) -> fl
   """Run-epochs/s of both arms, ``seeds`` runs each, one after another."""
   with torch.no_grad():
     soft = teacher_model(torch_reference.phi("conv", torch_data["small"][0]))
-  started = time.perf_counter()
-  for seed in range(seeds):
-    for teaching in ({}, {"soft_logits": soft}):
-      torch_reference.train_student(torch_data, seed, epochs=epochs, drop_last=True, **teaching)
-  return 2 * seeds * epochs / (time.perf_counter() - started)
+  return torch_batched.reference_student_rate(torch_data, seeds, epochs, soft_logits=soft)
 
 
 # ----------------------------------------------------------------------------- the run

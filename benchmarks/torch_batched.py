@@ -465,19 +465,28 @@ def reference_teacher_epoch_seconds(torch_data, teachers: int, batch_size: int, 
   for _ in range(epochs):
     started = time.perf_counter()
     for (model, optimizer), generator in zip(models, generators):
-      for idx in torch_reference.batches(len(big_y), batch_size, generator, drop_last=True):
-        loss = F.cross_entropy(model(big_x[idx]), big_y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+      eager_epoch(model, optimizer, big_x, big_y, batch_size, generator)
     seconds.append(time.perf_counter() - started)
   return min(seconds[1:])
 
 
-def reference_student_rate(torch_data, runs: int, epochs: int) -> float:
+def eager_epoch(model, optimizer, x, y, batch_size: int, generator) -> None:
+  """One training epoch of an eager ``torch_reference`` teacher (shuffled batches, the last
+  partial one dropped)."""
+  for idx in torch_reference.batches(len(y), batch_size, generator, drop_last=True):
+    loss = F.cross_entropy(model(x[idx]), y[idx])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def reference_student_rate(torch_data, runs: int, epochs: int, soft_logits=None) -> float:
   """Run-epochs/s of ``torch_reference.train_student``, ``runs`` runs of each arm one after
-  another (the soft targets: random logits, precomputed), every epoch timed."""
-  soft = torch.randn(len(torch_data["small"][1]), NUM_CLASSES, generator=torch.Generator())
+  another, every epoch timed; ``soft_logits`` ``[N_small, C]`` teach the second arm (default:
+  random logits)."""
+  soft = soft_logits
+  if soft is None:
+    soft = torch.randn(len(torch_data["small"][1]), NUM_CLASSES, generator=torch.Generator())
   started = time.perf_counter()
   for seed in range(runs):
     for teaching in ({}, {"soft_logits": soft}):
