@@ -11,6 +11,7 @@ import pytest
 from distill_jax import experiment
 from distill_jax import validation
 from distill_jax.maps import style as style_maps
+from tests import forked_cli
 from tests.conftest import REPO_ROOT
 
 CONFIG_FILES = ("default", "vae", "generated", "generated_full", "style", "style_gpu")
@@ -206,8 +207,14 @@ def test_bad_config_values(mapping, change, match):
   assert "\n" not in str(raised.value)  # one line: the value and its fix
 
 
-def _cli(*args, timeout=120, **env_vars):
+def _cli(*args, timeout=120, fresh_process=False, **env_vars):
+  """``python -m experiments.distill *args``: forked from preloaded modules (``forked_cli``) for
+  the cases that stop before any work, or with ``fresh_process`` a new interpreter."""
   env = dict(os.environ, XLA_FLAGS="", DISTILL_DATA_DIR="", **env_vars)
+  if not fresh_process:
+    return forked_cli.run(
+      "experiments.distill", list(args), env=env, cwd=str(REPO_ROOT), timeout=timeout
+    )
   return subprocess.run(
     [sys.executable, "-m", "experiments.distill", *args],
     cwd=REPO_ROOT,
@@ -271,7 +278,7 @@ def test_cli_config_errors_are_one_line_before_any_work(args, match, tmp_path):
 def test_cli_bad_heartbeat_timeout_is_one_line_before_joining(tmp_path):
   job = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "2"}
   result = _cli(
-    "--mapping=conv", f"--workdir={tmp_path / 'run'}", JAX_PROCESS_ID="0",
+    "--mapping=conv", f"--workdir={tmp_path / 'run'}", fresh_process=True, JAX_PROCESS_ID="0",
     DISTILL_HEARTBEAT_TIMEOUT_S="soon", **job,
   )  # fmt: skip
   assert result.returncode != 0
