@@ -46,3 +46,18 @@ def shared_data_dir():
   if not (SHARED_DATA / "fashion_mnist").is_dir():
     pytest.skip(f"no offline data at {SHARED_DATA}")
   return str(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def shared_tfds_dir(tmp_path_factory):
+  """One tfds folder for the tests that read MNIST / Fashion-MNIST (and GeneratedMNIST, keyed by
+  its VAE) prepared from ``shared_data_dir``: the first test that needs a dataset prepares it
+  under the dataset's lock, the others (in every pytest-xdist worker of this run: the folder sits
+  in the run's base temporary folder) wait for it and read it, instead of each spending ~4 s
+  preparing its own copy. Tests of preparation itself, and tests with their own fake trees, keep
+  their own folders."""
+  base = tmp_path_factory.getbasetemp()
+  run_base = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  folder = run_base / "shared_tfds"
+  folder.mkdir(exist_ok=True)
+  return str(folder)

@@ -13,14 +13,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def test_devices_scaling_smoke_compares_the_layouts(shared_data_dir, tmp_path):
+def test_devices_scaling_smoke_compares_the_layouts(shared_data_dir, shared_tfds_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   env.pop("JAX_PROCESS_ID", None)
   result = subprocess.run(
     [
       sys.executable, os.path.join(REPO_ROOT, "benchmarks", "devices_scaling.py"), "--smoke",
       "--workloads=main", "--devices=2", "--layouts=1,data,processes", "--cost=1,2,4", f"--data_dir={shared_data_dir}",
-      f"--tfds_dir={tmp_path / 'tfds'}",
+      f"--tfds_dir={shared_tfds_dir}",
     ],
     env=env, capture_output=True, text=True, timeout=600,
   )  # fmt: skip

@@ -46,8 +46,8 @@ def tiny_config(mapping):
 
 
 @pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+def tfds_dir(shared_tfds_dir):
+  return shared_tfds_dir
 
 
 def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_path):

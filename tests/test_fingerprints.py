@@ -77,7 +77,7 @@ def user_map(monkeypatch):
 
 
 def test_a_changed_map_body_or_changed_data_is_not_reused(
-  shared_data_dir, tmp_path, user_map, monkeypatch, caplog
+  shared_data_dir, shared_tfds_dir, tmp_path, user_map, monkeypatch, caplog
 ):
   """The user edits φ's body (same name, same options): the teachers are retrained and the
   students through φ too; the target data changes (same shapes): the students are retrained.
@@ -86,7 +86,7 @@ def test_a_changed_map_body_or_changed_data_is_not_reused(
   config = tiny_config("identity")
   config.mapping = "user_flip"
   run = lambda: experiment.run_experiment(  # noqa: E731
-    config, str(tmp_path / "run"), data_dir=shared_data_dir, tfds_dir=str(tmp_path / "tfds")
+    config, str(tmp_path / "run"), data_dir=shared_data_dir, tfds_dir=shared_tfds_dir
   )
   first = run()
   assert not first["teacher"]["reused_checkpoint"]

@@ -47,35 +47,17 @@ def _json_lines(stdout: str) -> list[dict]:
   ]
 
 
-def test_cpu_smoke_scaling_part_compares_one_device_with_the_runs_axis(shared_data_dir, tmp_path):
+def test_cpu_smoke_runs_every_part_and_reports_their_numbers(data_dir, tmp_path):
+  """conv, style and scaling in one run (the default parts are conv,style)."""
   out = tmp_path / "out"
   result = _run(
-    "--cpu_smoke", "--parts=scaling", f"--data_dir={shared_data_dir}", f"--out={out}",
+    "--cpu_smoke", "--parts=conv,style,scaling", f"--data_dir={data_dir}", f"--out={out}",
     f"--tfds_dir={tmp_path / 'tfds'}", cwd=tmp_path,
   )  # fmt: skip
   assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
   lines = _json_lines(result.stdout)
-  assert [line["part"] for line in lines] == ["device", "scaling", "total"]
-  assert lines[1]["status"] == "ok" and lines[2]["parts"] == {"scaling": "ok"}
-  assert "main: 1 device" in result.stdout and "main: 2 devices, runs" in result.stdout
-  # The runs axis does the same work as one device (the layout test_devices_scaling leaves out).
-  (scaling,) = _json_lines(open(lines[1]["log"]).read())
-  one, runs = scaling["columns"]["main: 1 device"], scaling["columns"]["main: 2 devices, runs"]
-  assert runs["devices"] == 2
-  for measure in ("teacher_accuracy", "delta_accuracy"):
-    assert runs[measure] == pytest.approx(one[measure], abs=0.02), measure
-
-
-def test_cpu_smoke_runs_both_parts_and_reports_their_numbers(data_dir, tmp_path):
-  out = tmp_path / "out"
-  result = _run(
-    "--cpu_smoke", f"--data_dir={data_dir}", f"--out={out}", f"--tfds_dir={tmp_path / 'tfds'}",
-    cwd=tmp_path,
-  )  # fmt: skip
-  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-  lines = _json_lines(result.stdout)
-  assert [line["part"] for line in lines] == ["device", "conv", "style", "total"]
-  device, conv, style, total = lines
+  assert [line["part"] for line in lines] == ["device", "conv", "style", "scaling", "total"]
+  device, conv, style, scaling, total = lines
   assert device["backend"] == "cpu" and device["matmul_peak_gflops"] > 0
 
   for part in (conv, style):
@@ -110,8 +92,18 @@ def test_cpu_smoke_runs_both_parts_and_reports_their_numbers(data_dir, tmp_path)
   assert transfer["vgg_weights"].startswith("random")
   assert "random ranVGG VGG-19 weights" in result.stdout
 
-  assert total["parts"] == {"conv": "ok", "style": "ok"}
-  assert total["wall_seconds"] >= conv["wall_seconds"] + style["wall_seconds"]
+  assert scaling["status"] == "ok"
+  assert "main: 1 device" in result.stdout and "main: 2 devices, runs" in result.stdout
+  # The runs axis does the same work as one device (the layout test_devices_scaling leaves out).
+  (report,) = _json_lines(open(scaling["log"]).read())
+  one, runs = report["columns"]["main: 1 device"], report["columns"]["main: 2 devices, runs"]
+  assert runs["devices"] == 2
+  for measure in ("teacher_accuracy", "delta_accuracy"):
+    assert runs[measure] == pytest.approx(one[measure], abs=0.02), measure
+
+  assert total["parts"] == {"conv": "ok", "style": "ok", "scaling": "ok"}
+  walls = conv["wall_seconds"] + style["wall_seconds"] + scaling["wall_seconds"]
+  assert total["wall_seconds"] >= walls
   assert f"== total: {total['wall_seconds']} s wall" in result.stdout
 
 

@@ -236,7 +236,9 @@ def test_two_processes_train_as_one_process(how, devices_per_run, single_devices
       np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-6)
 
 
-def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, tmp_path):
+def test_cli_two_processes_equal_one_process_with_two_devices(
+  shared_data_dir, shared_tfds_dir, tmp_path
+):
   """``--num_processes=2`` (two gloo processes, one device each) gives the students of one
   process with two devices, its teachers read from the cache that run wrote (restored by both
   processes); ``train.fit`` training as 2 processes is the test above."""
@@ -244,7 +246,7 @@ def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, t
   # shared context, a stochastic φ, both teacher arms); identity and conv were checked by hand
   # (BUILD_NOTES, issue 15: all three bit-identical).
   tiny = [
-    *_tiny("noise", shared_data_dir, tmp_path / "tfds"),
+    *_tiny("noise", shared_data_dir, shared_tfds_dir),
     "--epochs=2",
     "--teachers=2",
     f"--cache_dir={tmp_path / 'cache'}",
@@ -275,7 +277,7 @@ def test_cli_two_processes_equal_one_process_with_two_devices(shared_data_dir, t
 
 
 def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
-  shared_data_dir, tmp_path
+  shared_data_dir, shared_tfds_dir, tmp_path
 ):
   import signal
   import time
@@ -286,7 +288,7 @@ def test_a_killed_process_ends_the_run_in_bounded_time_and_a_rerun_resumes(
     sys.executable,
     "-m",
     "experiments.distill",
-    *_tiny("identity", shared_data_dir, tmp_path / "tfds"),
+    *_tiny("identity", shared_data_dir, shared_tfds_dir),
     "--epochs=60",  # the kill lands after epoch 5 of the first arm: 115 epochs still to run
     "--teachers=1",
     "--config.checkpoint_every=5",
