@@ -72,7 +72,7 @@ def parse_args(argv=None):
     "--cost", default=",".join(map(str, COST_DEVICES)),
     help="device counts of the per-device FLOPs rows (fake CPU devices); empty: none",
   )  # fmt: skip
-  parser.add_argument("--cost_devices", type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument("--cost_devices", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   args.workloads = [w for w in args.workloads.split(",") if w]
   for workload in args.workloads:
@@ -93,8 +93,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  if args.cost_devices:  # a child: the cost analysis on this many fake CPU devices
-    print("COST " + json.dumps(per_device_flops(args.cost_devices, smoke=args.smoke)))
+  if args.cost_devices:  # a child: the cost analysis on these many of its fake CPU devices
+    for devices in map(int, args.cost_devices.split(",")):
+      print("COST " + json.dumps(per_device_flops(devices, smoke=args.smoke)), flush=True)
     return
   platform, visible = _platform()
   devices = args.devices or (visible if platform != "cpu" else os.cpu_count())
@@ -211,8 +212,8 @@ def run_layout(args, workload: str, layout, tfds_dir: str, scratch: str) -> dict
 
 
 def per_device_flops(devices: int, smoke: bool) -> dict:
-  """FLOPs per device of the teachers' scanned epoch (XLA cost analysis) for 10 teachers on
-  ``devices`` fake CPU devices, all on the runs axis."""
+  """FLOPs per device of the teachers' scanned epoch (XLA cost analysis) for 10 teachers on the
+  first ``devices`` fake CPU devices, all on the runs axis."""
   import jax
   import numpy as np
 
@@ -237,21 +238,29 @@ def per_device_flops(devices: int, smoke: bool) -> dict:
 
 
 def _cost_rows(args) -> list[dict]:
-  rows = []
-  for devices in args.cost:
-    env = _clean_env(
-      JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"
-    )
-    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, os.path.join(REPO_ROOT, "benchmarks")])
-    command = [sys.executable, os.path.abspath(__file__), f"--cost_devices={devices}"]
-    done = subprocess.run(
-      command + (["--smoke"] if args.smoke else []), env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-      raise SystemExit(f"cost analysis on {devices} devices failed:\n{done.stderr[-3000:]}")
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("COST ")]
-    rows.append(json.loads(line[len("COST ") :]))
-  return rows
+  """The cost rows of every count in ``--cost``, from one child process holding the largest
+  count of fake CPU devices (each row's mesh is its first N devices)."""
+  if not args.cost:
+    return []
+  env = _clean_env(
+    JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={max(args.cost)}"
+  )
+  env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, os.path.join(REPO_ROOT, "benchmarks")])
+  command = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--cost_devices=" + ",".join(map(str, args.cost)),
+  ]
+  done = subprocess.run(
+    command + (["--smoke"] if args.smoke else []), env=env, capture_output=True, text=True
+  )
+  if done.returncode != 0:
+    raise SystemExit(f"cost analysis on {args.cost} devices failed:\n{done.stderr[-3000:]}")
+  return [
+    json.loads(line[len("COST ") :])
+    for line in done.stdout.splitlines()
+    if line.startswith("COST ")
+  ]
 
 
 def report(columns: dict, cost: list[dict]) -> None:
