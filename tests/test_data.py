@@ -381,12 +381,14 @@ def _fake_splits(sizes):
   return out
 
 
-def test_load_subsets_mnist_family_splits_and_keeps_whole_ones(monkeypatch):
+def test_load_passes_the_checked_sizes_of_the_mnist_family_to_load_splits(monkeypatch):
+  """``load`` hands the MNIST family's ``max_sizes`` to ``load_splits``, which reads only the
+  kept records (equal to ``subset`` of the whole split: the tiny-tree test below)."""
   full = _fake_splits({"big": 50, "small": 8, "test": 20})
   calls = []
 
-  def fake_load_splits(name, *, data_dir, tfds_dir, splits):
-    calls.append((name, data_dir, tfds_dir, splits))
+  def fake_load_splits(name, *, data_dir, tfds_dir, splits, max_sizes):
+    calls.append((name, data_dir, tfds_dir, splits, max_sizes))
     return {split: full[split] for split in splits}
 
   monkeypatch.setattr(loading, "load_splits", fake_load_splits)
@@ -395,18 +397,15 @@ def test_load_subsets_mnist_family_splits_and_keeps_whole_ones(monkeypatch):
     data_dir="raw",
     tfds_dir="prepared",
     image_size=64,  # ignored for the MNIST family
-    max_sizes={"big": 7, "small": 8, "test": None},
+    max_sizes={"big": 7, "small": 8},
   )
-  assert calls == [("mnist", "raw", "prepared", SPLIT_NAMES)]
-  chosen = subset_positions(50, 7)
-  assert len(chosen) == 7 and np.all(np.diff(chosen) > 0)
-  np.testing.assert_array_equal(out["big"][1], chosen)  # labels = positions in the split
-  np.testing.assert_array_equal(out["big"][0], full["big"][0][chosen])
-  for split in ("small", "test"):  # N >= size or None: the loaded arrays themselves
-    assert out[split][0] is full[split][0] and out[split][1] is full[split][1]
+  assert calls == [("mnist", "raw", "prepared", SPLIT_NAMES, {"big": 7, "small": 8, "test": None})]
+  assert all(out[split] is full[split] for split in SPLIT_NAMES)
+  with pytest.raises(DataError, match=r"max_sizes\['big'\] must be an int >= 1"):
+    load("mnist", data_dir="raw", tfds_dir="prepared", max_sizes={"big": -1})
   test = load("fashion_mnist", data_dir=None, tfds_dir="t", splits="test")["test"]
-  assert test[0] is full["test"][0] and test[1] is full["test"][1]
-  assert calls[-1] == ("fashion_mnist", None, "t", ("test",))
+  assert test is full["test"]
+  assert calls[-1] == ("fashion_mnist", None, "t", ("test",), {"test": None})
 
 
 def test_load_passes_imagenette_options_through(monkeypatch):

@@ -26,7 +26,14 @@ from distill_jax.data.generated import (
   check_prepared_sizes,
   read_provenance,
 )
-from distill_jax.data.splits import SPLIT_NAMES, Split, check_max_sizes, check_splits, subset
+from distill_jax.data.splits import (
+  SPLIT_NAMES,
+  Split,
+  check_max_sizes,
+  check_splits,
+  subset,
+  subset_positions,
+)
 from distill_jax.data.tfds_io import prepare, read_split
 
 DATA_DIR_ENV = "DISTILL_DATA_DIR"
@@ -112,8 +119,7 @@ def load(
     return {split: Split(*arrays) for split, arrays in loaded.items()}
   splits = check_splits(splits)
   limits = check_max_sizes(max_sizes, splits)
-  data = load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits)
-  return {split: subset(data[split], limits[split]) for split in splits}
+  return load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits, max_sizes=limits)
 
 
 def image_shape(name: str, image_size: int = 32) -> tuple[int, int, int] | None:
@@ -137,23 +143,32 @@ def load_splits(
   data_dir: str | None,
   tfds_dir: str,
   splits: str | Iterable[str] = SPLIT_NAMES,
+  max_sizes: Mapping[str, int | None] | None = None,
 ) -> Splits:
   """Returns {split: (images float32 (N,28,28,1) in [0,1], labels int32 (N,))}.
 
   `name` is one of ``IDX_DATASETS``. `data_dir` is a root holding `<name>/` with the four IDX
   .gz files; it is read directly and the network is never used. With `data_dir=None` tfds
   downloads the official files. The prepared dataset is written once under `tfds_dir` and
-  reused by later calls.
+  reused by later calls. ``max_sizes`` as for ``load``: only the kept records are read and
+  decoded (the same arrays as ``subset`` of the whole split).
   """
   if name not in IDX_DATASETS:
     raise DataError(f"unknown dataset {name!r}; valid: {', '.join(IDX_DATASETS)}")
   splits = check_splits(splits)
+  limits = check_max_sizes(max_sizes, splits)
   manual_dir = None if data_dir is None else _check_idx_folder(os.path.join(data_dir, name))
   builder = prepare(  # read back when already prepared
     lambda: BUILDERS[name](data_dir=tfds_dir),
     tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
-  return {split: read_split(builder, IDX_SPLITS[split], IMAGE_SHAPE) for split in splits}
+  return {split: _read_kept(builder, IDX_SPLITS[split], limits[split]) for split in splits}
+
+
+def _read_kept(builder, tfds_split: str, size: int | None) -> Split:
+  """The ``subset_positions`` pick of a prepared split, reading only the records it keeps."""
+  count = builder.info.splits[tfds_split].num_examples
+  return Split(*read_split(builder, tfds_split, IMAGE_SHAPE, subset_positions(count, size)))
 
 
 def generated_mnist_builder(
