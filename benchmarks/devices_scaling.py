@@ -256,11 +256,16 @@ def _cost_rows(args) -> list[dict]:
   )
   if done.returncode != 0:
     raise SystemExit(f"cost analysis on {args.cost} devices failed:\n{done.stderr[-3000:]}")
-  return [
+  rows = [
     json.loads(line[len("COST ") :])
     for line in done.stdout.splitlines()
     if line.startswith("COST ")
   ]
+  if [row["devices"] for row in rows] != args.cost:
+    raise SystemExit(
+      f"cost analysis gave rows for {[row['devices'] for row in rows]}, not {args.cost}"
+    )
+  return rows
 
 
 def report(columns: dict, cost: list[dict]) -> None:
