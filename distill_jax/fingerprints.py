@@ -14,7 +14,8 @@ Keys therefore also hold:
   weights, style images and options.
 - ``of_model(model, input_shape)``: a user's model (``models.register_model``) by the same
   probe: its logits with parameters initialized from a fixed key, rounded alike (the built-in
-  models are named by their settings and the code version).
+  models are named by their settings and, once their arithmetic changed, by
+  ``models.arithmetic_revision``).
 
 A changed input gives a new key, so the work is redone; an unchanged one reuses it.
 """

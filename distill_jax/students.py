@@ -139,11 +139,21 @@ class StudentRuns:
 
 
 def _key_config(
-  config, arm, grid, phi_key, teacher_key, data: str, *, num_classes=10, model_fingerprint=None
+  config,
+  arm,
+  grid,
+  phi_key,
+  teacher_key,
+  data: str,
+  *,
+  num_classes=10,
+  model_fingerprint=None,
+  arithmetic: int = 1,
 ) -> dict:
   """What an arm's checkpoint key names: settings, the grid of runs, φ and the teacher where
   the arm uses them, and the content of the target arrays (``fingerprints``); a class count
-  other than 10 and a user model's behaviour, when there are (as ``teacher._key_config``)."""
+  other than 10, a user model's behaviour and a built-in model's arithmetic revision other than
+  1, when there are (as ``teacher._key_config``)."""
   key_config = {
     "what": "students",
     "arm": arm.name,
@@ -161,6 +171,8 @@ def _key_config(
     key_config["num_classes"] = num_classes
   if model_fingerprint is not None:
     key_config["model_behaviour"] = model_fingerprint
+  if arithmetic != 1:  # the built-in model's arithmetic revision (``models.ARITHMETIC_REVISION``)
+    key_config["arithmetic"] = arithmetic
   return key_config
 
 
@@ -230,6 +242,9 @@ def fit_students(
     teacher.key,
     data,
     num_classes=num_classes,
+    arithmetic=1
+    if models.is_registered(sc.model)
+    else models.arithmetic_revision(student, images.shape[1:]),
     model_fingerprint=fingerprints.of_model(student, images.shape[1:])
     if models.is_registered(sc.model)
     else None,

@@ -69,11 +69,13 @@ def _key_config(
   *,
   num_classes: int = 10,
   model_fingerprint: str | None = None,
+  arithmetic: int = 1,
 ) -> dict:
   """What the teachers' checkpoint key names: settings, φ (its key and behaviour, when the
   teachers see φ) and the content of the source arrays (``fingerprints``); a class count other
-  than the built-in datasets' 10 and a user model's behaviour, when there are (left out
-  otherwise, so that the keys of the built-in experiments stay as they were)."""
+  than the built-in datasets' 10, a user model's behaviour and a built-in model's arithmetic
+  revision other than 1 (``models.arithmetic_revision``), when there are (left out otherwise,
+  so that the keys of the built-in experiments stay as they were)."""
   through_phi = config.teacher.train_on == "phi"
   key_config = {
     "what": "teacher",
@@ -92,6 +94,8 @@ def _key_config(
     key_config["num_classes"] = num_classes
   if model_fingerprint is not None:
     key_config["model_behaviour"] = model_fingerprint
+  if arithmetic != 1:  # the built-in model's arithmetic revision (``models.ARITHMETIC_REVISION``)
+    key_config["arithmetic"] = arithmetic
   return key_config
 
 
@@ -172,6 +176,9 @@ def fit_teacher(
     data,
     source_key,
     num_classes=num_classes,
+    arithmetic=1
+    if models.is_registered(tc.model)
+    else models.arithmetic_revision(model, input_shape),
     model_fingerprint=fingerprints.of_model(model, input_shape)
     if models.is_registered(tc.model)
     else None,

@@ -1,6 +1,7 @@
 """Models: output shapes and parameter counts of the seed's teacher and student."""
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import pytest
 
@@ -126,3 +127,102 @@ def test_torch_init_matches_pytorch_layers():
 def test_unknown_init():
   with pytest.raises(ValueError, match="unknown init 'xavier'"):
     models.get_model("mlp", init="xavier")
+
+
+def _plain_and_narrow_losses(inputs, labels):
+  """The cross-entropy of ``inputs @ kernel + bias`` through ``lax.dot_general`` and through
+  ``narrow_kernel_dot_general``, as functions of ``(kernel, bias)``."""
+
+  def loss(dot_general):
+    def fn(kernel, bias):
+      logits = dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ()))) + bias
+      picked = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], -1)
+      return -picked.mean()
+
+    return fn
+
+  return loss(jax.lax.dot_general), loss(models.narrow_kernel_dot_general)
+
+
+def test_narrow_kernel_dot_matches_dot_general_in_value_and_gradients():
+  keys = jax.random.split(jax.random.key(3), 4)
+  inputs = jax.random.normal(keys[0], (2, 50, 784))  # batch axes before the features
+  kernel = jax.random.normal(keys[1], (784, 10)) * 0.03
+  bias = jax.random.normal(keys[2], (10,))
+  labels = jax.random.randint(keys[3], (2, 50), 0, 10)
+  plain, narrow = _plain_and_narrow_losses(inputs, labels)
+  assert float(narrow(kernel, bias)) == pytest.approx(float(plain(kernel, bias)), rel=1e-6)
+  want = jax.grad(plain, argnums=(0, 1))(kernel, bias)
+  for got in (
+    jax.grad(narrow, argnums=(0, 1))(kernel, bias),
+    jax.jit(jax.grad(narrow, argnums=(0, 1)))(kernel, bias),
+  ):
+    for g, w in zip(got, want):
+      assert g.shape == w.shape
+      assert jnp.allclose(g, w, rtol=1e-5, atol=1e-7), float(jnp.abs(g - w).max())
+  # the inputs' gradient too (a layer inside a network passes it on)
+  input_grad = lambda dot: jax.grad(lambda x: dot(x, kernel, (((2,), (0,)), ((), ()))).sum())  # noqa: E731
+  assert jnp.allclose(
+    input_grad(models.narrow_kernel_dot_general)(inputs), input_grad(jax.lax.dot_general)(inputs)
+  )
+
+
+def test_narrow_kernel_dot_under_vmap_over_runs():
+  """The runs axis: vmapped kernels, each run its own batch (as the students' epoch)."""
+  keys = jax.random.split(jax.random.key(4), 3)
+  inputs = jax.random.normal(keys[0], (5, 40, 300))
+  kernels = jax.random.normal(keys[1], (5, 300, 3)) * 0.05
+  labels = jax.random.randint(keys[2], (5, 40), 0, 3)
+
+  def run_grad(use_narrow):
+    def one(x, y, kernel):
+      plain, narrow = _plain_and_narrow_losses(x, y)
+      return jax.grad(narrow if use_narrow else plain)(kernel, jnp.zeros(3))
+
+    return jax.jit(jax.vmap(one))(inputs, labels, kernels)
+
+  assert jnp.allclose(run_grad(True), run_grad(False), rtol=1e-5, atol=1e-7)
+
+
+def test_narrow_kernel_dot_refuses_other_contractions():
+  x, kernel = jnp.ones((4, 300)), jnp.ones((300, 5))
+  with pytest.raises(ValueError, match="contracts the inputs' last axis"):
+    models.narrow_kernel_dot_general(x, kernel.T, (((1,), (1,)), ((), ())))
+  with pytest.raises(ValueError, match="default precision"):
+    models.narrow_kernel_dot_general(x, kernel, (((1,), (0,)), ((), ())), jax.lax.Precision.HIGHEST)
+
+
+@pytest.mark.parametrize(
+  "model,input_shape,revision",
+  [
+    (models.get_model("linear"), (28, 28, 1), models.ARITHMETIC_REVISION),  # 784 → 10
+    (models.get_model("mlp", hidden=(256, 128, 64, 64)), (24, 24, 1), 1),  # 64 → 10 at the end
+    (models.get_model("linear"), (8, 8, 1), 1),  # 64 → 10
+    (models.get_model("cnn", features=(8,), dense=256), (8, 8, 1), models.ARITHMETIC_REVISION),
+  ],
+)
+def test_arithmetic_revision_names_models_with_a_narrow_output_layer(model, input_shape, revision):
+  assert models.arithmetic_revision(model, input_shape) == revision
+
+
+class _PlainLinear(nn.Module):
+  """The linear student as a plain ``nn.Dense`` (no narrow kernel dot)."""
+
+  @nn.compact
+  def __call__(self, images):
+    return nn.Dense(10)(images.reshape(images.shape[0], -1))
+
+
+def test_linear_student_uses_the_narrow_kernel_dot_and_keeps_its_parameters():
+  """The same parameters as a plain Dense from the same key, logits and gradients equal to
+  rounding; the layer's dot is the narrow one."""
+  student, plain = models.get_model("linear"), _PlainLinear()
+  params, want = _init(student, (28, 28, 1)), _init(plain, (28, 28, 1))
+  assert jax.tree.map(jnp.array_equal, params, want) == jax.tree.map(lambda _: True, want)
+  images = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+  grads = [jax.grad(lambda p, m=m: m.apply(p, images).std())(params) for m in (student, plain)]
+  for got, expected in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    assert jnp.allclose(got, expected, rtol=1e-5, atol=1e-7)
+  assert models.dense(10, 784, "flax").dot_general is models.narrow_kernel_dot_general
+  assert models.dense(10, 64, "flax").dot_general is None
+  assert models.dense(64, 784, "flax").dot_general is None
