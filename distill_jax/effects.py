@@ -21,6 +21,16 @@ Why the last n epochs: a linear student's test accuracy moves ±0.002-0.003 from
 the next late in training, as large as the effect; averaging 10 epochs removes that noise
 (measured in BUILD_NOTES, "Parity with PyTorch").
 
+Two teaching arms against each other (``contrast``; the talk's VAE slide compares the student
+taught through φ with the one taught without it, ``teacher_phi`` against ``teacher``): both arms
+train the same (teacher k, seed s) runs, each paired with the same ``no_teacher`` run, so the
+difference of their teacher gains is their own paired difference,
+
+    c_k = d_k(a) − d_k(b) = (1/S) Σ_s [m(a, k, s) − m(b, k, s)],
+
+and the contrast is the mean of the K values c_k with the same t interval over teachers (over
+the S seed differences with one teacher), computed from the effects' ``units``.
+
 Verdict per metric: ``holds`` when the interval excludes 0 on the claimed side, ``fails`` when
 it excludes 0 on the other side, ``inconclusive`` otherwise (or with fewer than two units).
 """
@@ -47,8 +57,9 @@ def final_values(entry: dict, metric: str, last_epochs: int = 1) -> np.ndarray:
 
 def paired_differences(entry: dict, baseline: dict, metric: str, last_epochs: int = 1):
   """``d[k, j]``: teacher k's j-th run (its seeds in increasing order) minus ``no_teacher``'s
-  run of the same seed; ``[K, S]``. Teachers in the order of their first run; every teacher
-  needs the same number of runs, each seed a ``no_teacher`` run."""
+  run of the same seed; ``[K, S]``. Teachers in increasing order (so two arms of one
+  experiment line up, whatever the order of their runs); every teacher needs the same number
+  of runs, each seed a ``no_teacher`` run."""
   base = dict(zip(baseline["seeds"], final_values(baseline, metric, last_epochs)))
   values = final_values(entry, metric, last_epochs)
   teacher_of = entry.get("teachers", [0] * len(values))
@@ -62,7 +73,7 @@ def paired_differences(entry: dict, baseline: dict, metric: str, last_epochs: in
   counts = {len(runs) for runs in by_teacher.values()}
   if len(counts) != 1:
     raise ValueError("paired_differences: every teacher needs the same number of student runs.")
-  return np.asarray([[d for _, d in sorted(runs)] for runs in by_teacher.values()])
+  return np.asarray([[d for _, d in sorted(by_teacher[k])] for k in sorted(by_teacher)])
 
 
 def seeds_shared(entry: dict) -> bool:
@@ -117,6 +128,7 @@ def arm_effect(entry: dict, baseline: dict, last_epochs: int = 1) -> dict:
     result = interval(units, alternative)
     result.update(
       unit=unit,
+      units=[float(v) for v in units],
       last_epochs=window,
       claimed=alternative,
       verdict=verdict(result, alternative),
@@ -139,3 +151,70 @@ def effects(arms: dict, last_epochs: int = 1) -> dict:
     for label, entry in arms.items()
     if label != "no_teacher"
   }
+
+
+def _units(effect: dict) -> list:
+  """The values an effect's interval is over (``units``; results written before it existed
+  have ``per_teacher``, the same values when there are two teachers or more)."""
+  if "units" in effect:
+    return effect["units"]
+  if effect["teachers"] >= 2:
+    return effect["per_teacher"]
+  raise ValueError(
+    "contrast: this one-teacher effect has no 'units' (results written before they were "
+    "recorded); rerun the experiment to compare its arms."
+  )
+
+
+def contrast(effect: dict, other: dict) -> dict:
+  """Per metric of ``CLAIMED``: arm ``effect`` against arm ``other`` (both ``arm_effect``
+  results of one experiment, against the same ``no_teacher``), as the module docstring
+  describes; the same fields as ``arm_effect``."""
+  out = {}
+  for metric, alternative in CLAIMED.items():
+    a, b = effect[metric], other[metric]
+    if (a["teachers"], a["seeds"], a["unit"]) != (b["teachers"], b["seeds"], b["unit"]):
+      raise ValueError(
+        f"contrast: the arms were not trained on the same runs ({a['teachers']} × "
+        f"{a['seeds']} against {b['teachers']} × {b['seeds']}); compare arms of one experiment."
+      )
+    units = np.asarray(_units(a), np.float64) - np.asarray(_units(b), np.float64)
+    result = interval(units, alternative)
+    result.update(
+      unit=a["unit"],
+      units=[float(v) for v in units],
+      last_epochs=a["last_epochs"],
+      claimed=alternative,
+      verdict=verdict(result, alternative),
+      per_teacher=[float(x - y) for x, y in zip(a["per_teacher"], b["per_teacher"])],
+      teachers=a["teachers"],
+      seeds=a["seeds"],
+    )
+    out[metric] = result
+  return out
+
+
+def without_phi(label: str) -> str | None:
+  """The label of the arm taught without φ that matches ``label`` (``teacher_phi[lam=1,T=1]`` →
+  ``teacher[lam=1,T=1]``), or None for an arm that is not taught through φ."""
+  return "teacher" + label[len("teacher_phi") :] if label.startswith("teacher_phi") else None
+
+
+def recorded(effect: dict) -> bool:
+  """Whether ``contrast`` can use this effect: its units are recorded (results written before
+  ``units`` existed have them only for two teachers or more)."""
+  return all("units" in effect[m] or effect[m]["teachers"] >= 2 for m in CLAIMED)
+
+
+def contrasts(arm_effects: dict, *, skip_unrecorded: bool = False) -> dict:
+  """``results.json``'s ``contrasts``: each arm taught through φ against the arm with the same
+  λ and T taught without φ, where the experiment has it (``"<a> vs <b>"``: ``contrast``).
+  ``skip_unrecorded``: leave out pairs whose units older results did not record."""
+  out = {}
+  for label, effect in arm_effects.items():
+    other = without_phi(label)
+    if other in arm_effects:
+      if skip_unrecorded and not (recorded(effect) and recorded(arm_effects[other])):
+        continue
+      out[f"{label} vs {other}"] = contrast(effect, arm_effects[other])
+  return out

@@ -202,6 +202,7 @@ def _run(
     workdir=workdir,
     num_classes=num_classes,
   )
+  arm_effects = effects_lib.effects(arm_results, config.effect_epochs)
   results = {
     "experiment": (
       f"{config.source_dataset} -> {config.target_dataset} through phi = {built.phi.name}"
@@ -214,7 +215,8 @@ def _run(
     "teacher": teacher.info,
     "phi": phi_info,
     "arms": arm_results,
-    "effects": effects_lib.effects(arm_results, config.effect_epochs),
+    "effects": arm_effects,
+    "contrasts": effects_lib.contrasts(arm_effects),  # through φ against without φ
     "num_examples": {
       "big": len(source["big"].labels),
       "small": len(small.labels),

@@ -183,6 +183,32 @@ def effects_table(effects: dict) -> list[str]:
   return lines
 
 
+def contrasts_table(contrasts: dict) -> list[str]:
+  """``comparison | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict`` rows for the arms taught
+  through φ against the arms taught without it (``effects.contrasts``)."""
+  if not contrasts:
+    return []
+  lines = [
+    "| with φ vs without φ | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | p (acc / CE) | "
+    "verdict (acc / CE) |",
+    "|---|---|---|---|---|",
+  ]
+  for label, effect in contrasts.items():
+    acc, ce = effect["test_accuracy"], effect["test_cross_entropy"]
+    p = " / ".join("n/a" if e["p"] is None else f"{e['p']:.2g}" for e in (acc, ce))
+    lines.append(
+      f"| {label} | {interval_text(acc)} | {interval_text(ce)} | {p} | "
+      f"{acc['verdict']} / {ce['verdict']} |"
+    )
+  lines += [
+    "",
+    "Δ = the arm taught through φ − the arm taught without φ (the teacher applied to x), paired "
+    "by teacher and student seed, as above.",
+    "",
+  ]
+  return lines
+
+
 def _window_text(effect: dict) -> str:
   n = effect.get("last_epochs", 1)
   return "at the final epoch" if n == 1 else f"averaged over its last {n} epochs"
@@ -198,6 +224,7 @@ def markdown_table(results: dict) -> str:
     *_dataset_lines(results.get("datasets", {})),
     *_teacher_lines(results["teacher"], results.get("phi", {})),
     *effects_table(results.get("effects", {})),
+    *contrasts_table(results.get("contrasts", {})),
     f"Students: {config.get('seeds', len(set(first['seeds'])))} seeds per teacher "
     f"({config.get('student_seeds', 'shared')}), {len(first['test_accuracy'][0])} epochs; "
     "final test metrics (mean ± std over all runs of an arm).",

@@ -8,8 +8,11 @@ Fashion-MNIST, not from FashionMNIST-Small as the talk has it), each from its co
 into ``<workdir>/<name>``, sharing ``<workdir>/cache`` (teachers, VAEs, stylized sets) so a
 rerun reuses finished work. It then writes ``<workdir>/REPORT.md`` and ``report.json``: the
 claims table (each experiment's claim, Δ accuracy and Δ cross-entropy of ``teacher_phi``
-against ``no_teacher`` with 95% intervals over teachers, and the verdict), the teachers' scores
-on φ(test), wall times, figures and the exact configurations. ``--quick`` shrinks everything
+against the arm the talk compares it with, with 95% intervals over teachers, and the verdict:
+``no_teacher``, and for vae ``teacher``, the same teacher without φ, with ``no_teacher`` in a
+column beside it; ``BASELINES``), the teachers' scores on φ(test), wall times, figures and the
+exact configurations. ``--rejudge=<report.json>`` judges a written report's claims again from
+its recorded effects, with no training, and rewrites it and its REPORT.md. ``--quick`` shrinks everything
 (subsets, one or two epochs, two teachers × two seeds) to check the pipeline in about a minute;
 its numbers mean nothing. ``--only=conv,style`` runs a subset.
 """
@@ -34,6 +37,7 @@ from absl import flags
 from absl import logging
 
 from distill_jax import data as data_lib
+from distill_jax import effects as effects_lib
 from distill_jax import experiment
 from distill_jax import files
 from distill_jax import parallel
@@ -48,8 +52,8 @@ CLAIMS = {
   "noise": "A teacher trained on noisy images x + N(0, 0.1) improves the student through φ_noise.",
   "conv": "A teacher trained on images seen through a fixed dilated convolution improves the "
   "student through φ_conv.",
-  "vae": "A teacher trained on MNIST improves a Fashion-MNIST student through the VAE map φ_vae "
-  "(clothes → digits).",
+  "vae": "A teacher trained on MNIST teaches a Fashion-MNIST student better through the VAE map "
+  "φ_vae (clothes → digits) than without it.",
   "generated": "A teacher trained on GeneratedMNIST (70 VAE digits drawn from each "
   "FashionMNIST-Small image) improves the Fashion-MNIST student through φ_vae.",
   "generated_full": "Ablation, not the talk's: a teacher trained on φ_vae of all 70,000 "
@@ -57,7 +61,37 @@ CLAIMS = {
   "style": "A teacher trained on style-transferred Imagenette improves an Imagenette student "
   "through φ_style.",
 }
-CLAIMED_ARM = "teacher_phi"  # the arm each claim is about (f(φ(x)) against no_teacher)
+TALK = (
+  'The talk: «Задача многодоменной дистилляции» ("The multi-domain distillation problem", in '
+  "Russian). It claims that a teacher trained on a large source domain, read through a known "
+  "map φ from the target domain to the source, improves a student trained on a small target "
+  "set: for φ = identity, additive noise and a fixed dilated convolution on Fashion-MNIST, for "
+  "a VAE that turns clothes into digits (an MNIST teacher, and one trained on GeneratedMNIST), "
+  "and for VGG-19 style transfer on Imagenette."
+)
+CLAIMED_ARM = "teacher_phi"  # the arm each claim is about: the student taught by f(φ(x))
+# What each claim compares it with, as the talk does: the student trained alone, except on the
+# VAE slide, which compares it with the student taught without φ ("without the map φ the model
+# becomes noisier"). The other comparison, where there is one, stays beside it in the report.
+BASELINES = {"vae": "teacher"}  # the others: no_teacher
+
+
+def baseline_of(name: str) -> str:
+  """The arm experiment ``name``'s claim compares ``teacher_phi`` with."""
+  return BASELINES.get(name, "no_teacher")
+
+
+def comparisons(name: str, arm_effects: dict) -> tuple[dict, dict | None]:
+  """``(the claim's comparison, the other one or None)``, each ``{"comparison": "teacher_phi vs
+  <arm>", "effect": ...}``: against ``no_teacher`` from ``effects``, against ``teacher`` by
+  ``effects.contrast`` (paired by teacher and seed)."""
+  versus_alone = {"comparison": f"{CLAIMED_ARM} vs no_teacher", "effect": arm_effects[CLAIMED_ARM]}
+  baseline = baseline_of(name)
+  if baseline == "no_teacher":
+    return versus_alone, None
+  effect = effects_lib.contrast(arm_effects[CLAIMED_ARM], arm_effects[baseline])
+  return {"comparison": f"{CLAIMED_ARM} vs {baseline}", "effect": effect}, versus_alone
+
 
 flags.adopt_module_key_flags(launch)  # --num_processes, --distributed in --help
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Output folder.")
@@ -66,6 +100,12 @@ _TFDS_DIR = flags.DEFINE_string(
   "tfds_dir", None, "Prepared datasets (default ~/tensorflow_datasets)."
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny sizes: checks the pipeline, numbers mean nothing.")
+_REJUDGE = flags.DEFINE_string(
+  "rejudge",
+  None,
+  "A report.json: judge its claims again from its recorded effects (no training) and rewrite "
+  "it and the REPORT.md beside it.",
+)
 _ONLY = flags.DEFINE_list("only", list(CLAIMS), "Experiments to run (default: all, in order).")
 CONFIG_FILES = ("vae", "generated", "generated_full", "style")  # others: default.py
 
@@ -149,12 +189,55 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
   return reproduction
 
 
+def rejudge(reproduction: dict, command: str) -> dict:
+  """A ``report.json`` whose claims are judged again, with no training: each experiment's claim
+  text and comparisons (``comparisons``, ``effects.contrasts``) recomputed from its recorded
+  effects, e.g. after ``BASELINES`` changed. ``command`` is recorded as ``rejudged_by``."""
+  entries = {}
+  for name, entry in reproduction["experiments"].items():
+    if name not in CLAIMS:
+      raise ValueError(
+        f"rejudge: unknown experiment {name!r} in the report; known: {', '.join(CLAIMS)}."
+      )
+    claimed, other = comparisons(name, entry["effects"])
+    entries[name] = {
+      **entry,
+      "claim": CLAIMS[name],
+      "comparison": claimed["comparison"],
+      "effect": claimed["effect"],
+      "other_comparison": other,
+      # one-teacher arms written before their units were recorded cannot be contrasted
+      "contrasts": effects_lib.contrasts(entry["effects"], skip_unrecorded=True),
+    }
+  return {**reproduction, "experiments": entries, "rejudged_by": command}
+
+
+def rejudge_file(path: str) -> dict:
+  """``rejudge`` the report.json at ``path`` and rewrite it and the REPORT.md beside it."""
+  try:
+    with open(path) as f:
+      reproduction = json.load(f)
+  except (OSError, ValueError) as error:
+    raise ValueError(f"--rejudge={path}: cannot read a report.json there ({error}).") from None
+  if "experiments" not in reproduction:
+    raise ValueError(f"--rejudge={path}: not a report.json of experiments.reproduce.")
+  rejudged = rejudge(reproduction, f"python -m experiments.reproduce --rejudge={path}")
+  folder = os.path.dirname(os.path.abspath(path))
+  files.write_json(os.path.join(folder, "report.json"), rejudged, indent=1)
+  files.write_text(os.path.join(folder, "REPORT.md"), markdown(rejudged))
+  return rejudged
+
+
 def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
+  claimed, other = comparisons(name, results["effects"])
   return {
     "claim": CLAIMS[name],
     "experiment": results["experiment"],
-    "effect": results["effects"].get(CLAIMED_ARM),
+    "comparison": claimed["comparison"],
+    "effect": claimed["effect"],
+    "other_comparison": other,
     "effects": results["effects"],
+    "contrasts": results.get("contrasts", {}),
     "teacher": {k: v for k, v in results["teacher"].items() if k != "checkpoint"},
     "phi": {k: v for k, v in results["phi"].items() if k != "checkpoint"},
     "wall_seconds": seconds,
@@ -164,19 +247,37 @@ def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
 
 
 def claims_table(experiments: dict) -> list[str]:
-  """``experiment | claim | Δ acc [CI] | Δ CE [CI] | verdict`` for ``teacher_phi``."""
+  """``experiment | claim | comparison | Δ acc [CI] | Δ CE [CI] | verdict | K × S | the other
+  comparison``: each claim judged by its own comparison (``BASELINES``)."""
   lines = [
-    "| experiment | the talk's claim | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | "
-    "verdict (acc / CE) | teachers × seeds |",
-    "|---|---|---|---|---|---|",
+    "| experiment | the talk's claim | compared as the talk does | Δ accuracy [95% CI] | "
+    "Δ cross-entropy [95% CI] | verdict (acc / CE) | teachers × seeds | the other comparison |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for name, entry in experiments.items():
     acc, ce = entry["effect"]["test_accuracy"], entry["effect"]["test_cross_entropy"]
+    other = entry.get("other_comparison")
+    other_text = "—"
+    if other:
+      o_acc, o_ce = other["effect"]["test_accuracy"], other["effect"]["test_cross_entropy"]
+      other_text = (
+        f"{other['comparison']}: {report.interval_text(o_acc)} / {report.interval_text(o_ce)} "
+        f"({o_acc['verdict']} / {o_ce['verdict']})"
+      )
     lines.append(
-      f"| {name} | {entry['claim']} | {report.interval_text(acc)} | {report.interval_text(ce)} | "
-      f"{acc['verdict']} / {ce['verdict']} | {acc['teachers']} × {acc['seeds']} |"
+      f"| {name} | {entry['claim']} | {entry.get('comparison', CLAIMED_ARM + ' vs no_teacher')} "
+      f"| {report.interval_text(acc)} | {report.interval_text(ce)} | "
+      f"{acc['verdict']} / {ce['verdict']} | {acc['teachers']} × {acc['seeds']} | {other_text} |"
     )
   return lines
+
+
+def _contrasts(entry: dict) -> dict:
+  """An entry's with-φ-vs-without-φ contrasts (from its effects for reports written before
+  they were recorded)."""
+  if "contrasts" in entry:
+    return entry["contrasts"]
+  return effects_lib.contrasts(entry["effects"], skip_unrecorded=True)
 
 
 def _generated_comparison(experiments: dict) -> list[str]:
@@ -212,13 +313,24 @@ def markdown(reproduction: dict) -> str:
   lines = [
     "# Reproducing the talk's claims",
     "",
+    TALK,
+    "",
     f"`{reproduction['command']}` — jax {reproduction['jax']} on "
     f"{', '.join(reproduction['devices'])}."
-    + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else ""),
+    + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else "")
+    + (
+      f" Claims judged again from its recorded effects, with no training, by "
+      f"`{reproduction['rejudged_by']}`."
+      if reproduction.get("rejudged_by")
+      else ""
+    ),
     "",
-    "Δ = `teacher_phi` − `no_teacher` in test accuracy and cross-entropy (each run's mean "
+    "Δ = `teacher_phi` − the arm the talk compares it with (`no_teacher`, the student "
+    "trained alone; for vae `teacher`, the student taught by the same teacher without φ) in "
+    "test accuracy and cross-entropy (each run's mean "
     "over its last `effect_epochs` epochs, see each configuration; 1 = the final epoch), "
-    "paired by student seed; each teacher teaches its own student seeds (`student_seeds`); "
+    "paired by student seed (and teacher); each teacher teaches its own student seeds "
+    "(`student_seeds`); "
     "95% Student-t intervals with the teacher as the unit (with one teacher: over student "
     "seeds only). Verdict: *holds* if the interval excludes 0 in the claimed "
     "direction (accuracy up, cross-entropy down), *fails* if it excludes 0 the other way, else "
@@ -242,6 +354,7 @@ def markdown(reproduction: dict) -> str:
       f"teachers: {teacher['model']} on {teacher['trained_on']}).",
       "",
       *report.effects_table(entry["effects"]),
+      *report.contrasts_table(_contrasts(entry)),
       " ".join(f"![]({path})" for path in entry["figures"]),
       "",
       "<details><summary>configuration</summary>",
@@ -259,6 +372,13 @@ def markdown(reproduction: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(cli_setup.usage_error(f"unexpected arguments: {' '.join(argv[1:])}"))
+  if _REJUDGE.value:
+    try:
+      rejudge_file(_REJUDGE.value)
+    except ValueError as error:
+      raise SystemExit(cli_setup.usage_error(str(error))) from None
+    logging.info("report: %s", os.path.join(os.path.dirname(_REJUDGE.value), "REPORT.md"))
+    return
   launch.launch_or_join("experiments.reproduce")
   cli_setup.setup()
   tfds_dir = _TFDS_DIR.value or os.environ.get(

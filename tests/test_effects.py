@@ -30,12 +30,13 @@ def _t_interval_by_hand(x, confidence=0.95):
 
 def test_paired_differences_pair_by_seed_whatever_the_run_order():
   baseline = _entry([0.50, 0.60, 0.70], seeds=[0, 1, 2])
-  # teacher 1's runs come first and seeds are shuffled: pairing must use the seed, not the row.
+  # teacher 1's runs come first and seeds are shuffled: pairing must use the seed, not the row,
+  # and the rows are the teachers in increasing order.
   arm = _entry(
     [0.71, 0.52, 0.63, 0.55, 0.74, 0.61], seeds=[2, 0, 1, 0, 2, 1], teachers=[1, 1, 1, 0, 0, 0]
   )
   d = effects.paired_differences(arm, baseline, "test_accuracy")
-  np.testing.assert_allclose(d, [[0.02, 0.03, 0.01], [0.05, 0.01, 0.04]], atol=1e-12)
+  np.testing.assert_allclose(d, [[0.05, 0.01, 0.04], [0.02, 0.03, 0.01]], atol=1e-12)
   with pytest.raises(ValueError, match="seed 7 has no no_teacher run"):
     effects.paired_differences(_entry([0.6], seeds=[7], teachers=[0]), baseline, "test_accuracy")
   uneven = _entry([0.6, 0.6, 0.6], seeds=[0, 1, 2], teachers=[0, 0, 1])
@@ -124,3 +125,77 @@ def test_one_teacher_falls_back_to_seeds_and_says_so():
   assert effect["test_accuracy"]["low"] == pytest.approx(low)
   assert effect["test_cross_entropy"]["claimed"] == "less"
   assert effects.effects({"teacher_phi": arm}) == {}  # no baseline: nothing to compare
+
+
+def _two_arms(num_teachers, seeds_per_teacher, rng):
+  """``no_teacher`` and two teaching arms on the same (teacher, seed) runs, each teacher its own
+  seeds (per_teacher), the runs in a shuffled order in each arm."""
+  seeds = np.arange(num_teachers * seeds_per_teacher)
+  teacher_of = np.repeat(np.arange(num_teachers), seeds_per_teacher)
+  base = rng.normal(0.8, 0.01, size=len(seeds))
+  with_phi = base + rng.normal(0.01, 0.004, size=len(seeds))
+  without = base + rng.normal(-0.05, 0.02, size=len(seeds))
+  arms = {"no_teacher": _entry(base, seeds)}
+  for label, values in (("teacher_phi", with_phi), ("teacher", without)):
+    order = rng.permutation(len(seeds))
+    arms[label] = _entry(values[order], seeds[order], teacher_of[order])
+  return arms, with_phi - without, teacher_of
+
+
+@pytest.mark.parametrize("num_teachers", [3, 1])
+def test_contrast_is_the_paired_difference_of_the_two_arms(num_teachers):
+  """teacher_phi against teacher: per teacher the mean over its seeds of the two arms' own
+  differences (or, with one teacher, the seed differences), the t interval over those."""
+  arms, run_differences, teacher_of = _two_arms(num_teachers, 4, np.random.default_rng(1))
+  arm_effects = effects.effects(arms)
+  (label,) = effects.contrasts(arm_effects)
+  assert label == "teacher_phi vs teacher"
+  got = effects.contrasts(arm_effects)[label]["test_accuracy"]
+  units = (
+    [run_differences[teacher_of == k].mean() for k in range(num_teachers)]
+    if num_teachers > 1
+    else run_differences
+  )
+  low, high, p = _t_interval_by_hand(units)
+  assert got["mean"] == pytest.approx(np.mean(units))
+  assert (got["low"], got["high"], got["p"]) == pytest.approx((low, high, p))
+  assert got["verdict"] == "holds" and got["n"] == len(units)
+  ce = effects.contrasts(arm_effects)[label]["test_cross_entropy"]  # _entry: CE = −accuracy
+  assert ce["mean"] == pytest.approx(-np.mean(units)) and ce["verdict"] == "holds"
+
+
+def test_contrast_refuses_arms_of_other_runs_and_unrecorded_one_teacher_effects():
+  rng = np.random.default_rng(2)
+  three = effects.effects(_two_arms(3, 2, rng)[0])
+  two = effects.effects(_two_arms(2, 2, rng)[0])
+  with pytest.raises(ValueError, match="not trained on the same runs"):
+    effects.contrast(three["teacher_phi"], two["teacher"])
+  one = effects.effects(_two_arms(1, 3, rng)[0])
+  old = {
+    label: {m: {k: v for k, v in e.items() if k != "units"} for m, e in effect.items()}
+    for label, effect in one.items()
+  }  # written before the units were recorded
+  with pytest.raises(ValueError, match="rerun the experiment"):
+    effects.contrasts(old)
+  assert effects.contrasts(old, skip_unrecorded=True) == {}
+  # with two teachers or more the per-teacher gains are the units: old results still work
+  old_three = {
+    label: {m: {k: v for k, v in e.items() if k != "units"} for m, e in effect.items()}
+    for label, effect in three.items()
+  }
+  assert effects.contrasts(old_three) == effects.contrasts(three)
+
+
+def test_contrasts_pair_grid_arms_by_their_settings():
+  arms, _, _ = _two_arms(2, 2, np.random.default_rng(3))
+  grid = {"no_teacher": arms["no_teacher"]}
+  for setting in ("[lam=0.5,T=1]", "[lam=1,T=1]"):
+    grid["teacher" + setting] = arms["teacher"]
+    grid["teacher_phi" + setting] = arms["teacher_phi"]
+  assert list(effects.contrasts(effects.effects(grid))) == [
+    "teacher_phi[lam=0.5,T=1] vs teacher[lam=0.5,T=1]",
+    "teacher_phi[lam=1,T=1] vs teacher[lam=1,T=1]",
+  ]
+  assert (
+    effects.contrasts(effects.effects({k: arms[k] for k in ("no_teacher", "teacher_phi")})) == {}
+  )

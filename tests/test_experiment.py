@@ -119,6 +119,11 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     assert np.all(np.isfinite(entry["test_cross_entropy"]))
   assert results["teacher"]["trained_on"] == "fashion_mnist Big"
   assert results["teacher"]["evaluated_on"] == "fashion_mnist test"
+  assert list(results["contrasts"]) == [  # through φ against without φ, setting by setting
+    "teacher_phi[lam=0.5,T=1] vs teacher[lam=0.5,T=1]",
+    "teacher_phi[lam=1,T=1] vs teacher[lam=1,T=1]",
+  ]
+  assert "| with φ vs without φ |" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.parametrize(
