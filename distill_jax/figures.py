@@ -185,3 +185,55 @@ def teacher_gains(results: dict, path: str) -> str:
   )
   fig.tight_layout()
   return _save(fig, path, dpi=120, bbox_inches="tight")
+
+
+def study_effects(study: dict, path: str) -> str:
+  """A study's effects against its first swept field: per arm (and per value of the other
+  swept fields) the effect on Δ test accuracy (left) and Δ test cross-entropy (right) against
+  ``no_teacher``, a band for its 95% interval over teachers; a log x axis when the values are
+  positive and span 10× or more (``study.log_axis``), categories when they are not numbers."""
+  from distill_jax import study as study_lib
+
+  plt = _pyplot()
+  first, others = study["vary"][0], study["vary"][1:]
+  xs = [point["values"][first] for point in study["points"]]
+  numeric = study_lib._numeric(xs)
+  positions = {x: i for i, x in enumerate(dict.fromkeys(map(str, xs)))}
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  colors = plt.get_cmap("tab10").colors
+  lines = {}  # (arm, other values) -> [(x, effect per metric)]
+  for point in study["points"]:
+    rest = tuple(point["values"][f] for f in others)
+    for arm, effect in point["effects"].items():
+      lines.setdefault((arm, rest), []).append((point["values"][first], effect))
+  for index, ((arm, rest), series) in enumerate(lines.items()):
+    series.sort(key=lambda item: item[0] if numeric else positions[str(item[0])])
+    x = [item[0] if numeric else positions[str(item[0])] for item in series]
+    label = arm + "".join(f", {f}={v}" for f, v in zip(others, rest))
+    for ax, metric in zip(axes, ("test_accuracy", "test_cross_entropy")):
+      effects_ = [item[1][metric] for item in series]
+      mean = [e["mean"] for e in effects_]
+      color = colors[index % len(colors)]
+      ax.plot(x, mean, marker="o", color=color, label=label)
+      with_interval = [(xi, e) for xi, e in zip(x, effects_) if e["low"] is not None]
+      if with_interval:
+        ax.fill_between(
+          [xi for xi, _ in with_interval],
+          [e["low"] for _, e in with_interval],
+          [e["high"] for _, e in with_interval],
+          color=color,
+          alpha=0.2,
+        )
+  for ax, metric in zip(axes, ("test_accuracy", "test_cross_entropy")):
+    ax.axhline(0.0, color="gray", lw=1, ls="--")
+    if numeric and study_lib.log_axis(xs):
+      ax.set_xscale("log")
+    if not numeric:
+      ax.set_xticks(list(positions.values()), list(positions))
+    ax.set_xlabel(first)
+    ax.set_ylabel(f"Δ {metric.replace('_', ' ')} vs no_teacher")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle(f"study of {study['mapping']}: effect and 95% CI over teachers", fontsize=9)
+  fig.tight_layout()
+  return _save(fig, path, dpi=120, bbox_inches="tight")

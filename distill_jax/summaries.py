@@ -31,12 +31,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
 import numpy as np
 
 from distill_jax import files
+from distill_jax import parallel
 
 SCALARS = {"train_loss": "train/loss", "test_accuracy": "test/accuracy"}
 SCALARS["test_cross_entropy"] = "test/cross_entropy"
@@ -285,3 +287,34 @@ def write(results: dict, workdir: str, figure_paths: list[str] = ()) -> str:
 
     rewrite("figures", digests, fill_figures)
   return root
+
+
+def write_study_hparams(study: dict, folder: str) -> str:
+  """A study as TensorBoard HParams (``<folder>/<point>``): the swept values as hyperparameters,
+  each arm's effects (mean and interval ends, accuracy and cross-entropy) as metrics, so the
+  HParams dashboard tables and plots the study; rewritten whole on every call."""
+  from distill_jax import study as study_lib
+
+  if not parallel.is_primary():
+    return folder
+  tensorboardx = _import_tensorboardx()
+  shutil.rmtree(folder, ignore_errors=True)
+  for point in study["points"]:
+    metrics = {}
+    for arm, effect in point["effects"].items():
+      for metric, short in (("test_accuracy", "accuracy"), ("test_cross_entropy", "cross_entropy")):
+        for end in ("mean", "low", "high"):
+          if effect[metric][end] is not None:
+            metrics[f"{_safe(arm)}/delta_{short}_{end}"] = float(effect[metric][end])
+    hparams = {
+      path: value if isinstance(value, (bool, int, float, str)) else str(value)
+      for path, value in point["values"].items()
+    }
+    run = study_lib.point_name(point["values"])
+    experiment, start, end = tensorboardx.summary.hparams(hparams, metrics)
+    with tensorboardx.SummaryWriter(os.path.join(folder, _safe(run))) as writer:
+      for summary in (experiment, start, end):  # what add_hparams writes, in this folder
+        writer.file_writer.add_summary(summary)
+      for tag, value in metrics.items():
+        writer.add_scalar(tag, value, 0)
+  return folder

@@ -21,7 +21,6 @@ its numbers mean nothing. ``--only=conv,style`` runs a subset.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -44,6 +43,7 @@ from distill_jax import parallel
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
+from experiments import configs
 
 # The talk's experiments, in its order, each with its claim in one sentence.
 CLAIMS = {
@@ -107,15 +107,11 @@ _REJUDGE = flags.DEFINE_string(
   "it and the REPORT.md beside it.",
 )
 _ONLY = flags.DEFINE_list("only", list(CLAIMS), "Experiments to run (default: all, in order).")
-CONFIG_FILES = ("vae", "generated", "generated_full", "style")  # others: default.py
 
 
 def experiment_config(name: str):
   """The config ``python -m experiments.distill --mapping=<name>`` runs."""
-  module = name if name in CONFIG_FILES else "default"
-  config = importlib.import_module(f"experiments.configs.{module}").get_config()
-  config.mapping = name
-  return config
+  return configs.for_mapping(name)
 
 
 def shrink(config) -> None:

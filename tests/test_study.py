@@ -1,0 +1,158 @@
+"""Studies: sweep points, value parsing, a tiny two-point sweep that reuses its teachers, the CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from distill_jax import study
+from experiments import configs
+from experiments import study as study_cli
+from tests import forked_cli
+from tests.conftest import REPO_ROOT
+from tests.test_experiment import tiny_config
+from tests.test_summaries import _scalars
+
+
+@pytest.mark.parametrize(
+  "text,current,want",
+  [
+    ("50", None, 50),
+    ("0.5", None, 0.5),
+    ("none", None, None),
+    ("3", 5, 3),
+    ("0.1", 1.0, 0.1),
+    ("true", False, True),
+    ("mlp", "linear", "mlp"),
+  ],
+)
+def test_values_take_the_type_of_their_field(text, current, want):
+  got = study.parse_value("f", text, current)
+  assert got == want and type(got) is type(want)
+
+
+@pytest.mark.parametrize(
+  "text,current,match",
+  [("abc", 5, "'abc' is not a int"), ("yes", True, "not a bool"), ("1", (1, 2), "tuple field")],
+)
+def test_bad_values_name_the_field_and_its_type(text, current, match):
+  with pytest.raises(ValueError, match=match):
+    study.parse_value("f", text, current)
+
+
+def test_points_are_every_combination_validated_before_any_work():
+  config = tiny_config("conv")
+  planned = study.points(config, {"data.max_small": ["100", "200"], "seeds": ["1", "2"]})
+  assert [values for values, _ in planned] == [
+    {"data.max_small": 100, "seeds": 1},
+    {"data.max_small": 100, "seeds": 2},
+    {"data.max_small": 200, "seeds": 1},
+    {"data.max_small": 200, "seeds": 2},
+  ]
+  assert [(p.data.max_small, p.seeds) for _, p in planned] == [
+    (100, 1),
+    (100, 2),
+    (200, 1),
+    (200, 2),
+  ]
+  assert config.data.max_small == 200 and config.seeds == 2  # the base config is untouched
+  assert study.point_name(planned[1][0]) == "data.max_small=100,seeds=2"
+  with pytest.raises(ValueError, match="no field 'data.max_smal'"):
+    study.points(config, {"data.max_smal": ["1"]})
+  with pytest.raises(ValueError, match="given twice"):
+    study.points(config, {"seeds": ["2", "2"]})
+  with pytest.raises(ValueError, match="seeds must be >= 1"):  # validation, before any work
+    study.points(config, {"seeds": ["2", "0"]})
+  with pytest.raises(ValueError, match="at least one --vary"):
+    study.points(config, {})
+
+
+def test_log_axis_for_positive_values_spanning_ten_times():
+  assert study.log_axis([50, 100, 1000]) and not study.log_axis([100, 300])
+  assert not study.log_axis([0, 10, 100]) and not study.log_axis(["mlp", "linear"])
+
+
+def test_a_target_size_sweep_trains_its_teachers_once_and_resumes(
+  shared_data_dir, shared_tfds_dir, tmp_path
+):
+  config = tiny_config("conv")
+  config.teacher.count, config.student.epochs = 2, 2
+  vary = {"data.max_small": ["100", "200"]}
+  result = study.run_study(
+    config, vary, workdir=str(tmp_path), data_dir=shared_data_dir, tfds_dir=shared_tfds_dir
+  )
+  first, second = result["points"]
+  assert first["values"] == {"data.max_small": 100} and second["num_examples"]["small"] == 200
+  assert not first["teacher"]["reused_checkpoint"] and second["teacher"]["reused_checkpoint"]
+  assert first["teacher"]["on_phi_target_test_accuracy_mean"] == pytest.approx(
+    second["teacher"]["on_phi_target_test_accuracy_mean"]
+  )  # the same teachers
+  saved = json.loads((tmp_path / "study.json").read_text())
+  assert saved == json.loads(json.dumps(result))
+  effect = saved["points"][1]["effects"]["teacher_phi"]["test_accuracy"]
+  assert effect["teachers"] == 2 and effect["verdict"] in ("holds", "fails", "inconclusive")
+  text = (tmp_path / "study.md").read_text()
+  assert "| 100 | teacher_phi |" in text and "| 200 | teacher_phi |" in text
+  assert (tmp_path / "study.png").stat().st_size > 0
+  board = tmp_path / "tensorboard_study"
+  assert sorted(os.listdir(board)) == ["data.max_small=100", "data.max_small=200"]
+  _, hparams = _scalars(board / "data.max_small=200")  # the HParams metrics, read back
+  assert hparams["teacher_phi/delta_accuracy_mean"] == [
+    (0, pytest.approx(saved["points"][1]["effects"]["teacher_phi"]["test_accuracy"]["mean"]))
+  ]
+
+  again = study.run_study(  # the same command again: every point reuses its saved runs
+    config, vary, workdir=str(tmp_path), data_dir=shared_data_dir, tfds_dir=shared_tfds_dir
+  )
+  assert all(point["teacher"]["reused_checkpoint"] for point in again["points"])
+  for old, new in zip(result["points"], again["points"]):
+    np.testing.assert_equal(new["effects"], old["effects"])
+
+
+def test_the_figure_draws_category_values_and_a_grid(tmp_path):
+  effect = {"mean": 0.01, "low": 0.0, "high": 0.02}
+  point = lambda model, seeds: {  # noqa: E731
+    "values": {"student.model": model, "seeds": seeds},
+    "effects": {"teacher_phi": {"test_accuracy": effect, "test_cross_entropy": effect}},
+  }
+  fake = {
+    "mapping": "conv",
+    "vary": ["student.model", "seeds"],
+    "points": [point(m, s) for m in ("linear", "mlp") for s in (2, 3)],
+  }
+  from distill_jax import figures
+
+  assert os.path.getsize(figures.study_effects(fake, str(tmp_path / "s.png"))) > 0
+
+
+def test_study_config_and_sweep_flags():
+  config = study_cli.study_config("conv", ["teacher.epochs=2", "data.max_small=100"])
+  assert config.teacher.epochs == 2 and config.data.max_small == 100
+  assert config.to_dict() != configs.for_mapping("conv").to_dict()
+  with pytest.raises(ValueError, match="unknown mapping"):
+    study_cli.study_config("blur", [])
+  with pytest.raises(ValueError, match="give <field>=<value>"):
+    study_cli.study_config("conv", ["teacher.epochs"])
+  assert study_cli.sweep(["seeds", "data.max_small"], ["1,2", "50"]) == {
+    "seeds": ["1", "2"],
+    "data.max_small": ["50"],
+  }
+  with pytest.raises(ValueError, match="one --values per --vary"):
+    study_cli.sweep(["seeds"], [])
+
+
+def test_cli_errors_are_one_line_before_any_work(tmp_path):
+  result = forked_cli.run(
+    "experiments.study",
+    ["--vary=seeds", "--values=2,zero", f"--workdir={tmp_path / 'w'}"],
+    env=dict(os.environ, XLA_FLAGS=""),
+    cwd=str(REPO_ROOT),
+    timeout=60,
+  )
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == (
+    "error: --vary=seeds: 'zero' is not a int (the field's type). Run with --helpshort for the "
+    "flags."
+  )
+  assert not (tmp_path / "w").exists()
