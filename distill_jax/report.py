@@ -156,12 +156,12 @@ def interval_text(effect: dict) -> str:
   return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]"
 
 
-def effects_table(effects: dict) -> list[str]:
-  """``arm | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict`` rows, and what the unit is."""
-  if not effects:
-    return []
+def _effect_rows(first_column: str, effects: dict) -> list[str]:
+  """``<first_column> | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict``: a header and a row per
+  labelled effect."""
   lines = [
-    "| arm | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | p (acc / CE) | verdict (acc / CE) |",
+    f"| {first_column} | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | p (acc / CE) | "
+    "verdict (acc / CE) |",
     "|---|---|---|---|---|",
   ]
   for label, effect in effects.items():
@@ -171,8 +171,16 @@ def effects_table(effects: dict) -> list[str]:
       f"| {label} | {interval_text(acc)} | {interval_text(ce)} | {p} | "
       f"{acc['verdict']} / {ce['verdict']} |"
     )
+  return lines
+
+
+def effects_table(effects: dict) -> list[str]:
+  """``arm | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict`` rows, and what the unit is."""
+  if not effects:
+    return []
   first = next(iter(effects.values()))["test_accuracy"]
-  lines += [
+  return [
+    *_effect_rows("arm", effects),
     "",
     f"Δ = arm − no_teacher, paired by student seed; {first['teachers']} teacher(s) × "
     f"{first['seeds']} seed(s); each run's metric {_window_text(first)}; intervals: 95% "
@@ -180,33 +188,20 @@ def effects_table(effects: dict) -> list[str]:
     "up, cross-entropy down).",
     "",
   ]
-  return lines
 
 
 def contrasts_table(contrasts: dict) -> list[str]:
-  """``comparison | Δ acc [95% CI] | Δ CE [95% CI] | p | verdict`` rows for the arms taught
-  through φ against the arms taught without it (``effects.contrasts``)."""
+  """The same rows for the arms taught through φ against the arms taught without it
+  (``effects.contrasts``)."""
   if not contrasts:
     return []
-  lines = [
-    "| with φ vs without φ | Δ accuracy [95% CI] | Δ cross-entropy [95% CI] | p (acc / CE) | "
-    "verdict (acc / CE) |",
-    "|---|---|---|---|---|",
-  ]
-  for label, effect in contrasts.items():
-    acc, ce = effect["test_accuracy"], effect["test_cross_entropy"]
-    p = " / ".join("n/a" if e["p"] is None else f"{e['p']:.2g}" for e in (acc, ce))
-    lines.append(
-      f"| {label} | {interval_text(acc)} | {interval_text(ce)} | {p} | "
-      f"{acc['verdict']} / {ce['verdict']} |"
-    )
-  lines += [
+  return [
+    *_effect_rows("with φ vs without φ", contrasts),
     "",
     "Δ = the arm taught through φ − the arm taught without φ (the teacher applied to x), paired "
     "by teacher and student seed, as above.",
     "",
   ]
-  return lines
 
 
 def _window_text(effect: dict) -> str:
