@@ -107,6 +107,35 @@ def points(config, vary: dict[str, list[str]]) -> list[tuple[dict, object]]:
   return out
 
 
+def apply_settings(config, settings: list[str]):
+  """``config`` with every ``--set=<field>=<value>`` of ``settings`` applied (in place; also
+  returned), each value of its field's type (``parse_value``)."""
+  for setting in settings:
+    path, sep, text = setting.partition("=")
+    if not sep:
+      raise ValueError(f"--set={setting}: give <field>=<value>, e.g. --set=teacher.epochs=2.")
+    section, name = _field(config, path)
+    value = parse_value(path, text, section[name])
+    with config.unlocked():
+      section[name] = value
+  return config
+
+
+def sweep(fields: list[str], values: list[str]) -> dict[str, list[str]]:
+  """``{field: [value text, ...]}`` from the paired ``--vary`` / ``--values`` flags."""
+  if len(fields) != len(values):
+    raise ValueError(
+      f"give one --values per --vary ({len(fields)} --vary, {len(values)} --values), e.g. "
+      "--vary=data.max_small --values=100,1000."
+    )
+  out = {}
+  for field, texts in zip(fields, values):
+    if field in out:
+      raise ValueError(f"--vary={field} is given twice; give all its values in one --values.")
+    out[field] = [text for text in texts.split(",") if text.strip()]
+  return out
+
+
 def point_name(values: dict) -> str:
   """A point's folder: ``data.max_small=100,seeds=5``."""
   return ",".join(f"{path}={value}" for path, value in values.items())

@@ -49,45 +49,17 @@ _TFDS_DIR = flags.DEFINE_string(
 )
 
 
-def study_config(mapping: str, settings: list[str]):
-  """The experiment's config with every ``--set=<field>=<value>`` applied."""
-  if mapping not in maps.mapping_names():
-    raise ValueError(
-      f"--mapping={mapping}: unknown mapping; choose one of {', '.join(maps.mapping_names())}."
-    )
-  config = configs.for_mapping(mapping)
-  for setting in settings:
-    path, sep, text = setting.partition("=")
-    if not sep:
-      raise ValueError(f"--set={setting}: give <field>=<value>, e.g. --set=teacher.epochs=2.")
-    section, name = study_lib._field(config, path)
-    value = study_lib.parse_value(path, text, section[name])
-    with config.unlocked():
-      section[name] = value
-  return config
-
-
-def sweep(fields: list[str], values: list[str]) -> dict[str, list[str]]:
-  """``{field: [value text, ...]}`` from the paired ``--vary`` / ``--values`` flags."""
-  if len(fields) != len(values):
-    raise ValueError(
-      f"give one --values per --vary ({len(fields)} --vary, {len(values)} --values), e.g. "
-      "--vary=data.max_small --values=100,1000."
-    )
-  out = {}
-  for field, texts in zip(fields, values):
-    if field in out:
-      raise ValueError(f"--vary={field} is given twice; give all its values in one --values.")
-    out[field] = [text for text in texts.split(",") if text.strip()]
-  return out
-
-
 def main(argv):
   if len(argv) > 1:
     raise SystemExit(cli_setup.usage_error(f"unexpected arguments: {' '.join(argv[1:])}"))
   try:
-    config = study_config(_MAPPING.value, _SET.value)
-    vary = sweep(_VARY.value, _VALUES.value)
+    if _MAPPING.value not in maps.mapping_names():
+      raise ValueError(
+        f"--mapping={_MAPPING.value}: unknown mapping; choose one of "
+        f"{', '.join(maps.mapping_names())}."
+      )
+    config = study_lib.apply_settings(configs.for_mapping(_MAPPING.value), _SET.value)
+    vary = study_lib.sweep(_VARY.value, _VALUES.value)
     study_lib.points(config, vary)  # every point validated before any work
   except ValueError as error:
     raise SystemExit(cli_setup.usage_error(str(error))) from None

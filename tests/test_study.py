@@ -8,7 +8,6 @@ import pytest
 
 from distill_jax import study
 from experiments import configs
-from experiments import study as study_cli
 from tests import forked_cli
 from tests.conftest import REPO_ROOT
 from tests.test_experiment import tiny_config
@@ -126,33 +125,40 @@ def test_the_figure_draws_category_values_and_a_grid(tmp_path):
   assert os.path.getsize(figures.study_effects(fake, str(tmp_path / "s.png"))) > 0
 
 
-def test_study_config_and_sweep_flags():
-  config = study_cli.study_config("conv", ["teacher.epochs=2", "data.max_small=100"])
+def test_set_and_sweep_flags():
+  config = study.apply_settings(
+    configs.for_mapping("conv"), ["teacher.epochs=2", "data.max_small=100"]
+  )
   assert config.teacher.epochs == 2 and config.data.max_small == 100
   assert config.to_dict() != configs.for_mapping("conv").to_dict()
-  with pytest.raises(ValueError, match="unknown mapping"):
-    study_cli.study_config("blur", [])
   with pytest.raises(ValueError, match="give <field>=<value>"):
-    study_cli.study_config("conv", ["teacher.epochs"])
-  assert study_cli.sweep(["seeds", "data.max_small"], ["1,2", "50"]) == {
+    study.apply_settings(config, ["teacher.epochs"])
+  assert study.sweep(["seeds", "data.max_small"], ["1,2", "50"]) == {
     "seeds": ["1", "2"],
     "data.max_small": ["50"],
   }
   with pytest.raises(ValueError, match="one --values per --vary"):
-    study_cli.sweep(["seeds"], [])
+    study.sweep(["seeds"], [])
 
 
-def test_cli_errors_are_one_line_before_any_work(tmp_path):
+@pytest.mark.parametrize(
+  "args,message",
+  [
+    (["--vary=seeds", "--values=2,zero"], "--vary=seeds: 'zero' is not a int (the field's type)"),
+    (["--mapping=blur", "--vary=seeds", "--values=2"], "--mapping=blur: unknown mapping"),
+  ],
+)
+def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path):
   result = forked_cli.run(
     "experiments.study",
-    ["--vary=seeds", "--values=2,zero", f"--workdir={tmp_path / 'w'}"],
+    [*args, f"--workdir={tmp_path / 'w'}"],
     env=dict(os.environ, XLA_FLAGS=""),
     cwd=str(REPO_ROOT),
     timeout=60,
   )
   assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1] == (
-    "error: --vary=seeds: 'zero' is not a int (the field's type). Run with --helpshort for the "
-    "flags."
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: " + message) and last.endswith(
+    "Run with --helpshort for the flags."
   )
   assert not (tmp_path / "w").exists()
