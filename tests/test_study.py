@@ -162,3 +162,13 @@ def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path):
     "Run with --helpshort for the flags."
   )
   assert not (tmp_path / "w").exists()
+
+
+def test_docs_study_tables_are_generated_from_their_json():
+  page = (REPO_ROOT / "docs" / "studies" / "target_size.md").read_text()
+  folders = sorted((REPO_ROOT / "docs" / "studies" / "target_size").iterdir())
+  assert [folder.name for folder in folders] == ["conv", "identity", "noise"]
+  for folder in folders:
+    saved = json.loads((folder / "study.json").read_text())
+    assert saved["mapping"] == folder.name and (folder / "study.png").stat().st_size > 0
+    assert study.markdown(saved).split("\n", 2)[2] in page
