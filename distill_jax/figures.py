@@ -197,7 +197,7 @@ def study_effects(study: dict, path: str) -> str:
   plt = _pyplot()
   first, others = study["vary"][0], study["vary"][1:]
   xs = [point["values"][first] for point in study["points"]]
-  numeric = study_lib._numeric(xs)
+  numeric = study_lib.is_numeric(xs)
   positions = {x: i for i, x in enumerate(dict.fromkeys(map(str, xs)))}
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   colors = plt.get_cmap("tab10").colors

@@ -35,7 +35,15 @@ from distill_jax import summaries
 from distill_jax import validation
 
 
-def parse_value(field: str, text: str, current):
+_KINDS = {
+  bool: "a bool (true / false)",
+  int: "an int",
+  float: "a number",
+  type(None): "a number or none",
+}
+
+
+def parse_value(field: str, text: str, current, flag: str = "--vary"):
   """``text`` as a value of config field ``field`` whose current value is ``current``: of its
   type (bool, int, float, str), and for a field that is None by default (``data.max_*``) an int,
   a float or ``none``; tuples cannot be swept this way."""
@@ -59,24 +67,28 @@ def parse_value(field: str, text: str, current):
       except ValueError:
         return float(text)
   except ValueError:
-    kind = type(current).__name__ if current is not None else "number or none"
-    raise ValueError(f"--vary={field}: {text!r} is not a {kind} (the field's type).") from None
+    kind = _KINDS.get(type(current), type(current).__name__)
+    raise ValueError(f"{flag}={field}: {text!r} is not {kind} (the field's type).") from None
   raise ValueError(
-    f"--vary={field}: a {type(current).__name__} field cannot be swept by --values; sweep a "
+    f"{flag}={field}: a {type(current).__name__} field cannot be set from text; give a "
     "number, a bool or a name (λ and T: set config lams / temperatures instead)."
   )
 
 
-def _field(config, path: str):
-  """``(the section holding the field, its name)`` for a dotted ``path``, or a clear error."""
+def _field(config, path: str, flag: str = "--vary"):
+  """``(the section holding the field, its name)`` for a dotted ``path``, or a clear error
+  naming the ``flag`` that gave it."""
   *sections, name = path.split(".")
   section = config
   for part in sections:
     if part not in section:
-      raise ValueError(f"--vary={path}: the config has no section {part!r}.")
+      raise ValueError(f"{flag}={path}: the config has no section {part!r}.")
     section = section[part]
   if not hasattr(section, "keys") or name not in section:
-    raise ValueError(f"--vary={path}: the config has no field {path!r} (--list_config lists them).")
+    raise ValueError(
+      f"{flag}={path}: the config has no field {path!r} (experiments.distill --list_config "
+      "lists them)."
+    )
   return section, name
 
 
@@ -114,8 +126,8 @@ def apply_settings(config, settings: list[str]):
     path, sep, text = setting.partition("=")
     if not sep:
       raise ValueError(f"--set={setting}: give <field>=<value>, e.g. --set=teacher.epochs=2.")
-    section, name = _field(config, path)
-    value = parse_value(path, text, section[name])
+    section, name = _field(config, path, "--set")
+    value = parse_value(path, text, section[name], "--set")
     with config.unlocked():
       section[name] = value
   return config
@@ -179,14 +191,6 @@ def run_study(config, vary: dict[str, list[str]], *, workdir: str, data_dir, tfd
   return study
 
 
-def arms(study: dict) -> list[str]:
-  """Every arm of the study's points (against ``no_teacher``), in first-seen order."""
-  seen = {}
-  for point in study["points"]:
-    seen.update(dict.fromkeys(point["effects"]))
-  return list(seen)
-
-
 def markdown(study: dict) -> str:
   """study.md: per point and arm, Δ accuracy and Δ cross-entropy with their intervals."""
   fields = study["vary"]
@@ -220,13 +224,14 @@ def markdown(study: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _numeric(values: list) -> bool:
+def is_numeric(values: list) -> bool:
+  """Whether every swept value is a number (not a bool)."""
   return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def log_axis(values: list) -> bool:
   """Whether the swept values are best drawn on a log axis (positive, spanning ≥ 10×)."""
-  return _numeric(values) and min(values) > 0 and max(values) / min(values) >= 10 - 1e-9
+  return is_numeric(values) and min(values) > 0 and max(values) / min(values) >= 10 - 1e-9
 
 
 def write(study: dict, workdir: str) -> None:

@@ -33,7 +33,7 @@ def test_values_take_the_type_of_their_field(text, current, want):
 
 @pytest.mark.parametrize(
   "text,current,match",
-  [("abc", 5, "'abc' is not a int"), ("yes", True, "not a bool"), ("1", (1, 2), "tuple field")],
+  [("abc", 5, "'abc' is not an int"), ("yes", True, "not a bool"), ("1", (1, 2), "tuple field")],
 )
 def test_bad_values_name_the_field_and_its_type(text, current, match):
   with pytest.raises(ValueError, match=match):
@@ -133,6 +133,8 @@ def test_set_and_sweep_flags():
   assert config.to_dict() != configs.for_mapping("conv").to_dict()
   with pytest.raises(ValueError, match="give <field>=<value>"):
     study.apply_settings(config, ["teacher.epochs"])
+  with pytest.raises(ValueError, match="--set=teacher.epoch: the config has no field"):
+    study.apply_settings(config, ["teacher.epoch=2"])
   assert study.sweep(["seeds", "data.max_small"], ["1,2", "50"]) == {
     "seeds": ["1", "2"],
     "data.max_small": ["50"],
@@ -144,7 +146,7 @@ def test_set_and_sweep_flags():
 @pytest.mark.parametrize(
   "args,message",
   [
-    (["--vary=seeds", "--values=2,zero"], "--vary=seeds: 'zero' is not a int (the field's type)"),
+    (["--vary=seeds", "--values=2,zero"], "--vary=seeds: 'zero' is not an int (the field's type)"),
     (["--mapping=blur", "--vary=seeds", "--values=2"], "--mapping=blur: unknown mapping"),
   ],
 )
