@@ -166,11 +166,16 @@ def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def test_docs_study_tables_are_generated_from_their_json():
-  page = (REPO_ROOT / "docs" / "studies" / "target_size.md").read_text()
-  folders = sorted((REPO_ROOT / "docs" / "studies" / "target_size").iterdir())
-  assert [folder.name for folder in folders] == ["conv", "identity", "noise"]
+@pytest.mark.parametrize(
+  "page,runs",
+  [("target_size", ["conv", "identity", "noise"]), ("noise_variance", ["noise"])],
+)
+def test_docs_study_tables_are_generated_from_their_json(page, runs):
+  text = (REPO_ROOT / "docs" / "studies" / f"{page}.md").read_text()
+  folders = sorted((REPO_ROOT / "docs" / "studies" / page).iterdir())
+  assert [folder.name for folder in folders] == runs
   for folder in folders:
     saved = json.loads((folder / "study.json").read_text())
     assert saved["mapping"] == folder.name and (folder / "study.png").stat().st_size > 0
-    assert study.markdown(saved).split("\n", 2)[2] in page
+    assert study.markdown(saved).split("\n", 2)[2] in text
+    assert f"({page}/{folder.name}/study.png)" in text  # the page shows its figure
