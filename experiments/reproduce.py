@@ -81,16 +81,16 @@ def baseline_of(name: str) -> str:
   return BASELINES.get(name, "no_teacher")
 
 
-def comparisons(name: str, arm_effects: dict) -> tuple[dict, dict | None]:
+def comparisons(name: str, arm_effects: dict, contrasts: dict) -> tuple[dict, dict | None]:
   """``(the claim's comparison, the other one or None)``, each ``{"comparison": "teacher_phi vs
-  <arm>", "effect": ...}``: against ``no_teacher`` from ``effects``, against ``teacher`` by
-  ``effects.contrast`` (paired by teacher and seed)."""
+  <arm>", "effect": ...}``: against ``no_teacher`` from the experiment's ``effects``, against
+  ``teacher`` from its ``contrasts`` (``effects.contrasts``: paired by teacher and seed)."""
   versus_alone = {"comparison": f"{CLAIMED_ARM} vs no_teacher", "effect": arm_effects[CLAIMED_ARM]}
   baseline = baseline_of(name)
   if baseline == "no_teacher":
     return versus_alone, None
-  effect = effects_lib.contrast(arm_effects[CLAIMED_ARM], arm_effects[baseline])
-  return {"comparison": f"{CLAIMED_ARM} vs {baseline}", "effect": effect}, versus_alone
+  comparison = f"{CLAIMED_ARM} vs {baseline}"
+  return {"comparison": comparison, "effect": contrasts[comparison]}, versus_alone
 
 
 flags.adopt_module_key_flags(launch)  # --num_processes, --distributed in --help
@@ -195,15 +195,16 @@ def rejudge(reproduction: dict, command: str) -> dict:
       raise ValueError(
         f"rejudge: unknown experiment {name!r} in the report; known: {', '.join(CLAIMS)}."
       )
-    claimed, other = comparisons(name, entry["effects"])
+    # one-teacher arms written before their units were recorded cannot be contrasted
+    contrasts = effects_lib.contrasts(entry["effects"], skip_unrecorded=True)
+    claimed, other = comparisons(name, entry["effects"], contrasts)
     entries[name] = {
       **entry,
       "claim": CLAIMS[name],
       "comparison": claimed["comparison"],
       "effect": claimed["effect"],
       "other_comparison": other,
-      # one-teacher arms written before their units were recorded cannot be contrasted
-      "contrasts": effects_lib.contrasts(entry["effects"], skip_unrecorded=True),
+      "contrasts": contrasts,
     }
   return {**reproduction, "experiments": entries, "rejudged_by": command}
 
@@ -225,7 +226,7 @@ def rejudge_file(path: str) -> dict:
 
 
 def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
-  claimed, other = comparisons(name, results["effects"])
+  claimed, other = comparisons(name, results["effects"], results["contrasts"])
   return {
     "claim": CLAIMS[name],
     "experiment": results["experiment"],
@@ -266,14 +267,6 @@ def claims_table(experiments: dict) -> list[str]:
       f"{acc['verdict']} / {ce['verdict']} | {acc['teachers']} × {acc['seeds']} | {other_text} |"
     )
   return lines
-
-
-def _contrasts(entry: dict) -> dict:
-  """An entry's with-φ-vs-without-φ contrasts (from its effects for reports written before
-  they were recorded)."""
-  if "contrasts" in entry:
-    return entry["contrasts"]
-  return effects_lib.contrasts(entry["effects"], skip_unrecorded=True)
 
 
 def _generated_comparison(experiments: dict) -> list[str]:
@@ -350,7 +343,7 @@ def markdown(reproduction: dict) -> str:
       f"teachers: {teacher['model']} on {teacher['trained_on']}).",
       "",
       *report.effects_table(entry["effects"]),
-      *report.contrasts_table(_contrasts(entry)),
+      *report.contrasts_table(entry["contrasts"]),
       " ".join(f"![]({path})" for path in entry["figures"]),
       "",
       "<details><summary>configuration</summary>",
