@@ -334,6 +334,7 @@ def _loader(config, *, data_dir: str | None, tfds_dir: str):
       tfds_dir=tfds_dir,
       image_size=config.data.image_size,
       imagenette_small=config.data.imagenette_small,
+      small_pool=config.data.get("small_pool", data_lib.IDX_SPLIT_SIZES["small"]),
       max_sizes=max_sizes if subsets else None,
     )
 

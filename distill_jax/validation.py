@@ -29,6 +29,7 @@ def validate_config(config) -> None:
   family = maps.family_for(config.mapping)  # unknown mapping: the valid names
   _check_datasets(config)
   _check_max_sizes(config)
+  _check_small_pool(config)
   _check_grid(config)
   for part in ("teacher", "student"):
     _check_training(config[part], part)
@@ -59,6 +60,41 @@ def _check_max_sizes(config) -> None:
         f"data.{field} = {value!r}: give a number of examples >= 1 (a seeded subset of the "
         f"split), or leave it unset for the whole split (--config.data.{field}=N)."
       )
+
+
+def _small_pool(config) -> int:
+  return config.data.get("small_pool", data_lib.IDX_SPLIT_SIZES["small"])
+
+
+def _check_small_pool(config) -> None:
+  """``data.small_pool``: an int in [1, 59,999]; only the talk's 1,000 where a VAE is learned
+  (it pairs Fashion-MNIST-Big and -Small as the talk splits them); and ``data.max_small`` no
+  larger than the target's Small split, whose size the config fixes."""
+  pool = _small_pool(config)
+  try:
+    data_lib.check_small_pool(pool)
+  except data_lib.DataError as error:
+    raise ValueError(f"data.{error}") from None
+  if "vae" in config and pool != data_lib.IDX_SPLIT_SIZES["small"]:
+    raise ValueError(
+      f"data.small_pool = {pool}: the VAE experiments use the talk's split (Small = the last "
+      "1,000 training images); leave data.small_pool at 1000 for them."
+    )
+  small = split_sizes(config, config.target_dataset, limited=False)["small"]
+  wanted = config.data.max_small
+  if small is not None and wanted is not None and wanted > small:
+    dataset = config.target_dataset
+    fix = (
+      f"raise data.small_pool to at least {wanted} (Small is drawn from the last small_pool "
+      "training images; Big is the rest)"
+      if dataset in data_lib.IDX_DATASETS
+      else "raise data.imagenette_small"
+      if dataset == IMAGENETTE
+      else "lower it"
+    )
+    raise ValueError(
+      f"data.max_small = {wanted}: {dataset} Small holds only {small:,} images; {fix}."
+    )
 
 
 def check_loaded(config, source: dict, target: dict) -> None:
@@ -139,10 +175,10 @@ def _devices_per_run(config, devices: int) -> int:
   return per_run
 
 
-def split_sizes(config, dataset: str) -> dict[str, int | None]:
-  """How many examples each split of ``dataset`` will hold (``data.max_*`` applied), as the
-  config plans them (None for a registered dataset, not loaded yet); the loaded data is
-  checked again by ``check_loaded``."""
+def split_sizes(config, dataset: str, limited: bool = True) -> dict[str, int | None]:
+  """How many examples each split of ``dataset`` will hold (``data.max_*`` applied unless
+  ``limited`` is False), as the config plans them (None for a registered dataset, not loaded
+  yet); the loaded data is checked again by ``check_loaded``."""
   if dataset == IMAGENETTE:
     small = config.data.imagenette_small
     full = {
@@ -152,10 +188,14 @@ def split_sizes(config, dataset: str) -> dict[str, int | None]:
     }
   elif dataset == data_lib.GENERATED_MNIST and "generated" in config:
     full = dict(zip(data_lib.SPLIT_NAMES, config.generated.split))
-  elif dataset in data_lib.IDX_DATASETS or dataset == data_lib.GENERATED_MNIST:
+  elif dataset in data_lib.IDX_DATASETS:
+    full = data_lib.idx_split_sizes(_small_pool(config))
+  elif dataset == data_lib.GENERATED_MNIST:
     full = dict(data_lib.IDX_SPLIT_SIZES)
   else:
     return dict.fromkeys(data_lib.SPLIT_NAMES)
+  if not limited:
+    return full
   limits = {
     "big": config.data.max_big,
     "small": config.data.max_small,

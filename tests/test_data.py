@@ -17,6 +17,9 @@ from distill_jax.data import (
   GENERATED_MNIST,
   IDX_DATASETS,
   IDX_SPLITS,
+  IDX_SPLIT_SIZES,
+  idx_split_sizes,
+  idx_splits,
   IMAGENETTE_SPLITS,
   SPLIT_NAMES,
   DataError,
@@ -282,6 +285,31 @@ def test_tiny_load_splits_matches_tfds_decoding(tiny, monkeypatch):
     ref_images, ref_labels = read_with_tfds(builder, "test")
     np.testing.assert_array_equal(out["test"][1], ref_labels)
     np.testing.assert_array_equal(out["test"][0], ref_images / np.float32(255))
+
+
+def test_a_larger_small_pool_moves_images_from_big_to_small_without_overlap(tiny):
+  """small_pool=N: Small is the last N training images, Big the others, in their order."""
+  root, tfds_dir, written = tiny
+  for name in IDX_DATASETS:
+    out = load(name, data_dir=str(root), tfds_dir=str(tfds_dir), small_pool=12)
+    images, labels = written[name]["train"]
+    for split, rows in (("big", slice(0, 18)), ("small", slice(18, 30))):
+      np.testing.assert_array_equal(out[split][1], labels[rows])
+      np.testing.assert_array_equal(out[split][0][..., 0], images[rows] / np.float32(255))
+    kept = load(  # max_small: a seeded subset of the pool, as of the talk's Small
+      name, data_dir=str(root), tfds_dir=str(tfds_dir), small_pool=12, max_sizes={"small": 5}
+    )
+    np.testing.assert_array_equal(kept["small"][1], labels[18:][subset_positions(12, 5)])
+    np.testing.assert_array_equal(kept["big"][1], out["big"][1])
+
+
+def test_small_pool_sizes_and_bad_values():
+  assert idx_splits() == IDX_SPLITS and idx_split_sizes() == IDX_SPLIT_SIZES
+  assert idx_splits(10_000) == {"big": "train[:-10000]", "small": "train[-10000:]", "test": "test"}
+  assert idx_split_sizes(10_000) == {"big": 50_000, "small": 10_000, "test": 10_000}
+  for bad in (0, 60_000, 2.5, True, "1000"):
+    with pytest.raises(DataError, match=r"small_pool = .*an int from 1 to 59,999"):
+      idx_splits(bad)
 
 
 def test_download_path_without_manual_dir(tmp_path, monkeypatch):

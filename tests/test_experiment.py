@@ -181,6 +181,14 @@ def test_noise_has_teacher_arm_and_grid(shared_data_dir, tfds_dir, tmp_path):
     ("conv", lambda c: setattr(c.data, "max_small", -5), r"data.max_small = -5: give a number"),
     ("conv", lambda c: setattr(c.data, "max_small", 0), r"max_small = 0.*leave it unset"),
     ("conv", lambda c: setattr(c.data, "max_test", 0), r"data.max_test = 0"),
+    (
+      "conv",
+      lambda c: setattr(c.data, "max_small", 3000),
+      r"data.max_small = 3000: fashion_mnist Small holds only 1,000 images; raise "
+      r"data.small_pool to at least 3000",
+    ),
+    ("conv", lambda c: setattr(c.data, "small_pool", 60_000), r"data.small_pool = 60000: give"),
+    ("vae", lambda c: setattr(c.data, "small_pool", 2000), "leave data.small_pool at 1000"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", -1), "dilation must be an int >= 1"),
     ("conv", lambda c: setattr(c.maps.conv, "dilation", 0), "dilation must be an int >= 1"),
     ("conv", lambda c: setattr(c, "lams", (float("inf"),)), "lam must be finite"),

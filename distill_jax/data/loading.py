@@ -46,6 +46,40 @@ BUILT_IN_CLASSES = 10  # every built-in dataset (GeneratedMNIST too) has ten cla
 # "small" is the last 1,000 training images. GeneratedMNIST's slices: its builder's tfds_splits.
 IDX_SPLITS = {"big": "train[:59000]", "small": "train[59000:]", "test": "test"}
 IDX_SPLIT_SIZES = {"big": 59_000, "small": 1_000, "test": 10_000}
+IDX_TRAIN_SIZE = 60_000  # MNIST and Fashion-MNIST train: Big + the Small pool
+
+
+def idx_splits(small_pool: int = IDX_SPLIT_SIZES["small"]) -> dict[str, str]:
+  """``IDX_SPLITS`` with Small drawn from the last ``small_pool`` training images and Big the
+  first ``60,000 − small_pool`` (the two never overlap): the talk's split for the default 1,000,
+  a larger pool for target sets of more than 1,000 images (``data.max_small`` then takes a
+  seeded subset of the pool)."""
+  check_small_pool(small_pool)
+  if small_pool == IDX_SPLIT_SIZES["small"]:
+    return dict(IDX_SPLITS)
+  return {"big": f"train[:-{small_pool}]", "small": f"train[-{small_pool}:]", "test": "test"}
+
+
+def idx_split_sizes(small_pool: int = IDX_SPLIT_SIZES["small"]) -> dict[str, int]:
+  """The sizes of ``idx_splits(small_pool)``."""
+  check_small_pool(small_pool)
+  return {"big": IDX_TRAIN_SIZE - small_pool, "small": small_pool, "test": IDX_SPLIT_SIZES["test"]}
+
+
+def check_small_pool(small_pool) -> int:
+  """``small_pool`` if it is an int in [1, 59,999], else DataError naming the fix."""
+  if (
+    isinstance(small_pool, bool)
+    or not isinstance(small_pool, (int, np.integer))
+    or not 1 <= small_pool < IDX_TRAIN_SIZE
+  ):
+    raise DataError(
+      f"small_pool = {small_pool!r}: give the number of MNIST / Fashion-MNIST training images "
+      f"Small is drawn from, an int from 1 to {IDX_TRAIN_SIZE - 1:,} (Big is the other "
+      f"{IDX_TRAIN_SIZE:,} − small_pool; the talk's split is 1,000)."
+    )
+  return int(small_pool)
+
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labels)
 
@@ -86,6 +120,7 @@ def load(
   splits: str | Iterable[str] = SPLIT_NAMES,
   image_size: int = 32,
   imagenette_small: int = 1000,
+  small_pool: int = IDX_SPLIT_SIZES["small"],
   max_sizes: Mapping[str, int | None] | None = None,
 ) -> Splits:
   """Returns {split: (images float32 (N, H, W, C) in [0, 1], labels int32 (N,))} of ``name``.
@@ -94,6 +129,8 @@ def load(
   (a registered dataset gets them in its ``DataContext``, with ``image_size``).
   For Imagenette, ``image_size`` is the side S of its images and ``imagenette_small`` the size
   of its ``small`` split (``load_imagenette``'s ``small_size``); the MNIST family ignores both.
+  For MNIST and Fashion-MNIST, ``small_pool`` is the number of training images Small is drawn
+  from (``idx_splits``); the others ignore it.
 
   ``max_sizes`` ({split: N or None}) keeps a seeded N of a split, ``subset_positions(len, N)``
   in the original order; a split of at most N (or N None) comes back as loaded. Imagenette
@@ -119,7 +156,14 @@ def load(
     return {split: Split(*arrays) for split, arrays in loaded.items()}
   splits = check_splits(splits)
   limits = check_max_sizes(max_sizes, splits)
-  return load_splits(name, data_dir=data_dir, tfds_dir=tfds_dir, splits=splits, max_sizes=limits)
+  return load_splits(
+    name,
+    data_dir=data_dir,
+    tfds_dir=tfds_dir,
+    splits=splits,
+    max_sizes=limits,
+    small_pool=small_pool,
+  )
 
 
 def image_shape(name: str, image_size: int = 32) -> tuple[int, int, int] | None:
@@ -144,6 +188,7 @@ def load_splits(
   tfds_dir: str,
   splits: str | Iterable[str] = SPLIT_NAMES,
   max_sizes: Mapping[str, int | None] | None = None,
+  small_pool: int = IDX_SPLIT_SIZES["small"],
 ) -> Splits:
   """Returns {split: (images float32 (N,28,28,1) in [0,1], labels int32 (N,))}.
 
@@ -151,7 +196,8 @@ def load_splits(
   .gz files; it is read directly and the network is never used. With `data_dir=None` tfds
   downloads the official files. The prepared dataset is written once under `tfds_dir` and
   reused by later calls. ``max_sizes`` as for ``load``: only the kept records are read and
-  decoded (the same arrays as ``subset`` of the whole split).
+  decoded (the same arrays as ``subset`` of the whole split). ``small_pool``: Small is drawn
+  from the last ``small_pool`` training images, Big is the rest (``idx_splits``).
   """
   if name not in IDX_DATASETS:
     raise DataError(f"unknown dataset {name!r}; valid: {', '.join(IDX_DATASETS)}")
@@ -162,7 +208,8 @@ def load_splits(
     lambda: BUILDERS[name](data_dir=tfds_dir),
     tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
   )
-  return {split: _read_kept(builder, IDX_SPLITS[split], limits[split]) for split in splits}
+  tfds_splits = idx_splits(small_pool)
+  return {split: _read_kept(builder, tfds_splits[split], limits[split]) for split in splits}
 
 
 def _read_kept(builder, tfds_split: str, size: int | None) -> Split:

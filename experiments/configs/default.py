@@ -91,6 +91,10 @@ def get_config() -> ml_collections.ConfigDict:
       "max_test": ml_collections.FieldReference(None, field_type=int),
       "image_size": 32,  # Imagenette only: images are resized and center-cropped to S×S
       "imagenette_small": 1000,  # Imagenette only: train images drawn (seeded) as Small
+      # MNIST / Fashion-MNIST only: Small is drawn from the last N training images and Big is
+      # the first 60,000 − N (the talk: 1,000 / 59,000). Raise it for |Small| > 1,000, e.g.
+      # 10,000 with data.max_small=3000: Big becomes 50,000 and the teachers change with it.
+      "small_pool": 1000,
     }
   )
 
