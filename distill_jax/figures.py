@@ -4,7 +4,9 @@
   (teachers × seeds);
 * ``vae_latent_grids`` / ``vae_translations``: what the two-decoder VAE behind φ_vae learned;
 * ``style_examples``: the style image(s), then originals above their φ_style versions;
-* ``teacher_gains``: each teacher's paired gain per arm, with the effect's interval.
+* ``teacher_gains``: each teacher's paired gain per arm, with the effect's interval;
+* ``study_effects`` / ``study_grid``: a study's effects against its swept value, and over the
+  grid of two swept fields.
 """
 
 from __future__ import annotations
@@ -235,5 +237,54 @@ def study_effects(study: dict, path: str) -> str:
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
   fig.suptitle(f"study of {study['mapping']}: effect and 95% CI over teachers", fontsize=9)
+  fig.tight_layout()
+  return _save(fig, path, dpi=120, bbox_inches="tight")
+
+
+_VERDICT_MARKS = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+
+
+def study_grid(study: dict, path: str) -> str:
+  """A two-field study as heatmaps: per arm (rows of panels), Δ test accuracy and Δ test
+  cross-entropy against ``no_teacher`` (mean over teachers) over the grid of the two swept
+  fields, the first across and the second down; each cell shows the mean and its verdict
+  (✓ holds, ✗ fails, ? inconclusive). Blue is the claimed direction in both panels."""
+  plt = _pyplot()
+  across, down = study["vary"]
+  columns = list(dict.fromkeys(point["values"][across] for point in study["points"]))
+  rows = list(dict.fromkeys(point["values"][down] for point in study["points"]))
+  arms = list(dict.fromkeys(arm for point in study["points"] for arm in point["effects"]))
+  fig, axes = plt.subplots(
+    len(arms),
+    2,
+    figsize=(4.2 + 0.9 * len(columns), 0.6 + 2.6 * len(arms) * len(rows) / 4),
+    squeeze=False,
+  )
+  for row_axes, arm in zip(axes, arms):
+    for ax, metric, sign in zip(row_axes, ("test_accuracy", "test_cross_entropy"), (1, -1)):
+      means = np.full((len(rows), len(columns)), np.nan)
+      marks = {}
+      for point in study["points"]:
+        effect = point["effects"].get(arm, {}).get(metric)
+        if effect is None:
+          continue
+        i, j = rows.index(point["values"][down]), columns.index(point["values"][across])
+        means[i, j] = effect["mean"]
+        marks[i, j] = _VERDICT_MARKS.get(effect["verdict"], "")
+      limit = float(np.nanmax(np.abs(means))) if np.isfinite(means).any() else 1.0
+      # RdBu: blue for positive; cross-entropy is claimed to fall, so its sign is flipped.
+      ax.imshow(sign * means, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+      for (i, j), mark in marks.items():
+        ax.text(j, i, f"{means[i, j]:+.4f}\n{mark}", ha="center", va="center", fontsize=7)
+      ax.set_xticks(range(len(columns)), [str(c) for c in columns])
+      ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+      ax.set_xlabel(across)
+      ax.set_ylabel(down)
+      ax.set_title(f"{arm}: Δ {metric.replace('_', ' ')}", fontsize=9)
+  fig.suptitle(
+    f"study of {study['mapping']}: mean effect vs no_teacher over teachers "
+    "(✓ holds, ✗ fails, ? inconclusive; blue = the claimed direction)",
+    fontsize=8,
+  )
   fig.tight_layout()
   return _save(fig, path, dpi=120, bbox_inches="tight")

@@ -6,20 +6,24 @@ A study varies one or more config fields (``data.max_small``, ``maps.noise.varia
 ``<workdir>/cache``, whose checkpoints are keyed by what they were computed from, so a teacher
 whose inputs a sweep does not change (e.g. a sweep over the target size |Small|, or over the
 student) is trained once and reused by every point; a point that changes them (φ's strength,
-the source set) trains its own. λ and T are better swept through the config's ``lams`` /
-``temperatures`` grid, which trains all settings in one vmapped program.
+the source set) trains its own. λ and T are swept as the fields ``lam`` and ``temperature``:
+every combination of their values is one point, but all the points that differ only in them
+are one experiment, whose ``lams`` × ``temperatures`` grid trains in one vmapped program.
+Tuple fields take a bracketed value (``--set=student.hidden=[256]``).
 
 For each point: every arm's effect against ``no_teacher`` (``effects``: paired by seed, 95%
 interval over teachers), the with-φ-against-without-φ contrasts where the experiment has them,
 and the teachers' score on φ(target test). ``write`` puts ``study.json``, ``study.md``,
 ``study.png`` (Δ accuracy and Δ cross-entropy against the swept value, interval bands, one
-line per arm) and TensorBoard HParams (``<workdir>/tensorboard_study``) next to the points. A
-study interrupted midway resumes: finished points reuse their saved runs, an unfinished one
-resumes from its last saved epoch.
+line per arm; for two swept fields also ``study_grid.png``, heatmaps over their grid) and
+TensorBoard HParams (``<workdir>/tensorboard_study``) next to the points. A study interrupted
+midway resumes: finished points reuse their saved runs, an unfinished one resumes from its
+last saved epoch.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import itertools
 import os
@@ -35,6 +39,10 @@ from distill_jax import summaries
 from distill_jax import validation
 
 
+# The grid axes: a study's ``lam`` / ``temperature`` value at a point is one entry of the
+# config's ``lams`` / ``temperatures`` grid, which the experiment trains in one program.
+GRID_FIELDS = {"lam": "lams", "temperature": "temperatures"}
+
 _KINDS = {
   bool: "a bool (true / false)",
   int: "an int",
@@ -48,6 +56,8 @@ def parse_value(field: str, text: str, current, flag: str = "--vary"):
   type (bool, int, float, str), and for a field that is None by default (``data.max_*``) an int,
   a float or ``none``; tuples cannot be swept this way."""
   text = text.strip()
+  if isinstance(current, (tuple, list)):
+    return _parse_tuple(field, text, tuple(current), flag)
   try:
     if isinstance(current, bool):
       if text.lower() not in ("true", "false"):
@@ -71,8 +81,34 @@ def parse_value(field: str, text: str, current, flag: str = "--vary"):
     raise ValueError(f"{flag}={field}: {text!r} is not {kind} (the field's type).") from None
   raise ValueError(
     f"{flag}={field}: a {type(current).__name__} field cannot be set from text; give a "
-    "number, a bool or a name (λ and T: set config lams / temperatures instead)."
+    "number, a bool, a name or a bracketed tuple such as [256, 128]."
   )
+
+
+def _parse_tuple(field: str, text: str, current: tuple, flag: str) -> tuple:
+  """A bracketed ``[a, b]`` / ``(a, b)`` / ``[]`` as a tuple of numbers or names; of the type
+  of the field's current elements where it has some (ints for ``student.hidden``)."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = None
+  if not isinstance(value, (list, tuple)) or not all(
+    isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value
+  ):
+    raise ValueError(
+      f"{flag}={field}: {text!r} is not a tuple; give its elements in brackets, e.g. [256, 128] "
+      "or [] (the field is a tuple)."
+    )
+  if current:
+    kind = type(current[0])
+    if kind is float and all(isinstance(v, (int, float)) for v in value):
+      return tuple(float(v) for v in value)
+    if not all(type(v) is kind for v in value):
+      raise ValueError(
+        f"{flag}={field}: {text!r} must hold elements of the type of the field's {current!r} "
+        f"({kind.__name__})."
+      )
+  return tuple(value)
 
 
 def _field(config, path: str, flag: str = "--vary"):
@@ -92,17 +128,37 @@ def _field(config, path: str, flag: str = "--vary"):
   return section, name
 
 
+def _check_grid_fields(config, vary: dict) -> None:
+  """A swept ``lam`` / ``temperature`` with the other grid axis of one value (or swept too):
+  a config grid of several values would give each point several settings."""
+  if not any(path in GRID_FIELDS for path in vary):
+    return
+  for path, grid_field in GRID_FIELDS.items():
+    if path not in vary and len(config[grid_field]) != 1:
+      raise ValueError(
+        f"the config's {grid_field} holds {len(config[grid_field])} values; with --vary of the "
+        f"other grid axis, sweep {path} too (--vary={path}) or set one value "
+        f"(--set={grid_field}=[1])."
+      )
+
+
 def points(config, vary: dict[str, list[str]]) -> list[tuple[dict, object]]:
   """Every combination of the swept values, in order: ``[(values by field, config), ...]``,
-  each config a copy of ``config`` with its values set (and validated)."""
+  each config a copy of ``config`` with its values set (and validated); a ``GRID_FIELDS``
+  value sets its grid to that one value (``experiments`` joins them again)."""
   if not vary:
     raise ValueError("a study needs at least one --vary field with its --values.")
+  _check_grid_fields(config, vary)
   parsed = {}
   for path, texts in vary.items():
-    section, name = _field(config, path)
+    if path in GRID_FIELDS:
+      current = 1.0
+    else:
+      section, name = _field(config, path)
+      current = section[name]
     if not texts:
       raise ValueError(f"--vary={path}: give its --values, e.g. --values=100,1000.")
-    values = [parse_value(path, text, section[name]) for text in texts]
+    values = [parse_value(path, text, current) for text in texts]
     if len(set(map(repr, values))) != len(values):
       raise ValueError(f"--vary={path}: a value is given twice in {texts}.")
     parsed[path] = values
@@ -112,10 +168,34 @@ def points(config, vary: dict[str, list[str]]) -> list[tuple[dict, object]]:
     point = copy.deepcopy(config)
     with point.unlocked():
       for path, value in values.items():
-        section, name = _field(point, path)
-        section[name] = value
+        if path in GRID_FIELDS:
+          point[GRID_FIELDS[path]] = (value,)
+        else:
+          section, name = _field(point, path)
+          section[name] = value
     validation.validate_config(point)
     out.append((values, point))
+  return out
+
+
+def experiments(planned: list[tuple[dict, object]]) -> list[tuple[dict, object, list[dict]]]:
+  """The experiments that train ``points``: ``[(values of the other fields, config, [the
+  points' values, ...]), ...]``, one per combination of the fields that are not
+  ``GRID_FIELDS``, its config's ``lams`` × ``temperatures`` holding every swept λ and T."""
+  groups: dict[str, tuple[dict, object, list[dict]]] = {}
+  for values, point in planned:
+    rest = {path: value for path, value in values.items() if path not in GRID_FIELDS}
+    name = point_name(rest)
+    if name not in groups:
+      groups[name] = (rest, copy.deepcopy(point), [])
+    groups[name][2].append(values)
+  out = []
+  for rest, config, members in groups.values():
+    with config.unlocked():
+      for path, grid_field in GRID_FIELDS.items():
+        if any(path in values for values in members):
+          config[grid_field] = tuple(dict.fromkeys(values[path] for values in members))
+    out.append((rest, config, members))
   return out
 
 
@@ -144,16 +224,57 @@ def sweep(fields: list[str], values: list[str]) -> dict[str, list[str]]:
   for field, texts in zip(fields, values):
     if field in out:
       raise ValueError(f"--vary={field} is given twice; give all its values in one --values.")
-    out[field] = [text for text in texts.split(",") if text.strip()]
+    out[field] = [text for text in split_values(texts) if text.strip()]
   return out
 
 
+def split_values(text: str) -> list[str]:
+  """``text`` split at its commas outside brackets: ``"[],[256],[256,128]"`` → three values."""
+  parts, depth, start = [], 0, 0
+  for index, char in enumerate(text):
+    if char in "[(":
+      depth += 1
+    elif char in "])":
+      depth -= 1
+    elif char == "," and depth == 0:
+      parts.append(text[start:index])
+      start = index + 1
+  parts.append(text[start:])
+  return parts
+
+
 def point_name(values: dict) -> str:
-  """A point's folder: ``data.max_small=100,seeds=5``."""
-  return ",".join(f"{path}={value}" for path, value in values.items())
+  """A point's folder: ``data.max_small=100,seeds=5``; a tuple as ``256-128`` (``()``: ``-``)."""
+  return ",".join(f"{path}={_value_name(value)}" for path, value in values.items())
+
+
+def _value_name(value) -> str:
+  if isinstance(value, tuple):
+    return "-".join(map(str, value)) or "-"
+  return str(value)
+
+
+def at_setting(labelled: dict, lam: float, temperature: float, grid: bool) -> dict:
+  """The entries of ``labelled`` (effects or contrasts of one experiment, keyed by
+  ``summaries.run_label`` labels, ``"<a> vs <b>"`` for contrasts) at one (λ, T) of its grid,
+  keyed by their arms alone (``teacher_phi``, ``teacher_phi vs teacher``)."""
+  suffix = summaries.run_label("", lam, temperature, grid=grid)
+  out = {}
+  for label, entry in labelled.items():
+    parts = label.split(" vs ")
+    if all(part.endswith(suffix) for part in parts):
+      out[" vs ".join(part[: len(part) - len(suffix)] for part in parts)] = entry
+  return out
 
 
 def _point_summary(values: dict, results: dict, folder: str) -> dict:
+  """A point of the study from its experiment's results (at the point's λ and T when the
+  experiment trained a grid of them)."""
+  lams, temperatures = results["config"]["lams"], results["config"]["temperatures"]
+  lam, temperature = values.get("lam", lams[0]), values.get("temperature", temperatures[0])
+  grid = len(lams) * len(temperatures) > 1  # the arms' labels then name their (λ, T)
+  effects = at_setting(results["effects"], lam, temperature, grid)
+  contrasts = at_setting(results.get("contrasts", {}), lam, temperature, grid)
   phi = results.get("phi", {})
   return {
     "values": values,
@@ -168,24 +289,25 @@ def _point_summary(values: dict, results: dict, folder: str) -> dict:
         "teacher_on_phi_target_test_cross_entropy_mean"
       ),
     },
-    "effects": results["effects"],
-    "contrasts": results.get("contrasts", {}),
+    "effects": effects,
+    "contrasts": contrasts,
     "wall_seconds": results["seconds"]["total"],
   }
 
 
 def run_study(config, vary: dict[str, list[str]], *, workdir: str, data_dir, tfds_dir: str):
   """Runs every point (all validated first) and writes the study (``write``); returns it."""
-  planned = points(config, vary)
+  planned = experiments(points(config, vary))
   cache_dir = os.path.join(workdir, "cache")
   summaries_ = []
-  for index, (values, point) in enumerate(planned, start=1):
-    name = point_name(values)
-    logging.info("study [%d/%d]: %s", index, len(planned), name)
+  for index, (rest, point, members) in enumerate(planned, start=1):
+    grid = [path for path in GRID_FIELDS if path in vary]
+    name = point_name({**rest, **({"grid": "+".join(grid)} if grid else {})})
+    logging.info("study [%d/%d]: %s (%d points)", index, len(planned), name, len(members))
     results = experiment.run_experiment(
       point, os.path.join(workdir, name), data_dir=data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir
     )
-    summaries_.append(_point_summary(values, results, name))
+    summaries_.extend(_point_summary(values, results, name) for values in members)
   study = {"mapping": config.mapping, "vary": list(vary), "points": summaries_}
   write(study, workdir)
   return study
@@ -235,9 +357,12 @@ def log_axis(values: list) -> bool:
 
 
 def write(study: dict, workdir: str) -> None:
-  """study.json, study.md, study.png and the TensorBoard HParams (process 0 writes)."""
+  """study.json, study.md, study.png (and for two swept fields study_grid.png, heatmaps over
+  their grid) and the TensorBoard HParams (process 0 writes)."""
   if parallel.is_primary():
     files.write_json(os.path.join(workdir, "study.json"), study, indent=1)
     files.write_text(os.path.join(workdir, "study.md"), markdown(study))
   figures.study_effects(study, os.path.join(workdir, "study.png"))
+  if len(study["vary"]) == 2:
+    figures.study_grid(study, os.path.join(workdir, "study_grid.png"))
   summaries.write_study_hparams(study, os.path.join(workdir, "tensorboard_study"))

@@ -10,9 +10,15 @@ then writes ``study.json``, ``study.md``, ``study.png`` (Δ accuracy and Δ cros
 interval bands against the swept value, one line per arm) and TensorBoard HParams
 (``<workdir>/tensorboard_study``). Several ``--vary`` (each with its own ``--values``, in
 order) sweep their grid. ``--set=<field>=<value>`` changes a config value at every point (e.g.
-``--set=teacher.epochs=2``). Rerunning the same command resumes an interrupted study. λ and T:
-sweep them with ``--set`` of ``lams`` / ``temperatures`` in a config file instead (one vmapped
-program for the whole grid). One process (no ``--num_processes``).
+``--set=teacher.epochs=2``; a tuple in brackets, ``--set=student.hidden=[256]``). Rerunning the
+same command resumes an interrupted study. λ and T are the fields ``lam`` and ``temperature``:
+
+  python -m experiments.study --mapping=conv --vary=lam --values=0.1,0.3,1,3,10 \
+      --vary=temperature --values=1,2,4,8 --data_dir=../shared/data
+
+trains the 20 settings in one experiment (its ``lams`` × ``temperatures`` grid, one vmapped
+program per arm) and also draws ``study_grid.png``, heatmaps over the grid. One process (no
+``--num_processes``).
 """
 
 from __future__ import annotations

@@ -32,8 +32,37 @@ def test_values_take_the_type_of_their_field(text, current, want):
 
 
 @pytest.mark.parametrize(
+  "text,current,want",
+  [
+    ("[256]", (), (256,)),
+    ("[]", (256,), ()),
+    ("(256, 128)", (64,), (256, 128)),
+    ("[1, 0.5]", (1.0,), (1.0, 0.5)),
+  ],
+)
+def test_tuple_fields_take_bracketed_values(text, current, want):
+  got = study.parse_value("f", text, current)
+  assert got == want and all(type(a) is type(b) for a, b in zip(got, want))
+
+
+def test_values_split_at_commas_outside_brackets():
+  assert study.split_values("[],[256],[256, 128]") == ["[]", "[256]", "[256, 128]"]
+  assert study.split_values("50,100") == ["50", "100"]
+  assert study.sweep(["student.hidden"], ["[],[256,128]"]) == {
+    "student.hidden": ["[]", "[256,128]"]
+  }
+  assert study.point_name({"student.hidden": (256, 128), "x": ()}) == "student.hidden=256-128,x=-"
+
+
+@pytest.mark.parametrize(
   "text,current,match",
-  [("abc", 5, "'abc' is not an int"), ("yes", True, "not a bool"), ("1", (1, 2), "tuple field")],
+  [
+    ("abc", 5, "'abc' is not an int"),
+    ("yes", True, "not a bool"),
+    ("1", (1, 2), "'1' is not a tuple; give its elements in brackets"),
+    ("[1.5]", (1, 2), r"must hold elements of the type of the field's \(1, 2\) \(int\)"),
+    ("[True]", (), "is not a tuple"),
+  ],
 )
 def test_bad_values_name_the_field_and_its_type(text, current, match):
   with pytest.raises(ValueError, match=match):
@@ -65,6 +94,46 @@ def test_points_are_every_combination_validated_before_any_work():
     study.points(config, {"seeds": ["2", "0"]})
   with pytest.raises(ValueError, match="at least one --vary"):
     study.points(config, {})
+
+
+def test_lam_and_temperature_points_share_one_grid_experiment():
+  config = tiny_config("conv")
+  vary = {"data.max_small": ["100", "200"], "lam": ["0.5", "2"], "temperature": ["1", "4"]}
+  planned = study.points(config, vary)
+  assert len(planned) == 8 and planned[1][0] == {
+    "data.max_small": 100,
+    "lam": 0.5,
+    "temperature": 4.0,
+  }
+  assert tuple(planned[1][1].lams) == (0.5,) and tuple(planned[1][1].temperatures) == (4.0,)
+  runs = study.experiments(planned)
+  assert [rest for rest, _, _ in runs] == [{"data.max_small": 100}, {"data.max_small": 200}]
+  for rest, grid_config, members in runs:
+    assert tuple(grid_config.lams) == (0.5, 2.0) and tuple(grid_config.temperatures) == (1.0, 4.0)
+    assert grid_config.data.max_small == rest["data.max_small"] and len(members) == 4
+  assert tuple(config.lams) == (1.0,)  # the base config is untouched
+  with pytest.raises(ValueError, match="lam must be"):
+    study.points(config, {"lam": ["-1"]})
+  with config.unlocked():
+    config.temperatures = (1.0, 2.0)
+  with pytest.raises(ValueError, match=r"temperatures holds 2 values.*--vary=temperature"):
+    study.points(config, {"lam": ["1"]})
+
+
+def test_at_setting_picks_one_grid_setting_by_its_arms():
+  labelled = {
+    "teacher_phi[lam=1,T=1]": "a",
+    "teacher_phi[lam=1,T=10]": "b",
+    "teacher[lam=1,T=1]": "c",
+    "teacher_phi[lam=1,T=1] vs teacher[lam=1,T=1]": "d",
+  }
+  assert study.at_setting(labelled, 1.0, 1.0, grid=True) == {
+    "teacher_phi": "a",
+    "teacher": "c",
+    "teacher_phi vs teacher": "d",
+  }
+  assert study.at_setting(labelled, 1.0, 10.0, grid=True) == {"teacher_phi": "b"}
+  assert study.at_setting({"teacher_phi": "a"}, 1.0, 1.0, grid=False) == {"teacher_phi": "a"}
 
 
 def test_log_axis_for_positive_values_spanning_ten_times():
@@ -110,7 +179,7 @@ def test_a_target_size_sweep_trains_its_teachers_once_and_resumes(
 
 
 def test_the_figure_draws_category_values_and_a_grid(tmp_path):
-  effect = {"mean": 0.01, "low": 0.0, "high": 0.02}
+  effect = {"mean": 0.01, "low": 0.0, "high": 0.02, "verdict": "holds"}
   point = lambda model, seeds: {  # noqa: E731
     "values": {"student.model": model, "seeds": seeds},
     "effects": {"teacher_phi": {"test_accuracy": effect, "test_cross_entropy": effect}},
@@ -123,6 +192,7 @@ def test_the_figure_draws_category_values_and_a_grid(tmp_path):
   from distill_jax import figures
 
   assert os.path.getsize(figures.study_effects(fake, str(tmp_path / "s.png"))) > 0
+  assert os.path.getsize(figures.study_grid(fake, str(tmp_path / "g.png"))) > 0
 
 
 def test_set_and_sweep_flags():
@@ -179,3 +249,27 @@ def test_docs_study_tables_are_generated_from_their_json(page, runs):
     assert saved["mapping"] == folder.name and (folder / "study.png").stat().st_size > 0
     assert study.markdown(saved).split("\n", 2)[2] in text
     assert f"({page}/{folder.name}/study.png)" in text  # the page shows its figure
+
+
+def test_a_lam_by_temperature_study_trains_one_grid_program(
+  shared_data_dir, shared_tfds_dir, tmp_path
+):
+  config = tiny_config("conv")
+  config.teacher.count, config.student.epochs = 2, 1
+  vary = {"lam": ["0.5", "2"], "temperature": ["1", "4"]}
+  result = study.run_study(
+    config, vary, workdir=str(tmp_path), data_dir=shared_data_dir, tfds_dir=shared_tfds_dir
+  )
+  assert [point["values"] for point in result["points"]] == [
+    {"lam": lam, "temperature": t} for lam in (0.5, 2.0) for t in (1.0, 4.0)
+  ]
+  assert {point["folder"] for point in result["points"]} == {"grid=lam+temperature"}
+  results = json.loads((tmp_path / "grid=lam+temperature" / "results.json").read_text())
+  assert results["config"]["lams"] == [0.5, 2.0] and results["config"]["temperatures"] == [1.0, 4.0]
+  point = result["points"][1]  # λ = 0.5, T = 4
+  assert point["effects"]["teacher_phi"] == json.loads(
+    json.dumps(results["effects"]["teacher_phi[lam=0.5,T=4]"])
+  )
+  assert len({json.dumps(p["effects"]) for p in result["points"]}) == 4  # four settings
+  assert (tmp_path / "study_grid.png").stat().st_size > 0
+  assert "| 0.5 | 4.0 | teacher_phi |" in (tmp_path / "study.md").read_text()
