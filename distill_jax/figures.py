@@ -275,7 +275,16 @@ def study_grid(study: dict, path: str) -> str:
       # RdBu: blue for positive; cross-entropy is claimed to fall, so its sign is flipped.
       ax.imshow(sign * means, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
       for (i, j), mark in marks.items():
-        ax.text(j, i, f"{means[i, j]:+.4f}\n{mark}", ha="center", va="center", fontsize=7)
+        dark = abs(means[i, j]) > 0.6 * limit  # white text on the deepest colours
+        ax.text(
+          j,
+          i,
+          f"{means[i, j]:+.4f}\n{mark}",
+          ha="center",
+          va="center",
+          fontsize=7,
+          color="white" if dark else "black",
+        )
       ax.set_xticks(range(len(columns)), [str(c) for c in columns])
       ax.set_yticks(range(len(rows)), [str(r) for r in rows])
       ax.set_xlabel(across)

@@ -106,6 +106,15 @@ _REJUDGE = flags.DEFINE_string(
   "A report.json: judge its claims again from its recorded effects (no training) and rewrite "
   "it and the REPORT.md beside it.",
 )
+_PUBLISH = flags.DEFINE_string(
+  "publish",
+  None,
+  "A report.json: copy it, its REPORT.md and its figures into --publish_dir (its figures under "
+  "figures/reproduce/, the links rewritten so they resolve there); no training.",
+)
+_PUBLISH_DIR = flags.DEFINE_string(
+  "publish_dir", "docs", "Where --publish writes REPORT.md, report.json and the figures."
+)
 _ONLY = flags.DEFINE_list("only", list(CLAIMS), "Experiments to run (default: all, in order).")
 
 
@@ -123,6 +132,8 @@ def shrink(config) -> None:
   config.student.features, config.student.dense = (4,), 16
   config.data.max_big, config.data.max_small, config.data.max_test = 400, 100, 200
   config.data.image_size, config.data.imagenette_small = 16, 20
+  if config.target_dataset == "imagenette":  # its Small is the 20 images drawn above
+    config.data.max_small = None
   config.teacher.eval_size = None
   config.eval_batch_size, config.checkpoint_every = 100, 1
   if "vae" in config:
@@ -185,10 +196,11 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
   return reproduction
 
 
-def rejudge(reproduction: dict, command: str) -> dict:
+def rejudge(reproduction: dict, command: str | None) -> dict:
   """A ``report.json`` whose claims are judged again, with no training: each experiment's claim
   text and comparisons (``comparisons``, ``effects.contrasts``) recomputed from its recorded
-  effects, e.g. after ``BASELINES`` changed. ``command`` is recorded as ``rejudged_by``."""
+  effects, e.g. after ``BASELINES`` changed. ``command`` is recorded as ``rejudged_by`` (None:
+  the report keeps what it has, for a report that is only checked or copied)."""
   entries = {}
   for name, entry in reproduction["experiments"].items():
     if name not in CLAIMS:
@@ -206,23 +218,65 @@ def rejudge(reproduction: dict, command: str) -> dict:
       "other_comparison": other,
       "contrasts": contrasts,
     }
-  return {**reproduction, "experiments": entries, "rejudged_by": command}
+  rejudged = {**reproduction, "experiments": entries}
+  if command is not None:
+    rejudged["rejudged_by"] = command
+  return rejudged
 
 
-def rejudge_file(path: str) -> dict:
-  """``rejudge`` the report.json at ``path`` and rewrite it and the REPORT.md beside it."""
+def _read_report(path: str, flag: str) -> dict:
   try:
     with open(path) as f:
       reproduction = json.load(f)
   except (OSError, ValueError) as error:
-    raise ValueError(f"--rejudge={path}: cannot read a report.json there ({error}).") from None
+    raise ValueError(f"{flag}={path}: cannot read a report.json there ({error}).") from None
   if "experiments" not in reproduction:
-    raise ValueError(f"--rejudge={path}: not a report.json of experiments.reproduce.")
+    raise ValueError(f"{flag}={path}: not a report.json of experiments.reproduce.")
+  return reproduction
+
+
+def rejudge_file(path: str) -> dict:
+  """``rejudge`` the report.json at ``path`` and rewrite it and the REPORT.md beside it."""
+  reproduction = _read_report(path, "--rejudge")
   rejudged = rejudge(reproduction, f"python -m experiments.reproduce --rejudge={path}")
   folder = os.path.dirname(os.path.abspath(path))
   files.write_json(os.path.join(folder, "report.json"), rejudged, indent=1)
   files.write_text(os.path.join(folder, "REPORT.md"), markdown(rejudged))
   return rejudged
+
+
+PUBLISHED_FIGURES = os.path.join("figures", "reproduce")
+
+
+def publish(path: str, out_dir: str) -> dict:
+  """The report.json at ``path`` (a reproduction's workdir) written into ``out_dir``: its
+  figures copied under ``out_dir/figures/reproduce/`` with the report's links to them, then
+  ``report.json`` and ``REPORT.md``, judged as ``rejudge`` does. Returns the written report."""
+  reproduction = _read_report(path, "--publish")
+  source = os.path.dirname(os.path.abspath(path))
+  entries = {}
+  for name, entry in reproduction["experiments"].items():
+    figures = []
+    for figure in entry.get("figures", []):
+      original = os.path.normpath(os.path.join(source, figure))
+      if os.path.isabs(figure) or os.path.relpath(original, source).startswith(os.pardir):
+        raise ValueError(f"--publish={path}: figure {figure!r} is not inside the report's folder.")
+      if not os.path.isfile(original):
+        raise ValueError(f"--publish={path}: its figure {figure!r} is missing.")
+      # a report published before links into figures/reproduce/ already
+      published_already = figure.startswith(PUBLISHED_FIGURES + os.sep)
+      target = figure if published_already else os.path.join(PUBLISHED_FIGURES, figure)
+      destination = os.path.join(out_dir, target)
+      if os.path.abspath(destination) != original:
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        with open(original, "rb") as f, files.atomic_write(destination, "wb") as out:
+          out.write(f.read())
+      figures.append(target)
+    entries[name] = {**entry, "figures": figures}
+  published = rejudge({**reproduction, "experiments": entries}, None)
+  files.write_json(os.path.join(out_dir, "report.json"), published, indent=1)
+  files.write_text(os.path.join(out_dir, "REPORT.md"), markdown(published))
+  return published
 
 
 def _entry(name: str, results: dict, seconds: float, folder: str) -> dict:
@@ -367,6 +421,13 @@ def main(argv):
     except ValueError as error:
       raise SystemExit(cli_setup.usage_error(str(error))) from None
     logging.info("report: %s", os.path.join(os.path.dirname(_REJUDGE.value), "REPORT.md"))
+    return
+  if _PUBLISH.value:
+    try:
+      publish(_PUBLISH.value, _PUBLISH_DIR.value)
+    except ValueError as error:
+      raise SystemExit(cli_setup.usage_error(str(error))) from None
+    logging.info("report: %s", os.path.join(_PUBLISH_DIR.value, "REPORT.md"))
     return
   launch.launch_or_join("experiments.reproduce")
   cli_setup.setup()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -56,6 +57,27 @@ def test_quick_reproduction_covers_every_claim(data_dir, tmp_path):
   assert saved["experiments"]["conv"]["effect"]["test_accuracy"]["teachers"] == 2
   assert saved["experiments"]["style"]["effect"]["test_accuracy"]["teachers"] == 2
 
+  docs = tmp_path / "docs"  # published: the figures beside it, every link resolving there
+  published = reproduce.publish(str(tmp_path / "reproduce" / "report.json"), str(docs))
+  assert json.loads((docs / "report.json").read_text()) == published
+  for name, entry in published["experiments"].items():
+    assert entry["figures"] and all(
+      f.startswith(f"figures/reproduce/{name}/") for f in entry["figures"]
+    )
+    assert all((docs / figure).stat().st_size > 0 for figure in entry["figures"])
+    assert {k: v for k, v in entry.items() if k != "figures"} == {
+      k: v for k, v in saved["experiments"][name].items() if k != "figures"
+    }
+  _assert_links_resolve(docs / "REPORT.md")
+  assert reproduce.publish(str(docs / "report.json"), str(docs)) == published  # idempotent
+
+
+def _assert_links_resolve(page):
+  links = re.findall(r"!\[\]\(([^)]+)\)", page.read_text())
+  assert links
+  missing = [link for link in links if not (page.parent / link).is_file()]
+  assert not missing, f"{page} links to missing files: {missing[:5]}"
+
 
 def test_unknown_experiment_is_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="unknown experiment 'blur'"):
@@ -74,9 +96,13 @@ def test_docs_report_is_what_rejudging_its_json_writes():
   """docs/REPORT.md and docs/report.json agree with the claims as the code judges them now
   (regenerate with the command the report names when this fails)."""
   saved = _docs_report()
-  again = reproduce.rejudge(saved, saved["rejudged_by"])
+  again = reproduce.rejudge(saved, None)
   assert again == saved
   assert reproduce.markdown(again) == (REPO_ROOT / "docs" / "REPORT.md").read_text()
+
+
+def test_docs_report_figures_resolve():
+  _assert_links_resolve(REPO_ROOT / "docs" / "REPORT.md")
 
 
 def test_vae_claim_is_judged_as_the_talk_compares_it():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -238,17 +239,34 @@ def test_cli_errors_are_one_line_before_any_work(args, message, tmp_path):
 
 @pytest.mark.parametrize(
   "page,runs",
-  [("target_size", ["conv", "identity", "noise"]), ("noise_variance", ["noise"])],
+  [
+    ("target_size", ["conv", "identity", "noise"]),
+    ("noise_variance", ["noise"]),
+    ("lam_temperature", ["conv"]),
+    ("student", ["conv", "identity"]),
+  ],
 )
 def test_docs_study_tables_are_generated_from_their_json(page, runs):
   text = (REPO_ROOT / "docs" / "studies" / f"{page}.md").read_text()
   folders = sorted((REPO_ROOT / "docs" / "studies" / page).iterdir())
   assert [folder.name for folder in folders] == runs
+  tables = ""
   for folder in folders:
     saved = json.loads((folder / "study.json").read_text())
     assert saved["mapping"] == folder.name and (folder / "study.png").stat().st_size > 0
-    assert study.markdown(saved).split("\n", 2)[2] in text
+    table = study.markdown(saved).split("\n", 2)[2]
+    assert table in text
+    tables += table
     assert f"({page}/{folder.name}/study.png)" in text  # the page shows its figure
+    if len(saved["vary"]) == 2:
+      assert f"({page}/{folder.name}/study_grid.png)" in text
+  # every effect the page's prose quotes (a signed number of four decimals) is in its tables
+  prose = "\n".join(line for line in text.splitlines() if not line.startswith("|"))
+  quoted = {number.replace("−", "-") for number in re.findall(r"[+−-]\d\.\d{4}\b", prose)}
+  missing = sorted(number for number in quoted if number not in tables)
+  assert not missing, (
+    f"docs/studies/{page}.md quotes numbers its study.json does not hold: {missing}"
+  )
 
 
 def test_a_lam_by_temperature_study_trains_one_grid_program(
