@@ -34,6 +34,7 @@ from distill_jax import experiment
 from distill_jax import figures
 from distill_jax import files
 from distill_jax import parallel
+from distill_jax import provenance
 from distill_jax import report
 from distill_jax import summaries
 from distill_jax import validation
@@ -308,7 +309,13 @@ def run_study(config, vary: dict[str, list[str]], *, workdir: str, data_dir, tfd
       point, os.path.join(workdir, name), data_dir=data_dir, tfds_dir=tfds_dir, cache_dir=cache_dir
     )
     summaries_.extend(_point_summary(values, results, name) for values in members)
-  study = {"mapping": config.mapping, "vary": list(vary), "points": summaries_}
+  study = {
+    "mapping": config.mapping,
+    "vary": list(vary),
+    "commit": provenance.code_commit(),
+    "machine": provenance.machine(),
+    "points": summaries_,
+  }
   write(study, workdir)
   return study
 
@@ -319,6 +326,11 @@ def markdown(study: dict) -> str:
   lines = [
     f"# Study: {study['mapping']}, varying {', '.join(fields)}",
     "",
+    *(
+      [f"Commit {study.get('commit') or 'unknown'}; {study['machine']}.", ""]
+      if study.get("machine")
+      else []
+    ),
     "Δ = arm − no_teacher, paired by student seed, 95% Student-t interval over the teachers; "
     "teacher: its accuracy on φ(target test) (mean ± std over teachers); reused: the point "
     "read its teachers from another point's checkpoint.",

@@ -40,6 +40,7 @@ from distill_jax import effects as effects_lib
 from distill_jax import experiment
 from distill_jax import files
 from distill_jax import parallel
+from distill_jax import provenance
 from distill_jax import report
 from distill_jax import validation
 from experiments import cli_setup
@@ -187,6 +188,8 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
     "quick": quick,
     "jax": jax.__version__,
     "devices": [str(d) for d in jax.devices()],
+    "commit": provenance.code_commit(),
+    "machine": provenance.machine(),
     "experiments": entries,
   }
   if parallel.is_primary():  # several processes: one writes, the others wait
@@ -358,8 +361,14 @@ def markdown(reproduction: dict) -> str:
     "",
     TALK,
     "",
-    f"`{reproduction['command']}` — jax {reproduction['jax']} on "
-    f"{', '.join(reproduction['devices'])}."
+    f"`{reproduction['command']}` — "
+    + (f"commit {reproduction['commit']}, " if reproduction.get("commit") else "")
+    + f"jax {reproduction['jax']}"
+    + (
+      f", {reproduction['machine']}."
+      if reproduction.get("machine")
+      else f" on {', '.join(reproduction['devices'])}."
+    )
     + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else "")
     + (
       f" Claims judged again from its recorded effects, with no training, by "

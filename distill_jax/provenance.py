@@ -1,0 +1,61 @@
+"""Where a number came from: the code's commit and the machine, recorded beside results.
+
+``code_commit()`` is the short git commit of the checkout the package runs from, with
+``+changes`` when tracked files differ from it (None outside a git checkout, e.g. a wheel);
+``machine()`` names the OS, the architecture, the CPU count and model and the JAX devices. A
+report quotes both with its command, so a reader knows which code on which machine gave it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def code_commit() -> str | None:
+  """``abc1234`` (``abc1234+changes`` with uncommitted changes to tracked files), or None."""
+
+  def git(*args: str) -> str | None:
+    try:
+      done = subprocess.run(
+        ["git", "-C", _PACKAGE_DIR, *args], capture_output=True, text=True, timeout=10
+      )
+    except (OSError, subprocess.SubprocessError):
+      return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+  commit = git("rev-parse", "--short", "HEAD")
+  if not commit:
+    return None
+  changes = git("status", "--porcelain", "--untracked-files=no")
+  return commit + ("+changes" if changes else "")
+
+
+def cpu_model() -> str | None:
+  """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``, or None."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or None
+
+
+def machine() -> str:
+  """``Linux x86_64, 2 CPUs (AMD EPYC 7B13), devices cpu:0``."""
+  import jax
+
+  model = cpu_model()
+  devices = ", ".join(str(d) for d in jax.devices())
+  return (
+    f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    + (f" ({model})" if model else "")
+    + f", devices {devices}"
+  )

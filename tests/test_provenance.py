@@ -1,0 +1,37 @@
+"""The commit and machine a report records."""
+
+import os
+import subprocess
+
+import pytest
+
+from distill_jax import provenance
+from tests.conftest import REPO_ROOT
+
+
+def test_machine_names_the_cpus_and_devices():
+  text = provenance.machine()
+  assert f"{os.cpu_count()} CPUs" in text and "devices cpu:0" in text
+
+
+def test_code_commit_is_the_checkouts_head():
+  try:
+    head = subprocess.run(
+      ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    pytest.skip("not a git checkout")
+  commit = provenance.code_commit()
+  assert commit is not None and commit.split("+")[0] == head
+
+
+def test_outside_a_checkout_there_is_no_commit(monkeypatch, tmp_path):
+  monkeypatch.setattr(provenance, "_PACKAGE_DIR", str(tmp_path))
+  provenance.code_commit.cache_clear()
+  try:
+    assert provenance.code_commit() is None
+  finally:
+    provenance.code_commit.cache_clear()
