@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU, one prepared check (issue 16): the default conv experiment and a subset of
+# One GPU, one prepared check: the default conv experiment and a subset of
 # experiments/configs/style_gpu.py, timed, in at most 8 minutes of wall time.
 #
 #   bash benchmarks/gpu_check.sh --data_dir=../shared/data --out=/tmp/gpu_check

@@ -143,7 +143,7 @@ def fit_teacher(
   teachers in another order than over 5; tested equal to 1e-5 after a few steps). Over the
   9,210 Adam steps of the default teacher that rounding grows into another draw: teacher 0 of
   the conv experiment scores 0.8428 on φ(test) trained beside 4 others and 0.8445 beside 19
-  (BUILD_NOTES, "Parity with PyTorch"). Results are reproducible for a given config; compare
+  (docs/DESIGN.md, "Measured"). Results are reproducible for a given config; compare
   teachers as a distribution. A stochastic φ draws fresh noise per teacher and step.
 
   ``summary_dir`` (the experiment's workdir), if given, gets each teacher's curves in

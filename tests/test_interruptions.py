@@ -2,7 +2,7 @@
 SIGTERM from the command line, a failed run's mark on its workdir, one run per workdir.
 
 The kill-at-a-random-moment probe itself is ``tests/interruptions_probe.py`` (20 kills measured
-in BUILD_NOTES.md); here it runs with one kill.
+in docs/DESIGN.md); here it runs with one kill.
 """
 
 import json

@@ -82,8 +82,8 @@ def test_two_first_time_tfds_preparations_both_succeed(shared_data_dir, tmp_path
 
 
 def test_two_runs_sharing_one_cache_both_finish_with_the_same_numbers(shared_data_dir, tmp_path):
-  """The issue's reproduction (tiny sizes): two CLI runs, two workdirs, one --cache_dir and one
-  fresh --tfds_dir, started together."""
+  """Two CLI runs at tiny sizes, two workdirs, one --cache_dir and one fresh --tfds_dir, started
+  together (before the locks, such a pair failed or hung)."""
   import json
   import subprocess
   import sys
