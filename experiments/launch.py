@@ -13,7 +13,7 @@ peer never leaves a run hanging; the exit status is the first failure's (0 if al
 Where the command was not started that way (``main`` called from Python), ``launch_or_join``
 starts P child processes and waits for them instead (``run``).
 This is the test path and serves a multi-socket CPU host; a real cluster starts one process per
-host itself (README, "Scaling").
+host itself (docs/scaling.md, "A cluster").
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ NUM_PROCESSES = flags.DEFINE_integer(
   "num_processes",
   1,
   "Run as this many local JAX processes (jax.distributed, gloo on CPU, one device each): the "
-  "test path of multi-host runs; a cluster starts its processes itself (README, Scaling).",
+  "test path of multi-host runs; a cluster starts its processes itself (docs/scaling.md).",
 )
 DISTRIBUTED = flags.DEFINE_bool(
   "distributed",
   False,
   "Join a jax.distributed job found by auto-detection (SLURM, Open MPI, Kubernetes, Cloud "
-  "TPU): one process per host or GPU, started by the cluster (README, Scaling). Not needed "
+  "TPU): one process per host or GPU, started by the cluster (docs/scaling.md). Not needed "
   "when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set.",
 )
 

@@ -10,7 +10,7 @@ metrics), and saves one PNG per ``--views`` entry (``tensorboard_<view>.png``) d
 headless Chromium (Qt WebEngine, the ``screenshot`` extra: ``pip install -e '.[screenshot]'``;
 the ``test`` extra has it too) once the page shows every arm, else fails. ``--views=`` (empty)
 only checks. ``docs/figures/tensorboard_*.png`` were made by this command on the main command's
-workdir (README, TensorBoard).
+workdir (docs/running.md, "TensorBoard").
 """
 
 from __future__ import annotations

@@ -574,16 +574,17 @@ def test_several_style_image_files(tmp_path):
 
 
 def _readme_user_config() -> str:
-  """The README's own-map config file (the snippet starting ``# my_experiment.py``)."""
-  import re
+  """The documented own-map config file: the one snippet starting ``# my_experiment.py``, in
+  README.md or a docs/*.md page."""
+  from tests.test_readme import documented_snippets
 
-  snippets = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+  snippets = [code for _, _, code in documented_snippets()]
   (snippet,) = [s for s in snippets if s.startswith("# my_experiment.py")]
   return snippet
 
 
 def test_cli_mapping_registered_by_a_user_config_file(tmp_path):
-  """A map registered in a config file outside the repository (the README's) is a valid
+  """A map registered in a config file outside the repository (the documented one) is a valid
   ``--mapping``."""
   user_config = tmp_path / "my_experiment.py"
   user_config.write_text(_readme_user_config())

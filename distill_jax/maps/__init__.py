@@ -7,8 +7,8 @@ One module per family, each building the ``config.mapping`` names it serves:
 * ``style.py``: ``style``, VGG-19 style transfer, cached on disk by ``cache.py``.
 
 ``core.py`` holds the ``Map`` type, ``BuiltMap`` / ``MapContext`` / ``MapFamily`` and the
-registry (``vae`` and ``style`` are imported when first looked up). Adding a map: README.md,
-"Adding a map φ".
+registry (``vae`` and ``style`` are imported when first looked up). Adding a map:
+docs/own_experiment.md, "Maps φ".
 """
 
 from distill_jax.maps import fixed

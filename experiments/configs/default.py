@@ -12,7 +12,7 @@ Command (offline, from the repository root):
 
   python -m experiments.distill --mapping=conv --data_dir=../shared/data --workdir=runs/conv
 
-Expected results are in README.md ("Results"), each with the command that measured it.
+Expected results are in docs/fixed_maps.md and README.md ("Results"), each with its command.
 """
 
 import ml_collections

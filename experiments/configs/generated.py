@@ -12,10 +12,10 @@ FashionMNIST-Small, arms ``no_teacher``, ``teacher`` (f on raw garments) and ``t
   python -m experiments.distill --mapping=generated --data_dir=../shared/data --cache_dir=runs/cache
 
 (``--mapping=generated`` picks this file.) ``generated_full.py`` is the ablation that translates
-all 70,000 Fashion-MNIST images instead. Measured results: README.md ("Results", "The VAE map")
-and docs/REPORT.md. The VAE learns Fashion-MNIST-Big's garments (as for ``vae.py``); with
+all 70,000 Fashion-MNIST images instead. Measured results: docs/vae.md and
+docs/REPORT.md. The VAE learns Fashion-MNIST-Big's garments (as for ``vae.py``); with
 ``--config.vae.train_on=small --config.vae.epochs=1770 --config.vae.eval_every=59`` it learns
-only the 1,000 Small garments, and the gain does not hold (README "Results": GeneratedMNIST
+only the 1,000 Small garments, and the gain does not hold (docs/vae.md: GeneratedMNIST
 without the Big labels).
 """
 

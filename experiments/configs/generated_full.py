@@ -9,7 +9,7 @@ through φ_vae, where the talk's teacher has seen the 1,000 of Small. Students a
 
   python -m experiments.distill --mapping=generated_full --data_dir=../shared/data --cache_dir=runs/cache
 
-(``--mapping=generated_full`` picks this file.) Measured results: README.md ("Results") and
+(``--mapping=generated_full`` picks this file.) Measured results: docs/vae.md and
 docs/REPORT.md.
 """
 
