@@ -20,7 +20,7 @@ Students: CNN (16, 32) + dense 64 on raw Small, 40 epochs, 5 seeds; arms ``no_te
 
 Expected (measured inside ``python -m experiments.reproduce`` on a 2-core CPU: the run committed
 in 1e6bd51, 20 min for this experiment, and the same digits in docs/REPORT.md's rerun at
-a4a2a81; random ranVGG weights, PyTorch's default initialization, one teacher × 5 seeds):
+0a9e680, 560 s; random ranVGG weights, PyTorch's default initialization, one teacher × 5 seeds):
 teacher on φ_style(1,000 test images) 0.453; students 0.266 alone, 0.292 taught;
 teacher_phi − no_teacher +0.0252 [+0.0081, +0.0423] accuracy, −0.058 [−0.081, −0.034]
 cross-entropy (each run's mean over its last 10 epochs; interval over student seeds;
