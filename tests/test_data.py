@@ -415,8 +415,8 @@ def test_load_passes_the_checked_sizes_of_the_mnist_family_to_load_splits(monkey
   full = _fake_splits({"big": 50, "small": 8, "test": 20})
   calls = []
 
-  def fake_load_splits(name, *, data_dir, tfds_dir, splits, max_sizes):
-    calls.append((name, data_dir, tfds_dir, splits, max_sizes))
+  def fake_load_splits(name, *, data_dir, tfds_dir, splits, max_sizes, small_pool):
+    calls.append((name, data_dir, tfds_dir, splits, max_sizes, small_pool))
     return {split: full[split] for split in splits}
 
   monkeypatch.setattr(loading, "load_splits", fake_load_splits)
@@ -426,14 +426,17 @@ def test_load_passes_the_checked_sizes_of_the_mnist_family_to_load_splits(monkey
     tfds_dir="prepared",
     image_size=64,  # ignored for the MNIST family
     max_sizes={"big": 7, "small": 8},
+    small_pool=3000,
   )
-  assert calls == [("mnist", "raw", "prepared", SPLIT_NAMES, {"big": 7, "small": 8, "test": None})]
+  assert calls == [
+    ("mnist", "raw", "prepared", SPLIT_NAMES, {"big": 7, "small": 8, "test": None}, 3000)
+  ]
   assert all(out[split] is full[split] for split in SPLIT_NAMES)
   with pytest.raises(DataError, match=r"max_sizes\['big'\] must be an int >= 1"):
     load("mnist", data_dir="raw", tfds_dir="prepared", max_sizes={"big": -1})
   test = load("fashion_mnist", data_dir=None, tfds_dir="t", splits="test")["test"]
   assert test is full["test"]
-  assert calls[-1] == ("fashion_mnist", None, "t", ("test",), {"test": None})
+  assert calls[-1] == ("fashion_mnist", None, "t", ("test",), {"test": None}, 1000)
 
 
 def test_load_passes_imagenette_options_through(monkeypatch):
