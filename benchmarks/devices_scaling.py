@@ -45,6 +45,8 @@ import sys
 import tempfile
 import time
 
+import sizes  # benchmarks/sizes.py: no JAX import
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKLOADS = {
@@ -73,6 +75,7 @@ def parse_args(argv=None):
     help="device counts of the per-device FLOPs rows (fake CPU devices); empty: none",
   )  # fmt: skip
   parser.add_argument("--cost_devices", default="", help=argparse.SUPPRESS)
+  sizes.add_json_flag(parser)
   args = parser.parse_args(argv)
   args.workloads = [w for w in args.workloads.split(",") if w]
   for workload in args.workloads:
@@ -116,7 +119,7 @@ def main(argv=None):
     cost = _cost_rows(args)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
-  report(columns, cost)
+  report(columns, cost, args.json)
 
 
 def _platform() -> tuple[str, int]:
@@ -268,8 +271,9 @@ def _cost_rows(args) -> list[dict]:
   return rows
 
 
-def report(columns: dict, cost: list[dict]) -> None:
-  """The table (ratios to the workload's one-device layout), the cost rows and a JSON line."""
+def report(columns: dict, cost: list[dict], json_path: str | None = None) -> None:
+  """The table (ratios to the workload's one-device layout), the cost rows and a JSON line
+  (also written to ``json_path`` with its provenance)."""
   print(
     f"\n{'workload: layout':<32}{'wall s':>9}{'teacher s':>11}{'vs 1 device':>13}"
     f"{'teacher acc':>13}{'Δ acc':>10}{'Δ CE':>10}"
@@ -296,11 +300,10 @@ def report(columns: dict, cost: list[dict]) -> None:
       f"device ({row['flops'] / first:.3f} of 1 device), collectives: "
       f"{', '.join(row['collectives']) or 'none'}"
     )
-  print(
-    "JSON " + json.dumps(
-      {"benchmark": "devices_scaling", "ratios": ratios, "columns": columns, "cost": cost}
-    )
-  )  # fmt: skip
+  sizes.emit(
+    {"benchmark": "devices_scaling", "ratios": ratios, "columns": columns, "cost": cost},
+    json_path,
+  )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import tempfile
 import time
@@ -296,6 +295,7 @@ def main():
   )
   parser.add_argument("--student_rate_epochs", type=int, default=20)
   sizes.add_size_flags(parser, "2 teachers, 2 rate epochs")
+  sizes.add_json_flag(parser)
   args = parser.parse_args()
   sizes.apply_smoke(args)
   if args.smoke:
@@ -429,7 +429,7 @@ def main():
     "teacher_step": teacher_step,
     "args": vars(args),
   }
-  print("JSON " + json.dumps(summary))
+  sizes.emit(summary, args.json)
 
 
 if __name__ == "__main__":

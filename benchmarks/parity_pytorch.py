@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch_reference  # noqa: E402  benchmarks/torch_reference.py
 from distill_jax import effects  # noqa: E402
 from distill_jax import experiment  # noqa: E402
+from distill_jax import provenance  # noqa: E402
 from experiments.configs import default as default_config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -329,6 +330,9 @@ def main(argv=None):
   )
   print(report(summaries))
   summary = {
+    "provenance": provenance.record(
+      sys.argv if argv is None else ["benchmarks/parity_pytorch.py", *argv]
+    ),
     "teachers": args.teachers,
     "seeds": args.seeds,
     "overlap_with_pytorch": overlaps(summaries),

@@ -140,6 +140,7 @@ def main():
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--out", default=None, help="trace folder (default: a new temporary one)")
   sizes.add_size_flags(parser, "2 teachers")
+  sizes.add_json_flag(parser)
   args = parser.parse_args()
   sizes.apply_smoke(args)
   if args.smoke:
@@ -207,7 +208,7 @@ def main():
     cells = "".join(f"{r['us_per_step'][c]:>7.0f} ({r['share_of_wall'][c]:>3.0%})" for c in CLASSES)
     print(f"{r['program']:<24}{r['wall_seconds']:>8.3f}{cells}{r['unaccounted_share']:>12.0%}")
   print(f"\ntraces: {out_dir}")
-  print("JSON " + json.dumps({"benchmark": "profile_programs", "programs": results}))
+  sizes.emit({"benchmark": "profile_programs", "programs": results}, args.json)
 
 
 if __name__ == "__main__":

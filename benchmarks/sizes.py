@@ -1,10 +1,15 @@
-"""The benchmarks' size flags: subsets of the data and the tiny ``--smoke`` sizes the tests run.
+"""The benchmarks' common flags: subsets of the data, the tiny ``--smoke`` sizes the tests run,
+and ``--json``, the result file the docs quote (``docs/results/<benchmark>.json``).
 
 No JAX import here: ``devices_scaling.py`` parses its flags before JAX starts (it may set
 ``XLA_FLAGS`` for fake CPU devices first).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import sys
 
 SMOKE_SIZES = {
   "teacher_epochs": 2,
@@ -42,3 +47,24 @@ def subset(data: dict, max_big: int | None, max_test: int | None) -> dict:
     if limit is not None:
       data[split] = tuple(array[:limit] for array in data[split])
   return data
+
+
+def add_json_flag(parser) -> None:
+  """``--json=PATH``: write the summary with its provenance (command, commit, machine, date)."""
+  parser.add_argument(
+    "--json", default=None,
+    help="write the summary and its provenance here (the docs quote docs/results/<name>.json)",
+  )  # fmt: skip
+
+
+def emit(summary: dict, path: str | None) -> None:
+  """Print the ``JSON {...}`` line and, given ``path``, write it with ``provenance`` added."""
+  print("JSON " + json.dumps(summary), flush=True)
+  if path:
+    from distill_jax import provenance  # JAX starts here, after the flags
+
+    record = {"provenance": provenance.record(sys.argv), **summary}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+      json.dump(record, file, indent=1)
+      file.write("\n")

@@ -59,3 +59,25 @@ def machine() -> str:
     + (f" ({model})" if model else "")
     + f", devices {devices}"
   )
+
+
+def record(argv: list[str] | None = None) -> dict:
+  """What a result file stores of its origin: the command, the commit, the machine and the date.
+
+  ``argv`` defaults to ``sys.argv``; the command is written as ``python <argv...>`` so that it
+  can be pasted back into a shell.
+  """
+  import datetime
+  import shlex
+  import sys
+
+  import jax
+
+  argv = list(sys.argv if argv is None else argv)
+  return {
+    "command": shlex.join(["python", *argv]),
+    "commit": code_commit(),
+    "machine": machine(),
+    "jax": jax.__version__,
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+  }

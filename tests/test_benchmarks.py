@@ -116,6 +116,7 @@ def test_parity_smoke(shared_data_dir, tmp_path):
     ]
   )
   saved = json.loads(out.read_text())
+  assert saved["provenance"]["command"].startswith("python benchmarks/parity_pytorch.py --data")
   assert set(summaries["conv"]) == {"jax-torch", "pytorch"}
   for framework, summary in summaries["conv"].items():
     assert len(summary["teacher_accuracy"]) == 2  # smoke: K = 2
@@ -144,13 +145,16 @@ def test_jax_vs_pytorch_smoke(shared_data_dir, tmp_path):
   result = subprocess.run(
     [
       sys.executable, os.path.join(REPO_ROOT, "benchmarks", "jax_vs_pytorch.py"),
-      f"--data_dir={shared_data_dir}", "--smoke",
+      f"--data_dir={shared_data_dir}", "--smoke", f"--json={tmp_path / 'out' / 'j.json'}",
     ],
     env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), XLA_FLAGS=""),
     capture_output=True, text=True, timeout=400, cwd=tmp_path,
   )  # fmt: skip
   assert result.returncode == 0, result.stderr[-3000:]
   summary = _json_line(result.stdout)
+  written = json.loads((tmp_path / "out" / "j.json").read_text())  # what the docs quote
+  assert written.pop("provenance")["command"].startswith("python ")
+  assert written == summary
   assert summary["benchmark"] == "jax_vs_pytorch"
   names = list(summary["ratios_batched"])  # every row has JAX and the batched PyTorch
   assert len(names) == 6 and names[0].startswith("default conv experiment (K=2 x S=1 x 2 arms)")

@@ -20,13 +20,16 @@ def test_devices_scaling_smoke_compares_the_layouts(shared_data_dir, shared_tfds
     [
       sys.executable, os.path.join(REPO_ROOT, "benchmarks", "devices_scaling.py"), "--smoke",
       "--workloads=main", "--devices=2", "--layouts=1,data,processes", "--cost=1,2,4", f"--data_dir={shared_data_dir}",
-      f"--tfds_dir={shared_tfds_dir}",
+      f"--tfds_dir={shared_tfds_dir}", f"--json={tmp_path / 'scaling.json'}",
     ],
     env=env, capture_output=True, text=True, timeout=600,
   )  # fmt: skip
   assert result.returncode == 0, result.stderr[-3000:]
   (line,) = [line for line in result.stdout.splitlines() if line.startswith("JSON ")]
   report = json.loads(line[len("JSON ") :])
+  written = json.loads((tmp_path / "scaling.json").read_text())
+  assert "devices_scaling.py --smoke" in written.pop("provenance")["command"]
+  assert written == report
   columns = report["columns"]
   names = ["1 device", "2 devices, data", "2 processes, runs"]
   assert list(columns) == [f"main: {name}" for name in names]

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from distill_jax import provenance
 from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
@@ -33,6 +34,7 @@ def test_profile_smoke(shared_data_dir, tmp_path):
     [
       sys.executable, os.path.join(REPO_ROOT, "benchmarks", "profile_programs.py"),
       f"--data_dir={shared_data_dir}", "--smoke", f"--out={tmp_path / 'traces'}",
+      f"--json={tmp_path / 'profile.json'}",
     ],
     env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), XLA_FLAGS=""),
     capture_output=True, text=True, timeout=300, cwd=tmp_path,
@@ -40,6 +42,8 @@ def test_profile_smoke(shared_data_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   (line,) = [line for line in result.stdout.splitlines() if line.startswith("JSON ")]
   summary = json.loads(line[len("JSON ") :])
+  written = json.loads((tmp_path / "profile.json").read_text())
+  assert written.pop("provenance")["commit"] == provenance.code_commit() and written == summary
   programs = {p["program"]: p for p in summary["programs"]}
   assert set(programs) == {"teacher_epoch_k1", "teacher_epoch_k2", "student_epoch_2_runs"}
   for program in programs.values():

@@ -35,3 +35,11 @@ def test_outside_a_checkout_there_is_no_commit(monkeypatch, tmp_path):
     assert provenance.code_commit() is None
   finally:
     provenance.code_commit.cache_clear()
+
+
+def test_record_names_the_command_commit_machine_and_date():
+  record = provenance.record(["benchmarks/x.py", "--data_dir=a b"])
+  assert record["command"] == "python benchmarks/x.py '--data_dir=a b'"
+  assert record["commit"] == provenance.code_commit()
+  assert record["machine"] == provenance.machine()
+  assert len(record["date"]) == 10 and record["date"][4] == "-"
