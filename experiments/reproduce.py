@@ -191,12 +191,18 @@ def run_all(names, *, workdir: str, data_dir, tfds_dir: str, quick: bool = False
     "commit": provenance.code_commit(),
     "machine": provenance.machine(),
     "experiments": entries,
+    "wall_seconds": _total_seconds(entries),
   }
   if parallel.is_primary():  # several processes: one writes, the others wait
     files.write_json(os.path.join(workdir, "report.json"), reproduction, indent=1)
     files.write_text(os.path.join(workdir, "REPORT.md"), markdown(reproduction))
   parallel.barrier("reproduce report written")
   return reproduction
+
+
+def _total_seconds(entries: dict) -> float:
+  """The experiments' wall times added up: the reproduction's own, run one after another."""
+  return sum(entry["wall_seconds"] for entry in entries.values())
 
 
 def rejudge(reproduction: dict, command: str | None) -> dict:
@@ -221,7 +227,7 @@ def rejudge(reproduction: dict, command: str | None) -> dict:
       "other_comparison": other,
       "contrasts": contrasts,
     }
-  rejudged = {**reproduction, "experiments": entries}
+  rejudged = {**reproduction, "experiments": entries, "wall_seconds": _total_seconds(entries)}
   if command is not None:
     rejudged["rejudged_by"] = command
   return rejudged
@@ -359,6 +365,8 @@ def markdown(reproduction: dict) -> str:
   lines = [
     "# Reproducing the talk's claims",
     "",
+    "<!-- numbers: report.json; constants: 95% -->",
+    "",
     TALK,
     "",
     f"`{reproduction['command']}` — "
@@ -368,6 +376,11 @@ def markdown(reproduction: dict) -> str:
       f", {reproduction['machine']}."
       if reproduction.get("machine")
       else f" on {', '.join(reproduction['devices'])}."
+    )
+    + (
+      f" The experiments took {reproduction['wall_seconds']:.0f} s, one after another."
+      if "wall_seconds" in reproduction
+      else ""
     )
     + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if reproduction["quick"] else "")
     + (
