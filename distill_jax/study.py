@@ -28,8 +28,11 @@ import copy
 import itertools
 import os
 
+import numpy as np
+
 from absl import logging
 
+from distill_jax import effects as effects_lib
 from distill_jax import experiment
 from distill_jax import figures
 from distill_jax import files
@@ -277,6 +280,17 @@ def _point_summary(values: dict, results: dict, folder: str) -> dict:
   effects = at_setting(results["effects"], lam, temperature, grid)
   contrasts = at_setting(results.get("contrasts", {}), lam, temperature, grid)
   phi = results.get("phi", {})
+  window = results["config"].get("effect_epochs", 1)
+  scores = {
+    arm: {
+      metric: {
+        "last_epochs": float(np.mean([np.mean(run[-window:]) for run in entry[metric]])),
+        "final": float(np.mean([run[-1] for run in entry[metric]])),
+      }
+      for metric in effects_lib.CLAIMED
+    }
+    for arm, entry in at_setting(results["arms"], lam, temperature, grid).items()
+  }
   return {
     "values": values,
     "folder": folder,
@@ -292,6 +306,8 @@ def _point_summary(values: dict, results: dict, folder: str) -> dict:
     },
     "effects": effects,
     "contrasts": contrasts,
+    # each arm's test scores, averaged over its runs: over the last effect_epochs and the last
+    "scores": scores,
     "wall_seconds": results["seconds"]["total"],
   }
 

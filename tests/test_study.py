@@ -161,6 +161,12 @@ def test_a_target_size_sweep_trains_its_teachers_once_and_resumes(
   assert saved == json.loads(json.dumps(result))
   effect = saved["points"][1]["effects"]["teacher_phi"]["test_accuracy"]
   assert effect["teachers"] == 2 and effect["verdict"] in ("holds", "fails", "inconclusive")
+  scores = saved["points"][1]["scores"]  # each arm's own score; paired runs: Δ = their difference
+  assert set(scores) == {"no_teacher", "teacher_phi"}
+  assert scores["teacher_phi"]["test_accuracy"]["last_epochs"] - scores["no_teacher"][
+    "test_accuracy"
+  ]["last_epochs"] == pytest.approx(effect["mean"])
+  assert 0 < scores["no_teacher"]["test_cross_entropy"]["final"]
   text = (tmp_path / "study.md").read_text()
   assert "| 100 | teacher_phi |" in text and "| 200 | teacher_phi |" in text
   assert (tmp_path / "study.png").stat().st_size > 0
