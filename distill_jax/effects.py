@@ -19,7 +19,7 @@ interval says nothing about other teacher draws: ``unit`` says so too.
 
 Why the last n epochs: a linear student's test accuracy moves ±0.002-0.003 from one epoch to
 the next late in training, as large as the effect; averaging 10 epochs removes that noise
-(measured: docs/DESIGN.md, "Measured"; docs/parity.md).
+(measured: docs/parity.md; CHANGELOG.md, 2026-11-29).
 
 Two teaching arms against each other (``contrast``; the talk's VAE slide compares the student
 taught through φ with the one taught without it, ``teacher_phi`` against ``teacher``): both arms

@@ -142,8 +142,8 @@ def fit_teacher(
   it is the same run whatever K is, up to float rounding (XLA sums a matmul batched over K
   teachers in another order than over 5; tested equal to 1e-5 after a few steps). Over the
   9,210 Adam steps of the default teacher that rounding grows into another draw: teacher 0 of
-  the conv experiment scores 0.8428 on φ(test) trained beside 4 others and 0.8445 beside 19
-  (docs/DESIGN.md, "Measured"). Results are reproducible for a given config; compare
+  the conv experiment ends elsewhere on φ(test) trained beside 4 others than beside 19
+  (CHANGELOG.md, 2026-11-29). Results are reproducible for a given config; compare
   teachers as a distribution. A stochastic φ draws fresh noise per teacher and step.
 
   ``summary_dir`` (the experiment's workdir), if given, gets each teacher's curves in

@@ -1,8 +1,8 @@
 """Interruptions and failures of a whole experiment: SIGKILL at a random moment, Ctrl-C and
 SIGTERM from the command line, a failed run's mark on its workdir, one run per workdir.
 
-The kill-at-a-random-moment probe itself is ``tests/interruptions_probe.py`` (20 kills measured
-in docs/DESIGN.md); here it runs with one kill.
+The kill-at-a-random-moment probe itself is ``tests/interruptions_probe.py`` (20 kills measured:
+CHANGELOG.md, 2026-12-03); here it runs with one kill.
 """
 
 import json

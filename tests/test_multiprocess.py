@@ -244,7 +244,7 @@ def test_cli_two_processes_equal_one_process_with_two_devices(
   processes); ``train.fit`` training as 2 processes is the test above."""
   # noise: the most of the pipeline (a teacher inside the student step, its parameters as the
   # shared context, a stochastic φ, both teacher arms); identity and conv were checked by hand
-  # (all three bit-identical on the data-parallel layout: docs/DESIGN.md, "Measured").
+  # (all three bit-identical on the data-parallel layout: CHANGELOG.md, 2026-11-30).
   tiny = [
     *_tiny("noise", shared_data_dir, shared_tfds_dir),
     "--epochs=2",

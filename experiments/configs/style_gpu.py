@@ -13,7 +13,7 @@ Teacher: CNN (64, 128, 256, 512) + global pooling + dense 256, 30 epochs; studen
 (32, 64, 128) + dense 128, 100 epochs, 5 seeds. Whole-epoch programs (no ``steps_per_call``).
 
 Not yet run on a GPU: none was available to this project when it was written; only a CPU smoke
-run on 16-image subsets (``--config.data.max_big=16`` …, docs/DESIGN.md) has run it end to end. The
+run on 16-image subsets (``--config.data.max_big=16`` …, CHANGELOG.md) has run it end to end. The
 whole training set lives on the device: 8,469 × 224² × 3 float32 ≈ 5.1 GB (plus the stylized
 copy for the teacher).
 """

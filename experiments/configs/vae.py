@@ -8,8 +8,8 @@ on Fashion-MNIST-Big paired by class with MNIST train; the teacher MLP trains on
 
   python -m experiments.distill --mapping=vae --data_dir=../shared/data --cache_dir=runs/cache
 
-(``--mapping=vae`` picks this file.) Measured results and wall time: docs/vae.md,
-docs/REPORT.md and docs/DESIGN.md ("Measured").
+(``--mapping=vae`` picks this file.) Measured results and wall time: docs/vae.md and
+docs/REPORT.md.
 """
 
 import ml_collections
