@@ -34,6 +34,7 @@ from distill_jax import fingerprints
 from distill_jax import locks
 from distill_jax import maps
 from distill_jax import parallel
+from distill_jax import provenance
 from distill_jax import report
 from distill_jax import students as students_lib
 from distill_jax import teacher as teacher_lib
@@ -224,6 +225,8 @@ def _run(
     },
     "diverged": report.diverged_runs(arm_results, num_classes),
     "devices": [str(d) for d in mesh.devices.flat],
+    # the command line (a Python caller's own argv), the commit and the machine
+    "provenance": provenance.record(),
     "seconds": {"data": data_seconds, "total": time.perf_counter() - started},
   }
   for item in results["diverged"]:
