@@ -140,6 +140,22 @@ def arm_effect(entry: dict, baseline: dict, last_epochs: int = 1) -> dict:
   return effect
 
 
+def arm_scores(arms: dict, last_epochs: int = 1) -> dict:
+  """Each arm's own test scores, averaged over its runs: ``{arm: {metric: {"last_epochs": the
+  mean of each run's last ``last_epochs`` epochs, "final": the mean of the final epochs}}}``.
+  With every run paired, an arm's ``last_epochs`` score minus ``no_teacher``'s is its effect."""
+  return {
+    label: {
+      metric: {
+        "last_epochs": float(np.mean([np.mean(run[-last_epochs:]) for run in entry[metric]])),
+        "final": float(np.mean([run[-1] for run in entry[metric]])),
+      }
+      for metric in CLAIMED
+    }
+    for label, entry in arms.items()
+  }
+
+
 def effects(arms: dict, last_epochs: int = 1) -> dict:
   """``results.json``'s ``effects``: every arm entry but ``no_teacher`` against it, each run's
   metric averaged over its last ``last_epochs`` epochs."""

@@ -28,8 +28,6 @@ import copy
 import itertools
 import os
 
-import numpy as np
-
 from absl import logging
 
 from distill_jax import effects as effects_lib
@@ -280,17 +278,9 @@ def _point_summary(values: dict, results: dict, folder: str) -> dict:
   effects = at_setting(results["effects"], lam, temperature, grid)
   contrasts = at_setting(results.get("contrasts", {}), lam, temperature, grid)
   phi = results.get("phi", {})
-  window = results["config"].get("effect_epochs", 1)
-  scores = {
-    arm: {
-      metric: {
-        "last_epochs": float(np.mean([np.mean(run[-window:]) for run in entry[metric]])),
-        "final": float(np.mean([run[-1] for run in entry[metric]])),
-      }
-      for metric in effects_lib.CLAIMED
-    }
-    for arm, entry in at_setting(results["arms"], lam, temperature, grid).items()
-  }
+  scores = effects_lib.arm_scores(
+    at_setting(results["arms"], lam, temperature, grid), results["config"].get("effect_epochs", 1)
+  )
   return {
     "values": values,
     "folder": folder,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from distill_jax import experiment
+from distill_jax import provenance
 from distill_jax import validation
 from distill_jax.maps import style as style_maps
 from tests import forked_cli
@@ -65,6 +66,7 @@ def test_conv_end_to_end_and_rerun_reuses_work(shared_data_dir, tfds_dir, tmp_pa
     assert acc.shape == (len(entry["seeds"]), 3) and np.all(np.isfinite(acc))
   assert saved["arms"]["teacher_phi"]["teachers"] == [0, 0, 1, 1]
   assert saved["config"]["maps"] == {"conv": {"dilation": 2}}  # not the other maps' options
+  assert saved["provenance"]["commit"] == provenance.code_commit()  # where the numbers came from
   # student_seeds = per_teacher: teacher k teaches seeds 2k, 2k + 1; no_teacher runs all four.
   assert saved["arms"]["teacher_phi"]["seeds"] == [0, 1, 2, 3]
   assert saved["arms"]["no_teacher"]["seeds"] == [0, 1, 2, 3]
