@@ -7,7 +7,7 @@ neither changes the trained parameters. Data: Imagenette at 32×32 px (train 9,4
 Big 8,469 + Small 1,000 by a seeded split; Test = val, 3,925). φ_style: Gatys transfer towards
 ``distill_jax.style.default_style_image`` on VGG-19 features, 8 Adam steps (lr 0.05) per image,
 style layers relu1_1 + relu2_1, content relu2_1 — shallow and short so that stylizing
-Big, Small and the teacher's test images (10,469; ~60 ms each) fits a 2-core CPU. Without
+Big, Small and the teacher's test images (10,469) fits a 2-core CPU. Without
 ``--config.style.weights=<file>`` VGG-19 has random weights (ranVGG, per-layer normalized style losses; said in the logs and results.json).
 Teacher: CNN (32, 64, 128) + global average pooling + dense 128 on φ_style(Big), 10 epochs.
 Students: CNN (16, 32) + dense 64 on raw Small, 40 epochs, 5 seeds; arms ``no_teacher``,
@@ -18,14 +18,15 @@ Students: CNN (16, 32) + dense 64 on raw Small, 40 epochs, 5 seeds; arms ``no_te
 
 (``--mapping=style`` picks this file too.)
 
-Expected (measured inside ``python -m experiments.reproduce`` on a 2-core CPU: the run committed
-in 1e6bd51, 20 min for this experiment, and the same digits in docs/REPORT.md's rerun at
-0a9e680, 560 s; random ranVGG weights, PyTorch's default initialization, one teacher × 5 seeds):
-teacher on φ_style(1,000 test images) 0.453; students 0.266 alone, 0.292 taught;
-teacher_phi − no_teacher +0.0252 [+0.0081, +0.0423] accuracy, −0.058 [−0.081, −0.034]
-cross-entropy (each run's mean over its last 10 epochs; interval over student seeds;
-docs/REPORT.md). One teacher, because on this CPU each CNN teacher costs ~3 minutes and each
-arm's students ~2.5 minutes per teacher. GPU: style_gpu.py.
+Expected (measured inside ``python -m experiments.reproduce`` on a 2-core CPU, docs/REPORT.md's
+run at 0a9e680 from a fresh workdir: 560 s for this experiment, stylizing included, the teacher
+80 s; random ranVGG weights, PyTorch's default initialization, one teacher × 5 seeds): teacher
+on φ_style(1,000 test images) 0.453; teacher_phi − no_teacher +0.0252 [+0.0081, +0.0423]
+accuracy, −0.0577 [−0.0813, −0.0342] cross-entropy (each run's mean over its last 10 epochs;
+interval over student seeds). One teacher, because on this CPU each CNN teacher and each arm's
+students cost minutes. GPU: style_gpu.py.
+
+<!-- numbers: ../../docs/report.json; constants: 0.05, 95% -->
 """
 
 import ml_collections

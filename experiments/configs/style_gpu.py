@@ -1,7 +1,7 @@
 """Imagenette through φ_style at full resolution, for one GPU (e.g. an H200).
 
 Imagenette at 224 px; φ_style: Gatys transfer with the classic layers (style relu1_1 … relu5_1,
-content relu4_2), 100 Adam steps (lr 0.02), 32 images per call (``fori_loop`` on the device).
+content relu4_2), 100 Adam steps (learning rate 2e-2), 32 images per call (``fori_loop`` on the device).
 Pass pretrained VGG-19 weights if you have them (nothing is downloaded):
 
   python -m experiments.distill --config=experiments/configs/style_gpu.py \\
