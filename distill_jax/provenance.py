@@ -81,3 +81,8 @@ def record(argv: list[str] | None = None) -> dict:
     "jax": jax.__version__,
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
   }
+
+
+# Read once, when the package is first imported: a checkout that changes while a long run goes
+# on (a commit, an edit) must not relabel the run's results with code it did not run.
+code_commit()

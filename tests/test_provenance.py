@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +44,15 @@ def test_record_names_the_command_commit_machine_and_date():
   assert record["commit"] == provenance.code_commit()
   assert record["machine"] == provenance.machine()
   assert len(record["date"]) == 10 and record["date"][4] == "-"
+
+
+def test_the_commit_is_read_when_the_package_is_imported():
+  """A long run records the commit it started from, not the one checked out when it ends."""
+  probe = (
+    "from distill_jax import provenance as p; i = p.code_commit.cache_info(); "
+    "print(i.misses, i.currsize)"
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+  )
+  assert done.stdout.split() == ["1", "1"], done.stderr[-2000:]
