@@ -331,7 +331,7 @@ def main(argv=None):
   print(report(summaries))
   summary = {
     "provenance": provenance.record(
-      sys.argv if argv is None else ["benchmarks/parity_pytorch.py", *argv]
+      None if argv is None else ["benchmarks/parity_pytorch.py", *argv]
     ),
     "teachers": args.teachers,
     "seeds": args.seeds,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 SMOKE_SIZES = {
   "teacher_epochs": 2,
@@ -63,7 +62,7 @@ def emit(summary: dict, path: str | None) -> None:
   if path:
     from distill_jax import provenance  # JAX starts here, after the flags
 
-    record = {"provenance": provenance.record(sys.argv), **summary}
+    record = {"provenance": provenance.record(), **summary}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
       json.dump(record, file, indent=1)

@@ -61,19 +61,29 @@ def machine() -> str:
   )
 
 
+def _command_line() -> list[str]:
+  """``sys.argv`` as typed: ``-m <module>`` for a module run (``sys.argv[0]`` is then its file)."""
+  import sys
+
+  main = sys.modules.get("__main__")
+  spec = getattr(main, "__spec__", None)
+  if spec is not None and spec.name and spec.name != "__main__":
+    return ["-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]]
+  return list(sys.argv)
+
+
 def record(argv: list[str] | None = None) -> dict:
   """What a result file stores of its origin: the command, the commit, the machine and the date.
 
-  ``argv`` defaults to ``sys.argv``; the command is written as ``python <argv...>`` so that it
-  can be pasted back into a shell.
+  ``argv`` defaults to this process's command line (``-m <module>`` for ``python -m``); the
+  command is written as ``python <argv...>``, to paste back into a shell.
   """
   import datetime
   import shlex
-  import sys
 
   import jax
 
-  argv = list(sys.argv if argv is None else argv)
+  argv = _command_line() if argv is None else list(argv)
   return {
     "command": shlex.join(["python", *argv]),
     "commit": code_commit(),

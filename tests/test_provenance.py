@@ -56,3 +56,14 @@ def test_the_commit_is_read_when_the_package_is_imported():
     [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
   )
   assert done.stdout.split() == ["1", "1"], done.stderr[-2000:]
+
+
+def test_a_module_run_is_recorded_as_python_dash_m(tmp_path):
+  probe = "from distill_jax import provenance; print(provenance.record()['command'])"
+  (tmp_path / "probe_module.py").write_text(probe)
+  done = subprocess.run(
+    [sys.executable, "-m", "probe_module", "--flag=a b"],
+    cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    capture_output=True, text=True, timeout=60,
+  )  # fmt: skip
+  assert done.stdout.strip() == "python -m probe_module '--flag=a b'", done.stderr[-2000:]
