@@ -232,6 +232,38 @@ def report(summaries: dict) -> str:
   return "\n".join(lines)
 
 
+def levene(summaries: dict) -> dict:
+  """``{map: {jax framework: {estimator: Levene's p}}}``: do the per-teacher accuracy gains
+  spread alike in distill-jax and PyTorch (needs 3 teachers or more on each side)."""
+  out = {}
+  for map_name, per_framework in summaries.items():
+    reference = per_framework.get("pytorch")
+    if reference is None:
+      continue
+    out[map_name] = {}
+    for framework, s in per_framework.items():
+      if framework == "pytorch":
+        continue
+      out[map_name][framework] = {}
+      for estimator in ESTIMATORS:
+        ours = s[f"test_accuracy/{estimator}"]["per_teacher"]
+        theirs = reference[f"test_accuracy/{estimator}"]["per_teacher"]
+        if min(len(ours), len(theirs)) >= 3:
+          out[map_name][framework][estimator] = float(scipy.stats.levene(ours, theirs).pvalue)
+  return out
+
+
+def published(saved: dict, summaries: dict) -> dict:
+  """What docs/results/parity.json keeps of a saved run: everything but the raw runs."""
+  kept = {key: value for key, value in saved.items() if key not in ("runs", "summaries")}
+  return {
+    **kept,
+    "overlap_with_pytorch": overlaps(summaries),
+    "levene_p_vs_pytorch": levene(summaries),
+    "summaries": summaries,
+  }
+
+
 def overlaps(summaries: dict) -> dict:
   """``{map: {jax framework: {metric/estimator: intervals overlap with PyTorch's}}}``."""
   out = {}
@@ -267,20 +299,30 @@ def main(argv=None):
   )
   parser.add_argument("--workdir", default=None, help="default: a temporary directory")
   parser.add_argument("--tfds_dir", default=None, help="default: <workdir>/tfds")
-  parser.add_argument("--json", default=None, help="write the full results here")
+  parser.add_argument(
+    "--json", default=None,
+    help="write the full results here; with --from_json: the summaries without the raw runs",
+  )  # fmt: skip
   parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for the tests")
   parser.add_argument(
     "--from_json", default=None, help="no training: the tables of runs saved with --json (merged)"
   )
   args = parser.parse_args(argv)
   if args.from_json:
-    runs = {}
+    runs, saved = {}, {}
     for path in args.from_json.split(","):
       with open(path) as f:
-        runs.update(json.load(f)["runs"])
+        saved = json.load(f)
+      runs.update(saved["runs"])
     summaries = {m: {f: summarize(run) for f, run in per.items()} for m, per in runs.items()}
     print(report(summaries))
     print(json.dumps({"overlap_with_pytorch": overlaps(summaries)}))
+    if args.json:  # one saved run (its provenance) without its raw runs: what the docs quote
+      if "," in args.from_json:
+        parser.error("--json with --from_json publishes one saved run; give one file")
+      with open(args.json, "w") as f:
+        json.dump(published(saved, summaries), f, indent=1)
+        f.write("\n")
     return summaries
   max_sizes = {}
   if args.smoke:
@@ -336,6 +378,7 @@ def main(argv=None):
     "teachers": args.teachers,
     "seeds": args.seeds,
     "overlap_with_pytorch": overlaps(summaries),
+    "levene_p_vs_pytorch": levene(summaries),
     "seconds": seconds,
   }
   if args.json:

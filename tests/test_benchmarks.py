@@ -133,6 +133,26 @@ def test_parity_smoke(shared_data_dir, tmp_path):
   assert set(saved["overlap_with_pytorch"]["conv"]["jax-torch"]) == {
     f"{m}/{e}" for m in parity_pytorch.METRICS for e in parity_pytorch.ESTIMATORS
   }
+  # The tables again from the saved runs, and the file the docs quote: no raw runs, the run's
+  # own provenance, the same summaries.
+  public = tmp_path / "public.json"
+  again = parity_pytorch.main([f"--from_json={out}", f"--json={public}"])
+  kept = json.loads(public.read_text())
+  assert "runs" not in kept and kept["provenance"] == saved["provenance"]
+  assert kept["summaries"] == json.loads(json.dumps(again)) == json.loads(json.dumps(summaries))
+
+
+def test_levene_compares_the_spread_of_the_gains():
+  def summary(per_teacher):
+    return {f"test_accuracy/{e}": {"per_teacher": per_teacher} for e in parity_pytorch.ESTIMATORS}
+
+  alike = {"conv": {"jax-torch": summary([1, 2, 3, 4]), "pytorch": summary([2, 3, 4, 5])}}
+  spread = {"conv": {"jax-torch": summary([0, 5, 10, 15]), "pytorch": summary([2, 3, 4, 5])}}
+  (p_alike,) = set(parity_pytorch.levene(alike)["conv"]["jax-torch"].values())
+  (p_spread,) = set(parity_pytorch.levene(spread)["conv"]["jax-torch"].values())
+  assert p_alike == pytest.approx(1.0) and p_spread < 0.05
+  few = {"conv": {"jax-torch": summary([1, 2]), "pytorch": summary([2, 3])}}
+  assert parity_pytorch.levene(few) == {"conv": {"jax-torch": {}}}  # 2 teachers: no test
 
 
 def _json_line(stdout: str) -> dict:
