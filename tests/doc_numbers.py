@@ -169,15 +169,21 @@ def records(tree, skipped=SKIPPED_KEYS) -> list[list[Value]]:
   """The records of a JSON tree: the numbers directly under each object, and each list's numbers.
 
   Keys in ``skipped`` are not entered; booleans and non-finite numbers are not numbers here.
-  Each value comes with whether it is a duration (its key names seconds, wall or time).
+  Each value comes with whether it is a duration (its key, or its object's key, names seconds,
+  wall or time).
   """
   out = []
   stack = [(tree, "")]
   while stack:
     node, key = stack.pop()
-    if isinstance(node, dict):
+    if isinstance(node, dict):  # under a duration's key ("seconds": {...}) all are durations
+      inherited = bool(_DURATION_KEY.search(key.lower()))
       items = [(str(k), value) for k, value in node.items() if k not in skipped]
-      record = [(float(v), bool(_DURATION_KEY.search(k.lower()))) for k, v in items if _number(v)]
+      record = [
+        (float(v), inherited or bool(_DURATION_KEY.search(k.lower())))
+        for k, v in items
+        if _number(v)
+      ]
       stack += [(value, k) for k, value in items if not _number(value)]
     elif isinstance(node, list):
       duration = bool(_DURATION_KEY.search(key.lower()))
