@@ -1,7 +1,8 @@
 """Where a number came from: the code's commit and the machine, recorded beside results.
 
 ``code_commit()`` is the short git commit of the checkout the package runs from, with
-``+changes`` when tracked files differ from it (None outside a git checkout, e.g. a wheel);
+``+changes`` when tracked files other than the documentation (Markdown files, ``docs/``) differ
+from it (None outside a git checkout, e.g. a wheel);
 ``machine()`` names the OS, the architecture, the CPU count and model and the JAX devices. A
 report quotes both with its command, so a reader knows which code on which machine gave it.
 """
@@ -18,7 +19,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 @functools.cache
 def code_commit() -> str | None:
-  """``abc1234`` (``abc1234+changes`` with uncommitted changes to tracked files), or None."""
+  """``abc1234`` (``abc1234+changes`` with uncommitted changes to tracked files other than the
+  documentation), or None."""
 
   def git(*args: str) -> str | None:
     try:
@@ -32,7 +34,11 @@ def code_commit() -> str | None:
   commit = git("rev-parse", "--short", "HEAD")
   if not commit:
     return None
-  changes = git("status", "--porcelain", "--untracked-files=no")
+  # Edits to the documentation (Markdown, docs/) change no result: only the others count.
+  changes = git(
+    "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+    ":(top,exclude)docs", ":(top,exclude,glob)**/*.md",
+  )  # fmt: skip
   return commit + ("+changes" if changes else "")
 
 

@@ -67,3 +67,28 @@ def test_a_module_run_is_recorded_as_python_dash_m(tmp_path):
     capture_output=True, text=True, timeout=60,
   )  # fmt: skip
   assert done.stdout.strip() == "python -m probe_module '--flag=a b'", done.stderr[-2000:]
+
+
+def test_only_changes_outside_the_documentation_mark_the_commit(monkeypatch, tmp_path):
+  def git(*args):
+    subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+  package = tmp_path / "pkg"
+  (tmp_path / "docs").mkdir()
+  package.mkdir()
+  for path in ("README.md", "docs/page.md", "docs/result.json", "pkg/code.py"):
+    (tmp_path / path).write_text("a\n")
+  git("init", "-q")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+  monkeypatch.setattr(provenance, "_PACKAGE_DIR", str(package))
+  try:
+    for path in ("README.md", "docs/page.md", "docs/result.json"):
+      (tmp_path / path).write_text("b\n")
+      provenance.code_commit.cache_clear()
+      assert "+" not in provenance.code_commit(), path
+    (package / "code.py").write_text("b\n")
+    provenance.code_commit.cache_clear()
+    assert provenance.code_commit().endswith("+changes")
+  finally:
+    provenance.code_commit.cache_clear()
