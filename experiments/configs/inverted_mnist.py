@@ -20,13 +20,16 @@ Command (offline, from the repository root; a copy of this file elsewhere works 
   python -m experiments.distill --config=experiments/configs/inverted_mnist.py \\
       --data_dir=../shared/data --workdir=runs/inverted_mnist
 
-Measured (this command, commit 5d7c449, a 2-core CPU without GPU; 88 s wall, MNIST's
-tfds copy prepared in it): teachers 0.9782 ± 0.0012 on MNIST test and the same on φ(target
-test); Δ accuracy against ``no_teacher`` (0.8153), paired by seed, 95% interval over the 5
-teachers: ``teacher_phi`` +0.0039 [+0.0014, +0.0063], Δ cross-entropy −0.0161 [−0.0240,
-−0.0082] (holds / holds); ``teacher`` −0.4620 [−0.4896, −0.4344] (fails: a teacher reading
-images outside its domain teaches wrong classes). Another machine sums in another order: expect
+Measured (this command with a fresh ``--tfds_dir``, a 2-core CPU without GPU, 2026-12-04;
+docs/results/inverted_mnist.json, its commit inside; 45 s in the experiment, MNIST's tfds copy
+prepared in it): teachers 0.9782 ± 0.0012 on MNIST test and the same on φ(target test); Δ
+accuracy against ``no_teacher`` (0.8153), paired by seed, 95% interval over the 5 teachers:
+``teacher_phi`` +0.0039 [+0.0014, +0.0063], Δ cross-entropy −0.0161 [−0.0240, −0.0082]
+(holds / holds); ``teacher`` −0.4620 [−0.4896, −0.4344] (fails: a teacher reading images
+outside its domain teaches wrong classes). Another machine sums in another order: expect
 intervals like these, not these digits.
+
+<!-- numbers: ../../docs/results/inverted_mnist.json; constants: 95% -->
 """
 
 import ml_collections
