@@ -39,7 +39,7 @@ import re
 # Curves, settings, raw runs, and per-unit copies of the summaries' inputs.
 SKIPPED_KEYS = frozenset({"history", "config", "args", "curves", "runs", "units"})
 # A value is a duration when its key says so; durations match only times, others only non-times.
-_DURATION_KEY = re.compile(r"(second|wall|time|_s$|^s$)")
+_DURATION_KEY = re.compile(r"((^|_)(seconds?|s|time)$|^wall$)")
 _TIME_UNITS = frozenset({"s", "ms", "µs", "min", "min s", "h"})
 
 _DECLARATION = re.compile(r"<!--\s*numbers:\s*(.*?)\s*-->", re.S)
