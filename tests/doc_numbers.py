@@ -11,7 +11,7 @@ values that are settings rather than results (a timeout, a noise variance), exac
 
 A result-like number is one a reader takes for a measurement: a signed decimal (``+0.0053``),
 a decimal with two or more places (``0.8834``, ``0.96``), or any number with a unit of time,
-rate or ratio (``46 s``, ``53 ms``, ``9 min 47 s``, ``1.67×``, ``23%``). Integers without a
+rate or ratio (``46 s``, ``53 ms``, ``9 min 47 s``, ``12 minutes``, ``1.67×``, ``23%``). Integers without a
 unit (sizes, seeds, epochs) and one-place decimals (``0.1``, a setting) are not checked. Code
 (fenced blocks and inline spans), link targets and comments are skipped.
 
@@ -44,7 +44,7 @@ _TIME_UNITS = frozenset({"s", "ms", "µs", "min", "min s", "h"})
 
 _DECLARATION = re.compile(r"<!--\s*numbers:\s*(.*?)\s*-->", re.S)
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
-_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_INLINE_CODE = re.compile(r"`(?:[^`\n]|\n(?![ \t]*\n))*`")  # may span lines, not paragraphs
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _LINK_TARGET = re.compile(r"\]\([^)]*\)")
 _TOKEN = re.compile(
@@ -53,7 +53,7 @@ _TOKEN = re.compile(
   r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)"
   r"(?:\.(?P<frac>\d+))?"
   r"(?![\d.]\d|[eE][-+]?\d)"
-  r"(?:\s?(?P<unit>min\s\d+\ss|×(?!\s?\d)|%|ms|µs|s|min|h)(?![\w/]))?"
+  r"(?:\s?(?P<unit>min\s\d+\ss|×(?!\s?\d)|%|ms|µs|s|min|h|seconds?|minutes?|hours?)(?![\w/]))?"
   r"(?![\w])"
 )
 
@@ -73,7 +73,10 @@ class Quoted:
 
 
 def declaration(text: str) -> tuple[list[str], set[str]] | None:
-  """The page's result files and constants, or None when it declares none."""
+  """The page's result files and constants, or None when it declares none (a declaration
+  shown as code, in a fence or backticks, is an example, not the page's own)."""
+  for pattern in (_FENCE, _INLINE_CODE):
+    text = pattern.sub("", text)
   match = _DECLARATION.search(text)
   if match is None:
     return None
@@ -107,9 +110,16 @@ def quoted_numbers(text: str) -> list[Quoted]:
     frac = match.group("frac") or ""
     unit = match.group("unit") or ""
     extra = 0
-    if unit.startswith("min") and unit != "min":
+    if re.fullmatch(r"min\s\d+\ss", unit):
       extra, unit = int(re.search(r"\d+", unit).group(0)), "min s"
-    unit = unit.strip()
+    unit = {
+      "second": "s",
+      "seconds": "s",
+      "minute": "min",
+      "minutes": "min",
+      "hour": "h",
+      "hours": "h",
+    }.get(unit.strip(), unit.strip())
     places = len(frac)
     result_like = bool(unit) or places >= 2 or (sign and places >= 1)
     if not result_like:

@@ -142,6 +142,9 @@ def test_constants_missing_files_and_undeclared_pages(tmp_path):
   assert [g[0].text for g in found] == ["61 s"] and count == 2
   found, _, _ = doc_numbers.unmatched("accuracy 0.8834", str(tmp_path))
   assert [g[0].text for g in found] == ["0.8834"]  # no declaration: nothing matches
+  shown = "Declare yours as `<!-- numbers: r.json -->`.\naccuracy 0.8834"
+  found, _, _ = doc_numbers.unmatched(shown, str(tmp_path))
+  assert len(found) == 1  # a declaration shown as code is an example, not the page's
 
 
 def test_power_counts_the_moved_numbers_the_check_catches(tmp_path):
@@ -157,3 +160,11 @@ def test_values_under_a_durations_key_are_durations(tmp_path):
   assert found == [] and count == 2
   found, _, _ = doc_numbers.unmatched("<!-- numbers: r.json -->\n0.57 s", str(tmp_path))
   assert len(found) == 1  # an accuracy is not a time
+
+
+def test_times_written_out_in_words_are_checked_too():
+  assert _texts("took 12 minutes, 3 hours and 40 seconds; 9-15 minutes") == [
+    "12 minutes", "3 hours", "40 seconds",
+  ]  # fmt: skip  (a range is not a measurement)
+  (quoted,) = doc_numbers.quoted_numbers("12 minutes")
+  assert quoted.unit == "min" and doc_numbers.matches(quoted, [(718.3, True)])
