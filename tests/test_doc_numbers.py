@@ -164,7 +164,9 @@ def test_values_under_a_durations_key_are_durations(tmp_path):
 
 def test_times_written_out_in_words_are_checked_too():
   assert _texts("took 12 minutes, 3 hours and 40 seconds; 9-15 minutes") == [
-    "12 minutes", "3 hours", "40 seconds",
+    "12 minutes",
+    "3 hours",
+    "40 seconds",
   ]  # fmt: skip  (a range is not a measurement)
   (quoted,) = doc_numbers.quoted_numbers("12 minutes")
   assert quoted.unit == "min" and doc_numbers.matches(quoted, [(718.3, True)])
