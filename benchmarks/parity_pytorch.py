@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch_reference  # noqa: E402  benchmarks/torch_reference.py
 from distill_jax import effects  # noqa: E402
 from distill_jax import experiment  # noqa: E402
+from distill_jax import files  # noqa: E402
 from distill_jax import provenance  # noqa: E402
 from experiments.configs import default as default_config  # noqa: E402
 
@@ -320,9 +321,7 @@ def main(argv=None):
     if args.json:  # one saved run (its provenance) without its raw runs: what the docs quote
       if "," in args.from_json:
         parser.error("--json with --from_json publishes one saved run; give one file")
-      with open(args.json, "w") as f:
-        json.dump(published(saved, summaries), f, indent=1)
-        f.write("\n")
+      files.write_json(args.json, published(saved, summaries), indent=1)
     return summaries
   max_sizes = {}
   if args.smoke:

@@ -60,10 +60,8 @@ def emit(summary: dict, path: str | None) -> None:
   """Print the ``JSON {...}`` line and, given ``path``, write it with ``provenance`` added."""
   print("JSON " + json.dumps(summary), flush=True)
   if path:
-    from distill_jax import provenance  # JAX starts here, after the flags
+    from distill_jax import files  # JAX starts here, after the flags
+    from distill_jax import provenance
 
-    record = {"provenance": provenance.record(), **summary}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as file:
-      json.dump(record, file, indent=1)
-      file.write("\n")
+    files.write_json(path, {"provenance": provenance.record(), **summary}, indent=1)

@@ -10,7 +10,6 @@ CI command's own run.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ class SuiteRecord:
 
   @pytest.hookimpl(trylast=True)
   def pytest_sessionfinish(self, session, exitstatus):
+    from distill_jax import files
     from distill_jax import provenance
 
     slowest = sorted(self.durations.items(), key=lambda item: -item[1])[:SLOWEST]
@@ -53,9 +53,7 @@ class SuiteRecord:
       "slowest": [{"test": test, "seconds": seconds} for test, seconds in slowest],
     }
     os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-    with open(self.path, "w", encoding="utf-8") as file:
-      json.dump(record, file, indent=1)
-      file.write("\n")
+    files.write_json(self.path, record, indent=1)
 
 
 def pytest_configure(config):
